@@ -1,0 +1,13 @@
+//! Pure domain logic of the `invoices` extension. Nothing here imports pgrx: every rule is
+//! unit-tested with plain `cargo test -p invoices-domain`, and the extension's `#[pg_extern]`
+//! functions are thin wrappers around it.
+
+pub mod error;
+pub mod invoice;
+pub mod money;
+pub mod numbering;
+pub mod status;
+pub mod totals;
+pub mod validate;
+
+pub use error::{DomainError, ErrorKind, FieldError, FieldErrors};

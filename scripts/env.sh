@@ -1,0 +1,29 @@
+# Shared settings of the project's scripts. Every value can be overridden from the environment.
+# shellcheck shell=bash
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export ROOT
+export PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}"
+PG_BIN="$("$PG_CONFIG" --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)"
+export PG_BIN
+export PGHOST="${PGHOST:-127.0.0.1}"
+export PGPORT="${PGPORT:-5433}"
+export PGUSER="${PGUSER:-postgres}"
+export PGDATABASE="${PGDATABASE:-invoices}"
+export LOCAL_DIR="${LOCAL_DIR:-$ROOT/.local}"
+export PGDATA="${PGDATA_DIR:-$LOCAL_DIR/pgdata}"
+export PG_LOG="$LOCAL_DIR/log/postgres.log"
+# The operating-system user that owns the cluster (initdb refuses root).
+export CLUSTER_OWNER="${CLUSTER_OWNER:-postgres}"
+export PGRX_VERSION="0.18.1"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as the cluster owner (directly when we already are that user).
+as_owner() {
+  if [ "$(id -un)" = "$CLUSTER_OWNER" ]; then "$@"; else sudo -u "$CLUSTER_OWNER" -- "$@"; fi
+}
+
+psql_() { "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

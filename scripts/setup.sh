@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Sets everything up, idempotently: Debian packages, the pinned cargo-pgrx, the extension built
+# and installed into the system PostgreSQL 15, a project-local cluster on 127.0.0.1:5433 with
+# shared_preload_libraries = 'invoices', the database `invoices` and CREATE EXTENSION.
+# On a ready machine it takes seconds.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+# 1. Debian packages pgrx needs.
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev sudo)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. The pinned cargo-pgrx (the newest that builds with rustc 1.95).
+if ! cargo pgrx --version 2>/dev/null | grep -q "$PGRX_VERSION"; then
+  log "installing cargo-pgrx $PGRX_VERSION (takes a few minutes once)"
+  cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+fi
+if ! grep -qs "pg15" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+fi
+
+# 3. Build and install the extension (incremental: seconds when nothing changed).
+log "building and installing the extension"
+so_before=$(md5sum "$("$PG_CONFIG" --pkglibdir)/invoices.so" 2>/dev/null | cut -d' ' -f1 || true)
+mkdir -p "$LOCAL_DIR/log"
+if ! (cd "$ROOT" && CARGO_TERM_COLOR=never NO_COLOR=1 cargo pgrx install --release --pg-config "$PG_CONFIG" \
+        >"$LOCAL_DIR/log/build.log" 2>&1); then
+  grep -v '^\s*at \|^ *[0-9]*: ' "$LOCAL_DIR/log/build.log" | tail -40 >&2
+  die "building the extension failed (full log: $LOCAL_DIR/log/build.log)"
+fi
+[ -f "$("$PG_CONFIG" --sharedir)/extension/invoices.control" ] || die "extension install failed"
+so_after=$(md5sum "$("$PG_CONFIG" --pkglibdir)/invoices.so" | cut -d' ' -f1)
+
+# 4. The cluster, owned by a non-root user, in a project-local data directory.
+mkdir -p "$LOCAL_DIR/log" "$LOCAL_DIR/run"
+id "$CLUSTER_OWNER" >/dev/null 2>&1 || sudo_ useradd --system --create-home "$CLUSTER_OWNER"
+if [ "$(id -u)" = 0 ]; then chown "$CLUSTER_OWNER" "$LOCAL_DIR" "$LOCAL_DIR/log" "$LOCAL_DIR/run"; fi
+if [ ! -f "$PGDATA/PG_VERSION" ]; then
+  log "creating the cluster in $PGDATA"
+  mkdir -p "$PGDATA"
+  [ "$(id -u)" = 0 ] && chown "$CLUSTER_OWNER" "$PGDATA"
+  as_owner "$PG_BIN/initdb" -D "$PGDATA" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  cat >> "$PGDATA/postgresql.conf" <<CONF
+
+# --- invoices (written by scripts/setup.sh) ---
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$LOCAL_DIR/run'
+shared_preload_libraries = 'invoices'
+invoices.database = '$PGDATABASE'
+max_connections = 200
+CONF
+  # trust on loopback only
+  cat > "$PGDATA/pg_hba.conf" <<HBA
+local all all trust
+host  all all 127.0.0.1/32 trust
+HBA
+fi
+
+running() { as_owner "$PG_BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; }
+if running && [ "$so_before" != "$so_after" ]; then
+  log "extension library changed: restarting PostgreSQL"
+  as_owner "$PG_BIN/pg_ctl" -D "$PGDATA" -m fast -w restart -l "$PG_LOG" >/dev/null
+elif ! running; then
+  log "starting PostgreSQL on $PGHOST:$PGPORT"
+  as_owner "$PG_BIN/pg_ctl" -D "$PGDATA" -w -t 60 start -l "$PG_LOG" >/dev/null
+fi
+
+# 5. The database and the extension. A development rebuild whose install script changed
+#    recreates the extension in the demo database (its demo data is disposable).
+if ! psql_ -d postgres -tAc "select 1 from pg_database where datname = '$PGDATABASE'" | grep -q 1; then
+  psql_ -d postgres -c "create database \"$PGDATABASE\""
+fi
+# (pgrx orders the generated script differently from run to run; the library embeds every
+#  SQL file, so its checksum identifies the build.)
+want="$so_after"
+have=$(psql_ -tAc "select obj_description('invoices_internal'::regnamespace)" 2>/dev/null | grep -o 'build [0-9a-f]*' | cut -d' ' -f2 || true)
+if [ "$want" != "$have" ]; then
+  log "installing extension invoices in database $PGDATABASE"
+  psql_ -c "drop extension if exists invoices cascade" -c "create extension invoices" \
+        -c "comment on schema invoices_internal is 'Private tables of the invoices extension (build $want).'" >/dev/null
+fi
+log "ready: postgresql://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE"

@@ -1,0 +1,17 @@
+-- ============================================================================================
+-- invoices — bootstrap: the private schema and the roles the API is granted to.
+-- ============================================================================================
+-- Schema `invoices` (from invoices.control) is the public API: functions and views only.
+-- Schema `invoices_internal` holds the tables; PostgREST never exposes it.
+create schema if not exists invoices_internal;
+comment on schema invoices_internal is
+  'Private tables and helpers of the invoices extension. Use the functions and views of schema invoices instead.';
+
+-- invoices_admin: operators and data teams who may act for any merchant (invoices.act_as).
+do $$
+begin
+  if not exists (select from pg_roles where rolname = 'invoices_admin') then
+    create role invoices_admin nologin;
+  end if;
+end
+$$;

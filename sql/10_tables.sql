@@ -1,0 +1,269 @@
+-- ============================================================================================
+-- invoices — private tables (schema invoices_internal)
+-- ============================================================================================
+-- Every tenant table carries merchant_id as the first column of its primary key and of every
+-- foreign key, so the schema can be distributed by merchant_id (Citus) later.
+
+-- Reference data: currencies and their exponents (ISO 4217 minor units; satoshi, wei …).
+-- Seeded from the Rust list so SQL and Rust can never disagree.
+create table invoices_internal.currencies (
+  code     text primary key,
+  exponent smallint not null check (exponent between 0 and 18),
+  kind     text not null check (kind in ('fiat', 'crypto')),
+  name     text not null
+);
+insert into invoices_internal.currencies (code, exponent, kind, name)
+select code, exponent, kind, name from invoices_internal.currency_list();
+
+-- The merchant whose API keys, invoices and wallets a request acts for.
+create table invoices_internal.merchants (
+  id                  uuid primary key default invoices_internal.uuid_v7(),
+  name                text not null check (length(name) between 1 and 200),
+  email               text,
+  address             text,
+  default_currency    text not null default 'USD' references invoices_internal.currencies (code),
+  invoice_prefix      text not null default 'INV' check (invoice_prefix ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$'),
+  -- Gapless numbering: taken with a row lock inside the creating transaction, so a rollback
+  -- gives the number back.
+  next_invoice_number bigint not null default 1 check (next_invoice_number >= 1),
+  created_at          timestamptz not null default now()
+);
+
+create table invoices_internal.invoices (
+  merchant_id        uuid not null references invoices_internal.merchants (id),
+  id                 uuid not null default invoices_internal.uuid_v7(),
+  number_seq         bigint not null check (number_seq >= 1),
+  invoice_number     text not null,
+  slug               text not null default invoices_internal.new_slug(),
+  status             text not null default 'draft'
+                     check (status in ('draft', 'pending', 'partial', 'paid', 'confirmed',
+                                       'expired', 'overdue', 'cancelled')),
+  currency           text not null references invoices_internal.currencies (code),
+  exponent           smallint not null,     -- the currency's exponent, fixed at creation
+  subtotal           numeric not null,
+  discount_amount    numeric not null default 0,
+  tax_rate           numeric not null default 0,
+  tax_amount         numeric not null default 0,
+  total              numeric not null,
+  amount_paid        numeric not null default 0 check (amount_paid >= 0),
+  customer_email     text,
+  customer_name      text,
+  customer_company   text,
+  customer_address   text,
+  merchant_snapshot  jsonb not null,        -- merchant name/email/address as printed on the invoice
+  issue_date         date not null default current_date,
+  due_date           date,
+  notes              text,
+  metadata           jsonb not null default '{}'::jsonb check (jsonb_typeof(metadata) = 'object'),
+  order_id           text,
+  -- payment settings (quotes, addresses and callbacks use them)
+  asset              text references invoices_internal.currencies (code),
+  markup_percent     numeric check (markup_percent > -100 and markup_percent <= 100),
+  confirmations      integer check (confirmations between 0 and 1000),
+  expiry_minutes     integer not null default 30 check (expiry_minutes between 1 and 43200),
+  pause_minutes      integer check (pause_minutes between 0 and 43200),
+  callback_url       text,
+  callback_secret    text,
+  attempts_callback  integer check (attempts_callback between 0 and 20),
+  success_url        text,
+  failed_url         text,
+  overpaid           boolean not null default false,
+  paid_late          boolean not null default false,
+  -- lifecycle timestamps, stamped by the status trigger
+  created_at         timestamptz not null default now(),
+  updated_at         timestamptz not null default now(),
+  finalized_at       timestamptz,
+  partially_paid_at  timestamptz,
+  paid_at            timestamptz,
+  confirmed_at       timestamptz,
+  expired_at         timestamptz,
+  overdue_at         timestamptz,
+  cancelled_at       timestamptz,
+  sent_at            timestamptz,
+  primary key (merchant_id, id),
+  unique (merchant_id, invoice_number),
+  unique (merchant_id, number_seq),
+  unique (merchant_id, slug),
+  -- The stored totals are consistent (SPEC "Money"); PostgreSQL's round() is half away from
+  -- zero, like the Rust that computed them.
+  constraint invoice_amounts_have_currency_scale check (
+    scale(subtotal) = exponent and scale(discount_amount) = exponent
+    and scale(tax_amount) = exponent and scale(total) = exponent),
+  constraint invoice_discount_within_subtotal check (discount_amount >= 0 and discount_amount <= subtotal),
+  constraint invoice_tax_rate_is_a_percentage check (tax_rate >= 0 and tax_rate <= 100),
+  constraint invoice_tax_consistent check (
+    tax_amount = round((subtotal - discount_amount) * tax_rate / 100, exponent)),
+  constraint invoice_total_consistent check (total = subtotal - discount_amount + tax_amount),
+  constraint invoice_due_after_issue check (due_date is null or due_date >= issue_date),
+  constraint invoice_asset_is_crypto check (asset is null or asset in ('BTC', 'ETH', 'USDC', 'KAS'))
+);
+create index invoices_merchant_status_idx on invoices_internal.invoices (merchant_id, status, created_at desc);
+create index invoices_slug_idx on invoices_internal.invoices (slug);
+create index invoices_id_idx on invoices_internal.invoices (id);
+
+create table invoices_internal.invoice_lines (
+  merchant_id  uuid not null,
+  invoice_id   uuid not null,
+  position     smallint not null check (position between 1 and 100),
+  description  text not null check (length(description) between 1 and 500),
+  quantity     numeric not null check (quantity > 0),
+  unit_price   numeric not null check (unit_price >= 0),
+  amount       numeric not null check (amount >= 0),
+  primary key (merchant_id, invoice_id, position),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+    on delete cascade
+);
+
+-- Append-only history of every status change (and the creation) of every invoice.
+create table invoices_internal.audit_log (
+  merchant_id  uuid not null,
+  id           bigint generated always as identity,
+  invoice_id   uuid not null,
+  from_status  text,                       -- null for the creation
+  to_status    text not null,
+  event        text not null,
+  actor        text not null,
+  at           timestamptz not null default clock_timestamp(),
+  primary key (merchant_id, id),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+);
+create index audit_log_invoice_idx on invoices_internal.audit_log (merchant_id, invoice_id, id);
+
+-- Who did it: the API key of an HTTP request, else the database user.
+create function invoices_internal.current_actor() returns text
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce('api_key:' || nullif(current_setting('invoices.api_key_id', true), ''),
+                  session_user::text)
+$$;
+
+create function invoices_internal.audit_log_is_append_only() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  raise exception 'the audit log is append-only: % is not allowed', tg_op
+    using errcode = '42501',
+          hint = 'audit rows are written by the status trigger and are never changed or removed';
+end
+$$;
+create trigger audit_log_append_only
+  before update or delete on invoices_internal.audit_log
+  for each row execute function invoices_internal.audit_log_is_append_only();
+create trigger audit_log_no_truncate
+  before truncate on invoices_internal.audit_log
+  for each statement execute function invoices_internal.audit_log_is_append_only();
+
+-- The status machine, enforced by the database whichever door a change comes through.
+-- check_transition (Rust, domain::status) raises 23514 for an illegal transition and says
+-- which timestamp to stamp.
+create function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  new.updated_at := now();
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := now();
+      when 'partially_paid_at' then new.partially_paid_at := now();
+      when 'paid_at' then new.paid_at := now();
+      when 'confirmed_at' then new.confirmed_at := now();
+      when 'expired_at' then new.expired_at := now();
+      when 'overdue_at' then new.overdue_at := now();
+      when 'cancelled_at' then new.cancelled_at := now();
+      else null;
+    end case;
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
+  end if;
+  return new;
+end
+$$;
+create trigger invoice_status_machine
+  before update on invoices_internal.invoices
+  for each row execute function invoices_internal.invoice_before_update();
+
+create function invoices_internal.invoice_after_insert() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  if new.status <> 'draft' then
+    raise exception 'a new invoice starts as draft, not %', new.status
+      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
+  end if;
+  insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+  values (new.merchant_id, new.id, null, new.status, 'invoice.created', invoices_internal.current_actor());
+  return null;
+end
+$$;
+create trigger invoice_created
+  after insert on invoices_internal.invoices
+  for each row execute function invoices_internal.invoice_after_insert();
+
+-- Lines agree with the invoice's totals: checked at commit, after all lines of a new invoice
+-- are in (a CHECK cannot look at other rows).
+create function invoices_internal.invoice_lines_consistent() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  inv record;
+  n int;
+  s numeric;
+  bad int;
+begin
+  select i.subtotal, i.exponent, i.invoice_number into inv
+    from invoices_internal.invoices i
+   where i.merchant_id = new.merchant_id and i.id = new.id;
+  if not found then
+    return null;
+  end if;
+  select count(*), coalesce(sum(l.amount), 0),
+         count(*) filter (where l.amount <> round(l.quantity * l.unit_price, inv.exponent)
+                             or scale(l.amount) <> inv.exponent)
+    into n, s, bad
+    from invoices_internal.invoice_lines l
+   where l.merchant_id = new.merchant_id and l.invoice_id = new.id;
+  if n = 0 or s <> inv.subtotal or bad > 0 then
+    raise exception 'invoice % has inconsistent lines (% lines summing to %, subtotal %)',
+      inv.invoice_number, n, s, inv.subtotal
+      using errcode = '23514', hint = 'create invoices through invoices.create_invoice';
+  end if;
+  return null;
+end
+$$;
+create constraint trigger invoice_lines_match_subtotal
+  after insert on invoices_internal.invoices
+  deferrable initially deferred
+  for each row execute function invoices_internal.invoice_lines_consistent();
+
+create function invoices_internal.invoice_lines_locked() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  raise exception 'invoice lines cannot be changed once written'
+    using errcode = '23514', hint = 'cancel the invoice and create a new one';
+end
+$$;
+create trigger invoice_lines_immutable
+  before update or delete on invoices_internal.invoice_lines
+  for each row execute function invoices_internal.invoice_lines_locked();

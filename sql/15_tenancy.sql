@@ -1,0 +1,85 @@
+-- ============================================================================================
+-- invoices — tenancy: which merchant the caller acts for
+-- ============================================================================================
+-- HTTP requests act for the merchant of their API key; SQL sessions call invoices.act_as().
+-- Views and row-level security policies show only visible_merchants().
+
+
+create function invoices_internal.current_merchant_id() returns uuid
+language sql stable
+set search_path = pg_catalog
+as $$ select nullif(current_setting('invoices.merchant_id', true), '')::uuid $$;
+
+-- Superusers and members of invoices_admin may act for any merchant and, when acting for
+-- none, see every merchant's rows (data teams, operators).
+create function invoices_internal.is_admin() returns boolean
+language sql stable
+set search_path = pg_catalog
+as $$
+  select coalesce((select rolsuper from pg_roles where rolname = current_user), false)
+      or pg_has_role(current_user, 'invoices_admin', 'MEMBER')
+$$;
+
+create function invoices_internal.all_merchant_ids() returns uuid[]
+language sql stable security definer
+set search_path = pg_catalog
+as $$ select coalesce(array_agg(id), '{}') from invoices_internal.merchants $$;
+
+-- The merchants whose rows the caller may see: the one it acts for, every one for an admin
+-- acting for none, else none. plpgsql so all_merchant_ids() is only ever called for admins.
+create function invoices_internal.visible_merchants() returns uuid[]
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.current_merchant_id();
+begin
+  if mid is not null then
+    return array[mid];
+  elsif invoices_internal.is_admin() then
+    return invoices_internal.all_merchant_ids();
+  end if;
+  return '{}'::uuid[];
+end
+$$;
+
+-- The merchant a state-changing call acts for; an error if there is none.
+create function invoices_internal.require_merchant() returns uuid
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.current_merchant_id();
+begin
+  if mid is null then
+    raise exception 'no merchant selected'
+      using errcode = '42501',
+            hint = 'over HTTP send an API key (X-API-Key or Authorization: Bearer); in SQL call invoices.act_as(merchant_id) first';
+  end if;
+  return mid;
+end
+$$;
+
+create function invoices.act_as(merchant_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  m invoices_internal.merchants;
+begin
+  if act_as.merchant_id is null then
+    perform set_config('invoices.merchant_id', '', false);
+    return null;
+  end if;
+  select * into m from invoices_internal.merchants where id = act_as.merchant_id;
+  if not found then
+    raise exception 'merchant % not found', act_as.merchant_id
+      using errcode = 'P0002', hint = 'list merchants with: select id, name from invoices_internal.merchants';
+  end if;
+  perform set_config('invoices.merchant_id', m.id::text, false);
+  return jsonb_build_object('id', m.id, 'name', m.name);
+end
+$$;
+comment on function invoices.act_as(uuid) is
+  'SQL door (admins only): act for this merchant for the rest of the session; row-level security and every invoices.* function then scope to it. act_as(null) stops. Returns {id, name}.';
+

@@ -1,0 +1,257 @@
+-- ============================================================================================
+-- invoices — merchants and the invoice lifecycle (schema invoices)
+-- ============================================================================================
+
+-- --------------------------------------------------------------------------------------------
+-- Merchants
+-- --------------------------------------------------------------------------------------------
+
+create function invoices.create_merchant(
+  name             text,
+  email            text default null,
+  address          text default null,
+  default_currency text default 'USD',
+  invoice_prefix   text default 'INV'
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  p jsonb;
+  m invoices_internal.merchants;
+begin
+  p := invoices_internal.prepare_merchant(jsonb_build_object(
+         'name', name, 'email', email, 'address', address,
+         'default_currency', default_currency, 'invoice_prefix', invoice_prefix));
+  insert into invoices_internal.merchants (name, email, address, default_currency, invoice_prefix)
+  values (p->>'name', p->>'email', p->>'address', p->>'default_currency', p->>'invoice_prefix')
+  returning * into m;
+  return jsonb_build_object(
+    'id', m.id, 'name', m.name, 'email', m.email, 'address', m.address,
+    'default_currency', m.default_currency, 'invoice_prefix', m.invoice_prefix,
+    'created_at', m.created_at);
+end
+$$;
+comment on function invoices.create_merchant(text, text, text, text, text) is
+  'Admin (SQL only): create a merchant. default_currency is an ISO 4217 code (default USD); invoice_prefix gives numbers like INV-0001 (default INV). Returns the merchant as jsonb.';
+
+-- --------------------------------------------------------------------------------------------
+-- Invoices
+-- --------------------------------------------------------------------------------------------
+
+-- ref = invoice number (INV-0001), UUID or slug, within the caller's merchant.
+create function invoices_internal.resolve_invoice(mid uuid, ref text) returns uuid
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  found_id uuid;
+  as_uuid uuid;
+begin
+  if ref is null or btrim(ref) = '' then
+    raise exception 'invalid invoice reference: ref is required'
+      using errcode = '22023', detail = '{"errors":[{"field":"ref","message":"is required"}]}',
+            hint = 'pass the invoice number (INV-0001), its id or its slug';
+  end if;
+  if ref ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
+    as_uuid := ref::uuid;
+    select id into found_id from invoices_internal.invoices where merchant_id = mid and id = as_uuid;
+  else
+    select id into found_id from invoices_internal.invoices
+     where merchant_id = mid and (invoice_number = btrim(ref) or slug = btrim(ref));
+  end if;
+  if found_id is null then
+    raise exception 'invoice "%" not found', ref
+      using errcode = 'P0002', hint = 'pass the invoice number (INV-0001), its id or its slug';
+  end if;
+  return found_id;
+end
+$$;
+
+-- The invoice object of SPEC.md: the row of the invoices view with amounts as strings in the
+-- currency's exponent.
+create function invoices_internal.invoice_object(mid uuid, invoice_id uuid) returns jsonb
+language sql stable
+set search_path = pg_catalog
+as $$
+  select to_jsonb(r) || jsonb_build_object(
+           'subtotal', r.subtotal::text, 'tax_rate', r.tax_rate::text,
+           'tax_amount', r.tax_amount::text, 'discount_amount', r.discount_amount::text,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'markup_percent', r.markup_percent::text)
+    from invoices_internal.invoice_rows r
+   where r.merchant_id = mid and r.id = invoice_id
+$$;
+
+-- Changes an invoice's status through the state machine; the same status twice is refused
+-- too (cancelling a cancelled invoice is an error, not a silent success).
+create function invoices_internal.set_status(mid uuid, invoice_id uuid, to_status text) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  cur text;
+begin
+  select status into cur from invoices_internal.invoices
+   where merchant_id = mid and id = invoice_id
+   for update;
+  if cur = to_status then
+    perform invoices_internal.check_transition(cur, to_status);  -- raises: not a transition
+  end if;
+  update invoices_internal.invoices set status = to_status
+   where merchant_id = mid and id = invoice_id;
+end
+$$;
+
+create function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  m invoices_internal.merchants;
+  p jsonb;
+  seq bigint;
+  new_id uuid;
+begin
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    raise exception 'invalid invoice: give lines or items, not both'
+      using errcode = '22023', detail = '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+            hint = 'send the line items once, as lines';
+  end if;
+  select * into m from invoices_internal.merchants where id = mid;
+  p := invoices_internal.prepare_invoice(jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', coalesce(currency, m.default_currency),
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url));
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  update invoices_internal.merchants set next_invoice_number = next_invoice_number + 1
+   where id = mid
+   returning next_invoice_number - 1 into seq;
+
+  insert into invoices_internal.invoices (
+    merchant_id, number_seq, invoice_number, currency, exponent,
+    subtotal, discount_amount, tax_rate, tax_amount, total,
+    customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+    issue_date, due_date, notes, metadata, order_id,
+    asset, markup_percent, confirmations, expiry_minutes, pause_minutes,
+    callback_url, callback_secret, attempts_callback, success_url, failed_url)
+  values (
+    mid, seq, invoices_internal.format_invoice_number(m.invoice_prefix, seq), p->>'currency', (p->>'exponent')::smallint,
+    (p->>'subtotal')::numeric, (p->>'discount_amount')::numeric, (p->>'tax_rate')::numeric,
+    (p->>'tax_amount')::numeric, (p->>'total')::numeric,
+    p->>'customer_email', p->>'customer_name', p->>'customer_company', p->>'customer_address',
+    jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+    (p->>'issue_date')::date, (p->>'due_date')::date, p->>'notes', p->'metadata', p->>'order_id',
+    p->>'asset', (p->>'markup_percent')::numeric, (p->>'confirmations')::integer,
+    (p->>'expiry_minutes')::integer, (p->>'pause_minutes')::integer,
+    p->>'callback_url', p->>'callback_secret', (p->>'attempts_callback')::integer,
+    p->>'success_url', p->>'failed_url')
+  returning id into new_id;
+
+  insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+  select mid, new_id, (l->>'position')::smallint, l->>'description',
+         (l->>'quantity')::numeric, (l->>'unit_price')::numeric, (l->>'amount')::numeric
+    from jsonb_array_elements(p->'lines') l;
+
+  if send then
+    perform invoices_internal.set_status(mid, new_id, 'pending');
+  end if;
+  return invoices_internal.invoice_object(mid, new_id);
+end
+$$;
+comment on function invoices.create_invoice(jsonb, text, text, text, text, text, numeric, numeric, date, date, text, jsonb, text, numeric, integer, integer, integer, text, text, integer, text, text, text, boolean, jsonb, text, text) is
+  'Create an invoice for the current merchant. lines: [{description, quantity (default 1), unit_price}] (1-100; items is an alias), amounts as numbers or strings. currency defaults to the merchant''s. Totals are exact: line = quantity x unit_price rounded half away from zero to the currency exponent, tax = (subtotal - discount) x tax_rate / 100. send => true finalizes at once. Bad input raises 22023 with every bad field in the detail. Returns the invoice object.';
+
+create function invoices.finalize_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  inv record;
+begin
+  select status, invoice_number into inv from invoices_internal.invoices
+   where merchant_id = mid and id = inv_id for update;
+  if inv.status <> 'draft' then
+    raise exception 'invoice % is %: only a draft invoice can be finalized', inv.invoice_number, inv.status
+      using errcode = '23514', hint = 'finalize_invoice turns a draft into pending once';
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'pending');
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+comment on function invoices.finalize_invoice(text) is
+  'draft -> pending: the invoice can now be paid (locks the quote and assigns the deposit address). ref: invoice number, UUID or slug. Returns the invoice object.';
+
+create function invoices.cancel_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+begin
+  perform invoices_internal.set_status(mid, inv_id, 'cancelled');
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+comment on function invoices.cancel_invoice(text) is
+  'draft/pending/overdue -> cancelled, releasing the deposit address. A paid, confirmed, expired or cancelled invoice cannot be cancelled (23514). Returns the invoice object.';
+
+create function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
+    from invoices_internal.invoice_rows r
+   where r.merchant_id = invoices_internal.require_merchant()
+     and r.id = invoices_internal.resolve_invoice(invoices_internal.require_merchant(), ref)
+$$;
+comment on function invoices.invoice_status(text) is
+  'Lightweight poll of one invoice: number, status, total, amount_paid, amount_due, currency, asset amount, deposit address and quote deadline.';

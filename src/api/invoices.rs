@@ -1,0 +1,32 @@
+//! Invoice validation, pricing and the status machine, exposed to the SQL layer.
+
+use crate::domain::{invoice, status};
+use crate::error::OrRaise;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+#[pg_schema]
+pub mod invoices_internal {
+    use super::*;
+
+    /// Validates a create_invoice payload (all bad fields at once) and prices it exactly.
+    /// Raises 22023 with `{"errors":[{"field","message"}]}` in the detail.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn prepare_invoice(payload: JsonB) -> JsonB {
+        JsonB(invoice::prepare(&payload.0).or_raise())
+    }
+
+    /// Validates create_merchant's input.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn prepare_merchant(payload: JsonB) -> JsonB {
+        JsonB(invoice::prepare_merchant(&payload.0).or_raise())
+    }
+
+    /// The state machine, called by the invoices trigger on every status change.
+    /// Returns `{timestamp column to stamp, event name}`; raises 23514 for an illegal transition.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn check_transition(from_status: &str, to_status: &str) -> Vec<Option<String>> {
+        let t = status::transition_str(from_status, to_status).or_raise();
+        vec![t.stamps.map(str::to_string), Some(t.event.to_string())]
+    }
+}

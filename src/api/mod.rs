@@ -1,0 +1,6 @@
+//! Thin `#[pg_extern]` wrappers: parse the arguments, call the domain, map errors.
+//! They live in schema `invoices_internal`; the public API in schema `invoices` is SQL
+//! (see `sql/`) that calls them.
+
+pub mod ids;
+pub mod invoices;

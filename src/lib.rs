@@ -1,0 +1,60 @@
+//! `invoices`: crypto invoicing inside PostgreSQL.
+//!
+//! This file only wires the extension together: the module magic, `_PG_init` (settings now;
+//! shared memory and the background worker as they land), and the SQL files of `sql/` in the
+//! order they must run. Domain rules live in the pure `invoices-domain` crate; `api/` holds the
+//! thin `#[pg_extern]` wrappers.
+
+use pgrx::prelude::*;
+
+pub mod api;
+pub mod error;
+pub mod settings;
+
+pub use invoices_domain as domain;
+
+pgrx::pg_module_magic!();
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    // Settings and workers can only be registered while the postmaster loads us through
+    // shared_preload_libraries; a plain LOAD or CREATE EXTENSION in one backend must not try.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    settings::register();
+}
+
+// The hand-written SQL, in dependency order. Each file reads as part of the API reference.
+pgrx::extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/10_tables.sql",
+    name = "tables",
+    requires = [
+        api::ids::invoices_internal::uuid_v7,
+        api::ids::invoices_internal::new_slug,
+        api::ids::invoices_internal::currency_list,
+        api::invoices::invoices_internal::check_transition
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/15_tenancy.sql",
+    name = "tenancy",
+    requires = ["tables"]
+);
+pgrx::extension_sql_file!(
+    "../sql/20_views.sql",
+    name = "views",
+    requires = ["tenancy"]
+);
+pgrx::extension_sql_file!(
+    "../sql/30_invoices.sql",
+    name = "invoice_functions",
+    requires = [
+        "views",
+        api::invoices::invoices_internal::prepare_invoice,
+        api::invoices::invoices_internal::prepare_merchant,
+        api::ids::invoices_internal::format_invoice_number
+    ]
+);
+pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

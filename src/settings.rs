@@ -1,0 +1,43 @@
+//! The extension's settings (GUCs). Every one is documented in the README's settings table.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::CString;
+
+/// `invoices.public_base_url`: where hosted invoice pages live (`<url>/i/<slug>`).
+pub static PUBLIC_BASE_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"http://127.0.0.1:3000"));
+
+/// `invoices.database`: the database the background worker connects to.
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"invoices"));
+
+/// `invoices.merchant_id`: the merchant this session or transaction acts for. Set by
+/// `invoices.act_as()` (SQL door) or by the API-key check of a PostgREST request.
+pub static MERCHANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub fn register() {
+    GucRegistry::define_string_guc(
+        c"invoices.public_base_url",
+        c"Base URL of hosted invoice pages and PDF links.",
+        c"Hosted invoice URL = <public_base_url>/i/<slug>. No trailing slash.",
+        &PUBLIC_BASE_URL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.database",
+        c"Database the invoices background worker connects to.",
+        c"The database where CREATE EXTENSION invoices was run.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.merchant_id",
+        c"Merchant the current session or request acts for (set by invoices.act_as).",
+        c"Row-level security and every invoices.* function scope to this merchant.",
+        &MERCHANT_ID,
+        GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
+}
