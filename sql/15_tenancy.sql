@@ -5,43 +5,39 @@
 -- Views and row-level security policies show only visible_merchants().
 
 
+-- SQL-standard bodies (BEGIN ATOMIC) are resolved when created, so views and policies can call
+-- these for roles that have no USAGE on schema invoices_internal.
 create function invoices_internal.current_merchant_id() returns uuid
-language sql stable
-set search_path = pg_catalog
-as $$ select nullif(current_setting('invoices.merchant_id', true), '')::uuid $$;
+language sql stable parallel safe
+begin atomic
+  select nullif(current_setting('invoices.merchant_id', true), '')::uuid;
+end;
 
 -- Superusers and members of invoices_admin may act for any merchant and, when acting for
--- none, see every merchant's rows (data teams, operators).
-create function invoices_internal.is_admin() returns boolean
-language sql stable
-set search_path = pg_catalog
-as $$
-  select coalesce((select rolsuper from pg_roles where rolname = current_user), false)
-      or pg_has_role(current_user, 'invoices_admin', 'MEMBER')
-$$;
-
-create function invoices_internal.all_merchant_ids() returns uuid[]
+-- none, see every merchant's rows (data teams, operators). `caller` is the querying role; it
+-- counts only if the session may act as it, so nobody can claim another role's rights.
+create function invoices_internal.admin_merchant_ids(caller name) returns uuid[]
 language sql stable security definer
 set search_path = pg_catalog
-as $$ select coalesce(array_agg(id), '{}') from invoices_internal.merchants $$;
+as $$
+  select case
+    when pg_has_role(session_user, caller, 'MEMBER')
+         and (coalesce((select rolsuper from pg_roles where rolname = caller), false)
+              or pg_has_role(caller, 'invoices_admin', 'MEMBER'))
+    then (select coalesce(array_agg(id), '{}') from invoices_internal.merchants)
+    else '{}'::uuid[]
+  end
+$$;
 
 -- The merchants whose rows the caller may see: the one it acts for, every one for an admin
--- acting for none, else none. plpgsql so all_merchant_ids() is only ever called for admins.
+-- acting for none, else none.
 create function invoices_internal.visible_merchants() returns uuid[]
-language plpgsql stable
-set search_path = pg_catalog
-as $$
-declare
-  mid uuid := invoices_internal.current_merchant_id();
-begin
-  if mid is not null then
-    return array[mid];
-  elsif invoices_internal.is_admin() then
-    return invoices_internal.all_merchant_ids();
-  end if;
-  return '{}'::uuid[];
-end
-$$;
+language sql stable parallel safe
+begin atomic
+  select case when invoices_internal.current_merchant_id() is not null
+              then array[invoices_internal.current_merchant_id()]
+              else invoices_internal.admin_merchant_ids(current_user) end;
+end;
 
 -- The merchant a state-changing call acts for; an error if there is none.
 create function invoices_internal.require_merchant() returns uuid

@@ -13,8 +13,7 @@ revoke execute on all functions in schema invoices from public;
 -- Views and policies call these as the querying user (no schema USAGE is needed for that).
 grant execute on function invoices_internal.visible_merchants() to public;
 grant execute on function invoices_internal.current_merchant_id() to public;
-grant execute on function invoices_internal.is_admin() to public;
-grant execute on function invoices_internal.all_merchant_ids() to invoices_admin;
+grant execute on function invoices_internal.admin_merchant_ids(name) to public;
 
 -- Admins (data teams, operators) use the whole SQL door.
 grant usage on schema invoices to invoices_admin;

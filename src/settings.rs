@@ -37,7 +37,9 @@ pub fn register() {
         c"Merchant the current session or request acts for (set by invoices.act_as).",
         c"Row-level security and every invoices.* function scope to this merchant.",
         &MERCHANT_ID,
-        GucContext::Userset,
+        // Only superuser-owned code (act_as, the API-key check) may set it: a plain role
+        // cannot switch merchants with SET.
+        GucContext::Suset,
         GucFlags::NO_SHOW_ALL,
     );
 }

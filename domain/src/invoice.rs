@@ -260,7 +260,7 @@ pub fn prepare(payload: &Value) -> Result<Value, DomainError> {
         Some(Value::String(code)) => {
             let c = currency(code);
             if c.is_none() {
-                errs.add("currency", format!("unknown currency \"{code}\" (use an ISO 4217 code such as USD, or BTC, ETH, USDC, KAS)"));
+                errs.add("currency", format!("is not a known currency code: \"{code}\" (use an ISO 4217 code such as USD, or BTC, ETH, USDC, KAS)"));
             }
             c
         }
@@ -496,7 +496,7 @@ pub fn prepare_merchant(payload: &Value) -> Result<Value, DomainError> {
         Some(code) => match money::currency(&code) {
             Some(c) => Some(c.code),
             None => {
-                errs.add("default_currency", format!("unknown currency \"{code}\""));
+                errs.add("default_currency", format!("is not a known currency code: \"{code}\""));
                 None
             }
         },
