@@ -82,8 +82,6 @@ create table invoices_internal.invoices (
   sent_at            timestamptz,
   primary key (merchant_id, id),
   unique (merchant_id, invoice_number),
-  unique (merchant_id, number_seq),
-  unique (merchant_id, slug),
   -- The stored totals are consistent (SPEC "Money"); PostgreSQL's round() is half away from
   -- zero, like the Rust that computed them.
   constraint invoice_amounts_have_currency_scale check (
@@ -98,7 +96,8 @@ create table invoices_internal.invoices (
   constraint invoice_asset_is_crypto check (asset is null or asset in ('BTC', 'ETH', 'USDC', 'KAS'))
 );
 create index invoices_merchant_status_idx on invoices_internal.invoices (merchant_id, status, created_at desc);
-create index invoices_slug_idx on invoices_internal.invoices (slug);
+-- Slugs are random (~79 bits) and globally unique: the public page finds an invoice by slug alone.
+create unique index invoices_slug_key on invoices_internal.invoices (slug);
 create index invoices_id_idx on invoices_internal.invoices (id);
 
 create table invoices_internal.invoice_lines (
@@ -124,19 +123,18 @@ create table invoices_internal.audit_log (
   event        text not null,
   actor        text not null,
   at           timestamptz not null default clock_timestamp(),
-  primary key (merchant_id, id),
+  -- one index serves both the key and "the history of this invoice"
+  primary key (merchant_id, invoice_id, id),
   foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
 );
-create index audit_log_invoice_idx on invoices_internal.audit_log (merchant_id, invoice_id, id);
 
 -- Who did it: the API key of an HTTP request, else the database user.
 create function invoices_internal.current_actor() returns text
 language sql stable
-set search_path = pg_catalog
-as $$
+begin atomic
   select coalesce('api_key:' || nullif(current_setting('invoices.api_key_id', true), ''),
-                  session_user::text)
-$$;
+                  session_user::text);
+end;
 
 create function invoices_internal.audit_log_is_append_only() returns trigger
 language plpgsql
@@ -200,17 +198,40 @@ create trigger invoice_status_machine
   before update on invoices_internal.invoices
   for each row execute function invoices_internal.invoice_before_update();
 
-create function invoices_internal.invoice_after_insert() returns trigger
+-- A new invoice starts as draft; create_invoice(send => true) inserts it finalized at once,
+-- which is the draft -> pending transition and is audited as both events.
+create function invoices_internal.invoice_before_insert() returns trigger
 language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  if new.status <> 'draft' then
+  if new.status = 'pending' then
+    perform invoices_internal.check_transition('draft', 'pending');
+    new.finalized_at := now();
+  elsif new.status <> 'draft' then
     raise exception 'a new invoice starts as draft, not %', new.status
       using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
   end if;
+  return new;
+end
+$$;
+create trigger invoice_starts_as_draft
+  before insert on invoices_internal.invoices
+  for each row execute function invoices_internal.invoice_before_insert();
+
+create function invoices_internal.invoice_after_insert() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  actor text := invoices_internal.current_actor();
+begin
   insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-  values (new.merchant_id, new.id, null, new.status, 'invoice.created', invoices_internal.current_actor());
+  values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor);
+  if new.status = 'pending' then
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, 'draft', 'pending', 'invoice.finalized', actor);
+  end if;
   return null;
 end
 $$;

@@ -71,16 +71,23 @@ $$;
 -- The invoice object of SPEC.md: the row of the invoices view with amounts as strings in the
 -- currency's exponent.
 create function invoices_internal.invoice_object(mid uuid, invoice_id uuid) returns jsonb
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 as $$
+declare
+  obj jsonb;
+begin
+  -- plpgsql (not sql) so the plan is cached for the session.
   select to_jsonb(r) || jsonb_build_object(
            'subtotal', r.subtotal::text, 'tax_rate', r.tax_rate::text,
            'tax_amount', r.tax_amount::text, 'discount_amount', r.discount_amount::text,
            'total', r.total::text, 'amount_paid', r.amount_paid::text,
            'amount_due', r.amount_due::text, 'markup_percent', r.markup_percent::text)
+    into obj
     from invoices_internal.invoice_rows r
-   where r.merchant_id = mid and r.id = invoice_id
+   where r.merchant_id = mid and r.id = invoice_id;
+  return obj;
+end
 $$;
 
 -- Changes an invoice's status through the state machine; the same status twice is refused
@@ -168,34 +175,24 @@ begin
    where id = mid
    returning next_invoice_number - 1 into seq;
 
-  insert into invoices_internal.invoices (
-    merchant_id, number_seq, invoice_number, currency, exponent,
-    subtotal, discount_amount, tax_rate, tax_amount, total,
-    customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
-    issue_date, due_date, notes, metadata, order_id,
-    asset, markup_percent, confirmations, expiry_minutes, pause_minutes,
-    callback_url, callback_secret, attempts_callback, success_url, failed_url)
-  values (
-    mid, seq, invoices_internal.format_invoice_number(m.invoice_prefix, seq), p->>'currency', (p->>'exponent')::smallint,
-    (p->>'subtotal')::numeric, (p->>'discount_amount')::numeric, (p->>'tax_rate')::numeric,
-    (p->>'tax_amount')::numeric, (p->>'total')::numeric,
-    p->>'customer_email', p->>'customer_name', p->>'customer_company', p->>'customer_address',
-    jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
-    (p->>'issue_date')::date, (p->>'due_date')::date, p->>'notes', p->'metadata', p->>'order_id',
-    p->>'asset', (p->>'markup_percent')::numeric, (p->>'confirmations')::integer,
-    (p->>'expiry_minutes')::integer, (p->>'pause_minutes')::integer,
-    p->>'callback_url', p->>'callback_secret', (p->>'attempts_callback')::integer,
-    p->>'success_url', p->>'failed_url')
-  returning id into new_id;
+  -- The prepared object's keys are the column names: one jsonb_populate_record instead of a
+  -- cast per column.
+  new_id := invoices_internal.uuid_v7();
+  insert into invoices_internal.invoices
+  select * from jsonb_populate_record(null::invoices_internal.invoices, p || jsonb_build_object(
+            'merchant_id', mid, 'id', new_id,
+            'status', case when send then 'pending' else 'draft' end,
+            'number_seq', seq,
+            'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, seq),
+            'slug', invoices_internal.new_slug(),
+            'amount_paid', 0, 'overpaid', false, 'paid_late', false,
+            'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+            'created_at', now(), 'updated_at', now()));
 
   insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
-  select mid, new_id, (l->>'position')::smallint, l->>'description',
-         (l->>'quantity')::numeric, (l->>'unit_price')::numeric, (l->>'amount')::numeric
-    from jsonb_array_elements(p->'lines') l;
+  select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
+    from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
 
-  if send then
-    perform invoices_internal.set_status(mid, new_id, 'pending');
-  end if;
   return invoices_internal.invoice_object(mid, new_id);
 end
 $$;

@@ -496,7 +496,10 @@ pub fn prepare_merchant(payload: &Value) -> Result<Value, DomainError> {
         Some(code) => match money::currency(&code) {
             Some(c) => Some(c.code),
             None => {
-                errs.add("default_currency", format!("is not a known currency code: \"{code}\""));
+                errs.add(
+                    "default_currency",
+                    format!("is not a known currency code: \"{code}\""),
+                );
                 None
             }
         },

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmark: pgbench, 8 clients, 30 s each (BENCH_SECONDS, BENCH_CLIENTS to change):
+#   (a) create + finalize an invoice with 3 lines through invoices.create_invoice(send => true)
+#   (b) a bare INSERT of the same rows (1 invoice, 3 lines, its 2 audit entries) into plain
+#       tables, in one statement
+# Prints both rates and their ratio (target: a/b >= 0.6).
+# (a) is run twice: all clients on one merchant (its gapless counter serializes creators), and
+# one merchant per client (how a multi-tenant deployment sees it).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+SECONDS_EACH="${BENCH_SECONDS:-30}"
+CLIENTS="${BENCH_CLIENTS:-8}"
+DB=invoices_bench
+psql_ -d postgres -c "drop database if exists $DB" -c "create database $DB" >/dev/null 2>&1
+psql_ -d $DB >/dev/null <<'SQL'
+create extension invoices;
+-- (b) plain tables with the same columns, no triggers, checks or keys beyond a primary key
+create schema plain;
+create table plain.invoices (like invoices_internal.invoices including defaults);
+alter table plain.invoices add primary key (merchant_id, id);
+create table plain.invoice_lines (like invoices_internal.invoice_lines including defaults);
+alter table plain.invoice_lines add primary key (merchant_id, invoice_id, position);
+create table plain.audit_log (merchant_id uuid, id bigint generated always as identity, invoice_id uuid,
+  from_status text, to_status text, event text, actor text, at timestamptz default clock_timestamp(),
+  primary key (merchant_id, id));
+select invoices.create_merchant('Bench ' || g) from generate_series(1, 8) g;
+SQL
+work=$(mktemp -d)
+LINES='[{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}]'
+FIRST=$(psql_ -d $DB -tAc "select id from invoices_internal.merchants order by created_at, id limit 1")
+# The merchant is chosen in the same statement (one round trip, like the bare INSERT): a
+# volatile set_config in a FROM subquery runs before the call.
+cat > "$work/one_merchant.sql" <<SQL
+select invoices.create_invoice(lines => '$LINES', customer_email => 'alice@example.com', tax_rate => 10, send => true)
+  from (select set_config('invoices.merchant_id', '$FIRST', false)) acting;
+SQL
+cat > "$work/per_client.sql" <<SQL
+\set m :client_id % 8
+select invoices.create_invoice(lines => '$LINES', customer_email => 'alice@example.com', tax_rate => 10, send => true)
+  from (select set_config('invoices.merchant_id', (select id::text from invoices_internal.merchants order by id offset :m limit 1), false)) acting;
+SQL
+cat > "$work/plain.sql" <<SQL
+with i as (
+  insert into plain.invoices (merchant_id, id, number_seq, invoice_number, slug, status, currency, exponent,
+    subtotal, discount_amount, tax_rate, tax_amount, total, customer_email, merchant_snapshot, finalized_at)
+  values ('$FIRST', gen_random_uuid(), nextval('plain_seq'), 'INV-' || currval('plain_seq'), md5(random()::text),
+    'pending', 'USD', 2, 419.98, 0.00, 10, 42.00, 461.98, 'alice@example.com', '{"name": "Bench"}', now())
+  returning merchant_id, id),
+a as (
+  insert into plain.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+  select i.merchant_id, i.id, f, t, e, session_user
+    from i, (values (null, 'draft', 'invoice.created'), ('draft', 'pending', 'invoice.finalized')) v(f, t, e))
+insert into plain.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+select i.merchant_id, i.id, p, d, q, u, a
+  from i, (values (1, 'Consulting', 2, 150.00, 300.00), (2, 'Hosting', 1, 19.99, 19.99), (3, 'Setup', 3, 33.33, 99.99)) v(p, d, q, u, a);
+SQL
+psql_ -d $DB -c "create sequence plain_seq" >/dev/null
+run() { "$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -f "$1" "$DB" 2>&1 | awk '/^tps/ {print int($3)}'; }
+echo "pgbench: $CLIENTS clients, ${SECONDS_EACH}s each"
+plain=$(run "$work/plain.sql");            echo "bare INSERT, invoice + 3 lines + 2 audit:       $plain tx/s"
+one=$(run "$work/one_merchant.sql");       echo "create_invoice(send => true), one merchant:   $one tx/s"
+per=$(run "$work/per_client.sql");         echo "create_invoice(send => true), 8 merchants:    $per tx/s"
+awk -v a="$one" -v b="$plain" 'BEGIN { printf "ratio (one merchant)  create+finalize / bare insert = %.2f (target >= 0.6)\n", a / b }'
+awk -v a="$per" -v b="$plain" 'BEGIN { printf "ratio (8 merchants)   create+finalize / bare insert = %.2f (target >= 0.6)\n", a / b }'
+rm -rf "$work"
+psql_ -d postgres -c "drop database $DB" >/dev/null
