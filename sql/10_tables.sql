@@ -38,7 +38,10 @@ create table invoices_internal.invoices (
   status             text not null default 'draft'
                      check (status in ('draft', 'pending', 'partial', 'paid', 'confirmed',
                                        'expired', 'overdue', 'cancelled')),
-  currency           text not null references invoices_internal.currencies (code),
+  -- currency and asset are checked against the Rust currency list (domain::money) by an
+  -- immutable function: the same list that seeds invoices_internal.currencies, without a
+  -- foreign-key lookup on every insert
+  currency           text not null check (invoices_internal.is_currency(currency)),
   exponent           smallint not null,     -- the currency's exponent, fixed at creation
   subtotal           numeric not null,
   discount_amount    numeric not null default 0,
@@ -57,7 +60,7 @@ create table invoices_internal.invoices (
   metadata           jsonb not null default '{}'::jsonb check (jsonb_typeof(metadata) = 'object'),
   order_id           text,
   -- payment settings (quotes, addresses and callbacks use them)
-  asset              text references invoices_internal.currencies (code),
+  asset              text check (asset is null or invoices_internal.is_currency(asset)),
   markup_percent     numeric check (markup_percent > -100 and markup_percent <= 100),
   confirmations      integer check (confirmations between 0 and 1000),
   expiry_minutes     integer not null default 30 check (expiry_minutes between 1 and 43200),
@@ -123,9 +126,9 @@ create table invoices_internal.audit_log (
   event        text not null,
   actor        text not null,
   at           timestamptz not null default clock_timestamp(),
-  -- one index serves both the key and "the history of this invoice"
-  primary key (merchant_id, invoice_id, id),
-  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+  -- one index serves both the key and "the history of this invoice"; no foreign key: rows
+  -- are written only by the invoices triggers, and invoices are never deleted
+  primary key (merchant_id, invoice_id, id)
 );
 
 -- Who did it: the API key of an HTTP request, else the database user.
@@ -288,3 +291,18 @@ $$;
 create trigger invoice_lines_immutable
   before update or delete on invoices_internal.invoice_lines
   for each row execute function invoices_internal.invoice_lines_locked();
+
+-- Invoices are never deleted (their numbers are gapless and their history is audited):
+-- cancel them instead.
+create function invoices_internal.invoice_never_deleted() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+begin
+  raise exception 'invoice % cannot be deleted', old.invoice_number
+    using errcode = '42501', hint = 'cancel it with invoices.cancel_invoice';
+end
+$$;
+create trigger invoice_never_deleted
+  before delete on invoices_internal.invoices
+  for each row execute function invoices_internal.invoice_never_deleted();

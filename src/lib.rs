@@ -34,6 +34,7 @@ pgrx::extension_sql_file!(
         api::ids::invoices_internal::uuid_v7,
         api::ids::invoices_internal::new_slug,
         api::ids::invoices_internal::currency_list,
+        api::ids::invoices_internal::is_currency,
         api::invoices::invoices_internal::check_transition
     ]
 );

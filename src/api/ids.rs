@@ -25,6 +25,12 @@ pub mod invoices_internal {
         numbering::format_invoice_number(prefix, n)
     }
 
+    /// Is `code` a known currency code (exact, upper case)? Used by CHECK constraints.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn is_currency(code: &str) -> bool {
+        money::currency(code).is_some_and(|c| c.code == code)
+    }
+
     /// Every known currency with its exponent: the seed of `invoices_internal.currencies`.
     #[pg_extern(immutable, parallel_safe)]
     pub fn currency_list() -> TableIterator<

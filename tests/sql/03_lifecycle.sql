@@ -49,3 +49,5 @@ update invoices_internal.audit_log set to_status = 'paid';
 delete from invoices_internal.audit_log;
 truncate invoices_internal.audit_log;
 select count(*) as audit_rows_kept from invoices.audit_log;
+-- Invoices are never deleted.
+delete from invoices_internal.invoices where invoice_number = 'LC-0003';
