@@ -139,22 +139,27 @@ begin atomic
                   session_user::text);
 end;
 
-create function invoices_internal.audit_log_is_append_only() returns trigger
+-- One trigger function for rows that must never change: raises TG_ARGV[0] (formatted with the
+-- operation) and hint TG_ARGV[1].
+create function invoices_internal.refuse_change() returns trigger
 language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  raise exception 'the audit log is append-only: % is not allowed', tg_op
-    using errcode = '42501',
-          hint = 'audit rows are written by the status trigger and are never changed or removed';
+  raise exception '%', format(tg_argv[0], tg_op)
+    using errcode = '42501', hint = tg_argv[1];
 end
 $$;
 create trigger audit_log_append_only
   before update or delete on invoices_internal.audit_log
-  for each row execute function invoices_internal.audit_log_is_append_only();
+  for each row execute function invoices_internal.refuse_change(
+    'the audit log is append-only: %s is not allowed',
+    'audit rows are written by the status trigger and are never changed or removed');
 create trigger audit_log_no_truncate
   before truncate on invoices_internal.audit_log
-  for each statement execute function invoices_internal.audit_log_is_append_only();
+  for each statement execute function invoices_internal.refuse_change(
+    'the audit log is append-only: %s is not allowed',
+    'audit rows are written by the status trigger and are never changed or removed');
 
 -- The status machine, enforced by the database whichever door a change comes through.
 -- check_transition (Rust, domain::status) raises 23514 for an illegal transition and says
@@ -279,18 +284,11 @@ create constraint trigger invoice_lines_match_subtotal
   deferrable initially deferred
   for each row execute function invoices_internal.invoice_lines_consistent();
 
-create function invoices_internal.invoice_lines_locked() returns trigger
-language plpgsql
-set search_path = pg_catalog
-as $$
-begin
-  raise exception 'invoice lines cannot be changed once written'
-    using errcode = '23514', hint = 'cancel the invoice and create a new one';
-end
-$$;
 create trigger invoice_lines_immutable
   before update or delete on invoices_internal.invoice_lines
-  for each row execute function invoices_internal.invoice_lines_locked();
+  for each row execute function invoices_internal.refuse_change(
+    'invoice lines cannot be changed once written (%s refused)',
+    'cancel the invoice and create a new one');
 
 -- Invoices are never deleted (their numbers are gapless and their history is audited):
 -- cancel them instead.

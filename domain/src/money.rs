@@ -5,6 +5,7 @@
 
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
+#[cfg(test)]
 use std::str::FromStr;
 
 /// Whether a currency is a fiat money (ISO 4217) or a crypto asset.
@@ -214,9 +215,10 @@ pub fn format_amount(d: Decimal, exponent: u32) -> String {
     r.to_string()
 }
 
-/// Parses a decimal that is already known to be well-formed (e.g. produced by this module).
+/// Test helper: a decimal from a literal known to be well-formed.
+#[cfg(test)]
 pub fn decimal(text: &str) -> Decimal {
-    Decimal::from_str(text).unwrap_or_default()
+    Decimal::from_str(text).expect("test literal is a decimal")
 }
 
 #[cfg(test)]

@@ -51,3 +51,6 @@ truncate invoices_internal.audit_log;
 select count(*) as audit_rows_kept from invoices.audit_log;
 -- Invoices are never deleted.
 delete from invoices_internal.invoices where invoice_number = 'LC-0003';
+-- Lines never change once written.
+update invoices_internal.invoice_lines set amount = 0
+ where invoice_id = (select id from invoices_internal.invoices where invoice_number = 'LC-0001');
