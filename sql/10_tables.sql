@@ -248,9 +248,10 @@ create trigger invoice_created
   for each row execute function invoices_internal.invoice_after_insert();
 
 -- Lines agree with the invoice's totals: checked at commit, after all lines of a new invoice
--- are in (a CHECK cannot look at other rows).
+-- are in (a CHECK cannot look at other rows). SECURITY DEFINER: it fires at COMMIT, outside
+-- the SECURITY DEFINER function that wrote the rows, as the caller (e.g. PostgREST's role).
 create function invoices_internal.invoice_lines_consistent() returns trigger
-language plpgsql
+language plpgsql security definer
 set search_path = pg_catalog
 as $$
 declare

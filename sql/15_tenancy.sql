@@ -48,9 +48,8 @@ declare
   mid uuid := invoices_internal.current_merchant_id();
 begin
   if mid is null then
-    raise exception 'no merchant selected'
-      using errcode = '42501',
-            hint = 'over HTTP send an API key (X-API-Key or Authorization: Bearer); in SQL call invoices.act_as(merchant_id) first';
+    perform invoices_internal.raise('42501', 'no merchant selected', null,
+      'over HTTP send an API key (X-API-Key or Authorization: Bearer); in SQL call invoices.act_as(merchant_id) first');
   end if;
   return mid;
 end

@@ -29,11 +29,12 @@ begin
   return jsonb_build_object(
     'id', m.id, 'name', m.name, 'email', m.email, 'address', m.address,
     'default_currency', m.default_currency, 'invoice_prefix', m.invoice_prefix,
-    'created_at', m.created_at);
+    'created_at', m.created_at,
+    'api_key', invoices_internal.insert_api_key(m.id, 'Default key', '{read,write,webhooks,admin}') ->> 'api_key');
 end
 $$;
 comment on function invoices.create_merchant(text, text, text, text, text) is
-  'Admin (SQL only): create a merchant. default_currency is an ISO 4217 code (default USD); invoice_prefix gives numbers like INV-0001 (default INV). Returns the merchant as jsonb.';
+  'Admin (SQL only): create a merchant. default_currency is an ISO 4217 code (default USD); invoice_prefix gives numbers like INV-0001 (default INV). Returns the merchant as jsonb with api_key: its first API key (all scopes), shown this once.';
 
 -- --------------------------------------------------------------------------------------------
 -- Invoices
@@ -49,9 +50,9 @@ declare
   as_uuid uuid;
 begin
   if ref is null or btrim(ref) = '' then
-    raise exception 'invalid invoice reference: ref is required'
-      using errcode = '22023', detail = '{"errors":[{"field":"ref","message":"is required"}]}',
-            hint = 'pass the invoice number (INV-0001), its id or its slug';
+    perform invoices_internal.raise('22023', 'invalid invoice reference: ref is required',
+      '{"errors":[{"field":"ref","message":"is required"}]}',
+      'pass the invoice number (INV-0001), its id or its slug');
   end if;
   if ref ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
     as_uuid := ref::uuid;
@@ -61,8 +62,8 @@ begin
      where merchant_id = mid and (invoice_number = btrim(ref) or slug = btrim(ref));
   end if;
   if found_id is null then
-    raise exception 'invoice "%" not found', ref
-      using errcode = 'P0002', hint = 'pass the invoice number (INV-0001), its id or its slug';
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', ref), null,
+      'pass the invoice number (INV-0001), its id or its slug');
   end if;
   return found_id;
 end
@@ -102,8 +103,9 @@ begin
   select status into cur from invoices_internal.invoices
    where merchant_id = mid and id = invoice_id
    for update;
-  if cur = to_status then
-    perform invoices_internal.check_transition(cur, to_status);  -- raises: not a transition
+  -- checked here too (the trigger is the guard) so the HTTP door answers with its status
+  if invoices_internal.transition_problem(cur, to_status) is not null then
+    perform invoices_internal.raise_error(invoices_internal.transition_problem(cur, to_status));
   end if;
   update invoices_internal.invoices set status = to_status
    where merchant_id = mid and id = invoice_id;
@@ -145,18 +147,20 @@ as $$
 declare
   mid uuid := invoices_internal.require_merchant();
   m invoices_internal.merchants;
+  args jsonb;
+  replay jsonb;
   p jsonb;
   seq bigint;
   new_id uuid;
 begin
   -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
   if lines is not null and items is not null then
-    raise exception 'invalid invoice: give lines or items, not both'
-      using errcode = '22023', detail = '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
-            hint = 'send the line items once, as lines';
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
   end if;
   select * into m from invoices_internal.merchants where id = mid;
-  p := invoices_internal.prepare_invoice(jsonb_build_object(
+  args := jsonb_build_object(
          'lines', coalesce(lines, items),
          'currency', coalesce(currency, m.default_currency),
          'customer_email', coalesce(customer_email, to_email),
@@ -168,7 +172,18 @@ begin
          'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
          'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
          'callback_url', callback_url, 'callback_secret', callback_secret,
-         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url));
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if current_setting('invoices.idempotency_key', true) <> '' then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+  p := invoices_internal.prepare_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
 
   -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
   update invoices_internal.merchants set next_invoice_number = next_invoice_number + 1
@@ -193,6 +208,9 @@ begin
   select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
     from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
 
+  if current_setting('invoices.idempotency_key', true) <> '' then
+    return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, new_id));
+  end if;
   return invoices_internal.invoice_object(mid, new_id);
 end
 $$;
@@ -205,17 +223,23 @@ set search_path = pg_catalog
 as $$
 declare
   mid uuid := invoices_internal.require_merchant();
-  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  inv_id uuid;
   inv record;
+  replay jsonb := invoices_internal.idempotent_replay(mid, 'finalize_invoice', jsonb_build_object('ref', ref));
 begin
+  if replay is not null then
+    return replay;
+  end if;
+  inv_id := invoices_internal.resolve_invoice(mid, ref);
   select status, invoice_number into inv from invoices_internal.invoices
    where merchant_id = mid and id = inv_id for update;
   if inv.status <> 'draft' then
-    raise exception 'invoice % is %: only a draft invoice can be finalized', inv.invoice_number, inv.status
-      using errcode = '23514', hint = 'finalize_invoice turns a draft into pending once';
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s: only a draft invoice can be finalized', inv.invoice_number, inv.status),
+      null, 'finalize_invoice turns a draft into pending once');
   end if;
   perform invoices_internal.set_status(mid, inv_id, 'pending');
-  return invoices_internal.invoice_object(mid, inv_id);
+  return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;
 comment on function invoices.finalize_invoice(text) is
@@ -227,10 +251,15 @@ set search_path = pg_catalog
 as $$
 declare
   mid uuid := invoices_internal.require_merchant();
-  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  inv_id uuid;
+  replay jsonb := invoices_internal.idempotent_replay(mid, 'cancel_invoice', jsonb_build_object('ref', ref));
 begin
+  if replay is not null then
+    return replay;
+  end if;
+  inv_id := invoices_internal.resolve_invoice(mid, ref);
   perform invoices_internal.set_status(mid, inv_id, 'cancelled');
-  return invoices_internal.invoice_object(mid, inv_id);
+  return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;
 comment on function invoices.cancel_invoice(text) is

@@ -38,3 +38,41 @@ create policy merchant_scope on invoices_internal.invoice_lines
 alter table invoices_internal.audit_log enable row level security;
 create policy merchant_scope on invoices_internal.audit_log
   using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+
+alter table invoices_internal.api_keys enable row level security;
+create policy merchant_scope on invoices_internal.api_keys
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+
+alter table invoices_internal.idempotency_keys enable row level security;
+create policy merchant_scope on invoices_internal.idempotency_keys
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+
+-- The HTTP door. PostgREST logs in as invoices_authenticator, reads its configuration from
+-- postgrest_config() and runs every request as invoices_api behind http_pre_request(). The
+-- role can read the views and call the functions a key's scopes may use; the pre-request check
+-- decides which key, merchant and scope a request has.
+grant usage on schema invoices_internal to invoices_api, invoices_authenticator;
+grant execute on function invoices_internal.postgrest_config() to invoices_authenticator;
+grant execute on function invoices_internal.http_pre_request() to invoices_api;
+grant execute on function invoices_internal.api_key_usage() to invoices_api, invoices_admin;
+grant usage on schema invoices to invoices_api;
+grant select on invoices.invoices, invoices.invoice_lines, invoices.audit_log, invoices.api_keys,
+                invoices.public_invoices
+   to invoices_api;
+grant execute on function
+  invoices.create_invoice(jsonb, text, text, text, text, text, numeric, numeric, date, date, text, jsonb, text, numeric, integer, integer, integer, text, text, integer, text, text, text, boolean, jsonb, text, text),
+  invoices.finalize_invoice(text),
+  invoices.cancel_invoice(text),
+  invoices.invoice_status(text),
+  invoices.create_api_key(text, text[], integer),
+  invoices.revoke_api_key(uuid)
+  to invoices_api;
+
+-- Extension tables are left out of pg_dump unless marked: these hold the users' data.
+select pg_catalog.pg_extension_config_dump('invoices_internal.merchants', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.invoices', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_lines', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.audit_log', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.api_keys', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.server_secrets', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.idempotency_keys', '');

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 pub mod api;
 pub mod error;
 pub mod settings;
+pub mod shmem;
 
 pub use invoices_domain as domain;
 
@@ -23,6 +24,7 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     settings::register();
+    shmem::init();
 }
 
 // The hand-written SQL, in dependency order. Each file reads as part of the API reference.
@@ -55,7 +57,22 @@ pgrx::extension_sql_file!(
         "views",
         api::invoices::invoices_internal::prepare_invoice,
         api::invoices::invoices_internal::prepare_merchant,
+        api::invoices::invoices_internal::transition_problem,
         api::ids::invoices_internal::format_invoice_number
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/40_http.sql",
+    name = "http",
+    requires = [
+        "invoice_functions",
+        api::http::invoices_internal::issue_api_key,
+        api::http::invoices_internal::prepare_api_key,
+        api::http::invoices_internal::new_secret,
+        api::http::invoices_internal::required_scope,
+        api::http::invoices_internal::http_status,
+        api::http::invoices_internal::rate_limit_hit,
+        api::http::invoices_internal::api_key_usage
     ]
 );
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

@@ -15,6 +15,18 @@ pub static DATABASE: GucSetting<Option<CString>> =
 /// `invoices.act_as()` (SQL door) or by the API-key check of a PostgREST request.
 pub static MERCHANT_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `invoices.api_key_id`: the API key of the current HTTP request (set by the pre-request
+/// check; the audit log's actor).
+pub static API_KEY_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `invoices.rate_limit_per_minute`: requests per minute per API key (a key's own
+/// `rate_limit_per_minute` overrides it).
+pub static RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// `invoices.idempotency_key`: the `Idempotency-Key` of the current request (the pre-request
+/// check copies the header; SQL callers may `SET LOCAL` it themselves).
+pub static IDEMPOTENCY_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"invoices.public_base_url",
@@ -40,6 +52,32 @@ pub fn register() {
         // Only superuser-owned code (act_as, the API-key check) may set it: a plain role
         // cannot switch merchants with SET.
         GucContext::Suset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.api_key_id",
+        c"API key of the current HTTP request (set by the pre-request check).",
+        c"Recorded as the actor of audit entries. Only superuser-owned code may set it.",
+        &API_KEY_ID,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.rate_limit_per_minute",
+        c"Requests per minute allowed per API key over HTTP.",
+        c"Past it PostgREST answers 429 with Retry-After. A key's own rate_limit_per_minute overrides it.",
+        &RATE_LIMIT_PER_MINUTE,
+        1,
+        10_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.idempotency_key",
+        c"Idempotency key of the current request (copied from the Idempotency-Key header).",
+        c"create/finalize/cancel calls with the same key and arguments within 24 h return the first result.",
+        &IDEMPOTENCY_KEY,
+        GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
     );
 }

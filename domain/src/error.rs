@@ -16,14 +16,16 @@ pub struct FieldError {
 pub enum ErrorKind {
     /// Bad input: 22023 → HTTP 400, with every bad field listed.
     Validation,
-    /// A status change the state machine forbids: 23514 → HTTP 400.
+    /// A status change the state machine forbids: 23514 → HTTP 409.
     IllegalTransition,
     /// The referenced object does not exist for this merchant → HTTP 404.
     NotFound,
     /// Conflicts with existing state (duplicate key, replayed idempotency key) → HTTP 409.
     Conflict,
-    /// No merchant in context, or not allowed → 42501.
+    /// Authenticated but not allowed (no merchant in context, missing scope) → 42501, HTTP 403.
     NotAuthorized,
+    /// No credentials, or a bad or revoked API key → 28000, HTTP 401.
+    Unauthenticated,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,10 +2,13 @@
 //! unit-tested with plain `cargo test -p invoices-domain`, and the extension's `#[pg_extern]`
 //! functions are thin wrappers around it.
 
+pub mod apikey;
 pub mod error;
+pub mod http;
 pub mod invoice;
 pub mod money;
 pub mod numbering;
+pub mod ratelimit;
 pub mod status;
 pub mod totals;
 pub mod validate;

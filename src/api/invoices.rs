@@ -1,7 +1,7 @@
 //! Invoice validation, pricing and the status machine, exposed to the SQL layer.
 
 use crate::domain::{invoice, status};
-use crate::error::OrRaise;
+use crate::error::{self, OrRaise};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
@@ -10,16 +10,24 @@ pub mod invoices_internal {
     use super::*;
 
     /// Validates a create_invoice payload (all bad fields at once) and prices it exactly.
-    /// Raises 22023 with `{"errors":[{"field","message"}]}` in the detail.
+    /// A bad payload gives `{"error": {code 22023, message, detail {"errors":[{field, message}]}, hint}}`.
     #[pg_extern(immutable, parallel_safe)]
     pub fn prepare_invoice(payload: JsonB) -> JsonB {
-        JsonB(invoice::prepare(&payload.0).or_raise())
+        JsonB(invoice::prepare(&payload.0).unwrap_or_else(|e| error::as_json(&e)))
     }
 
     /// Validates create_merchant's input.
     #[pg_extern(immutable, parallel_safe)]
     pub fn prepare_merchant(payload: JsonB) -> JsonB {
         JsonB(invoice::prepare_merchant(&payload.0).or_raise())
+    }
+
+    /// Null if `from_status -> to_status` is legal, else the error as data (`{"error": …}`).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn transition_problem(from_status: &str, to_status: &str) -> Option<JsonB> {
+        status::transition_str(from_status, to_status)
+            .err()
+            .map(|e| JsonB(error::as_json(&e)))
     }
 
     /// The state machine, called by the invoices trigger on every status change.

@@ -2,5 +2,6 @@
 //! They live in schema `invoices_internal`; the public API in schema `invoices` is SQL
 //! (see `sql/`) that calls them.
 
+pub mod http;
 pub mod ids;
 pub mod invoices;

@@ -1,0 +1,101 @@
+//! The HTTP door: API keys, scopes, rate limits and error statuses (see `sql/40_http.sql`).
+
+use crate::domain::{apikey, http};
+use crate::error;
+use pgrx::JsonB;
+use crate::shmem;
+use pgrx::prelude::*;
+
+#[pg_schema]
+pub mod invoices_internal {
+    use super::*;
+
+    /// Issues a key signed with `secret` for PostgREST role `role`: (key, prefix, key_hash).
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn issue_api_key(
+        secret: &str,
+        role: &str,
+    ) -> TableIterator<'static, (name!(key, String), name!(prefix, String), name!(key_hash, String))> {
+        let k = apikey::issue(secret, role);
+        TableIterator::once((k.key, k.prefix, k.hash))
+    }
+
+    /// Validates a key's name and scopes: `{"scopes": [...]}` deduplicated in canonical order,
+    /// or `{"error": …}` naming every bad field.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn prepare_api_key(name: Option<&str>, scopes: Option<Vec<Option<String>>>) -> JsonB {
+        let scopes: Vec<String> = scopes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.unwrap_or_default())
+            .collect();
+        let result = match (apikey::check_name(name.unwrap_or("")), apikey::parse_scopes(&scopes)) {
+            (Ok(()), Ok(s)) => Ok(s),
+            (Err(mut a), Err(b)) => {
+                a.fields.extend(b.fields);
+                a.message = format!("invalid API key: {} fields are invalid (name, scopes)", a.fields.len());
+                Err(a)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        JsonB(match result {
+            Ok(s) => serde_json::json!({ "scopes": s }),
+            Err(e) => error::as_json(&e),
+        })
+    }
+
+    /// A random 64-character secret (the key-signing secret PostgREST shares).
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn new_secret() -> String {
+        apikey::new_secret()
+    }
+
+    /// The scope a request needs: `anonymous`, `read`, `write`, `webhooks` or `admin`.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn required_scope(method: &str, path: &str) -> &'static str {
+        http::required_access(method, path).as_str()
+    }
+
+    /// The HTTP status the HTTP door answers a SQLSTATE with.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn http_status(sqlstate: &str) -> i32 {
+        http::status_for_sqlstate(sqlstate) as i32
+    }
+
+    /// Counts one request of key `key_id` against `per_minute` in shared memory (outside any
+    /// transaction: a rollback does not give the request back).
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn rate_limit_hit(
+        key_id: pgrx::Uuid,
+        per_minute: i32,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(allowed, bool),
+            name!(limit, i32),
+            name!(remaining, i32),
+            name!(reset_at, i64),
+            name!(retry_after, i32),
+        ),
+    > {
+        let d = shmem::hit(u128::from_be_bytes(*key_id.as_bytes()), per_minute.max(1) as u32);
+        TableIterator::once((
+            d.allowed,
+            d.limit as i32,
+            d.remaining as i32,
+            d.reset_at,
+            d.retry_after as i32,
+        ))
+    }
+
+    /// When each API key was last used (Unix seconds), from the shared-memory counters.
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn api_key_usage(
+    ) -> TableIterator<'static, (name!(key_id, pgrx::Uuid), name!(last_used_unix, i64))> {
+        TableIterator::new(
+            shmem::last_used()
+                .into_iter()
+                .map(|(k, t)| (pgrx::Uuid::from_bytes(k.to_be_bytes()), t)),
+        )
+    }
+}
