@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Benchmark: create invoices through PostgREST over HTTP. wrk (Debian package), 8 connections,
+# 30 s (BENCH_SECONDS, BENCH_CONNECTIONS to change), POST /rpc/create_invoice with 3 lines and
+# send => true, X-API-Key of 8 merchants in turn (keys created with a raised rate limit).
+# Then the same call at the SQL level (pgbench, 8 clients, same merchants) for the ratio.
+# Prints invoices/s, p50 and p99 latency, and HTTP/SQL. Target: >= 1000/s with p99 < 20 ms.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+SECONDS_EACH="${BENCH_SECONDS:-30}"
+CONNS="${BENCH_CONNECTIONS:-8}"
+command -v wrk >/dev/null || sudo_ apt-get install -y -qq wrk >/dev/null
+bash "$ROOT/scripts/setup.sh" >/dev/null 2>&1 || bash "$ROOT/scripts/setup.sh"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# 8 merchants, one key each with the rate limit raised for the run
+psql_ -tA > "$work/keys" <<'SQL'
+select invoices_internal.insert_api_key((invoices.create_merchant('HTTP bench ' || g)->>'id')::uuid,
+                                        'bench', '{read,write}', 100000000)->>'api_key'
+  from generate_series(1, 8) g;
+SQL
+mids=$(psql_ -tA -c "select string_agg(merchant_id::text, ' ') from invoices_internal.api_keys where key_hash in (select encode(sha256(convert_to(k, 'UTF8')), 'hex') from unnest(string_to_array('$(paste -sd, "$work/keys")', ',')) k)")
+BODY='{"lines": [{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}], "customer_email": "alice@example.com", "tax_rate": 10, "send": true}'
+{
+  echo "local keys = {"; sed 's/.*/  "&",/' "$work/keys"; echo "}"
+  cat <<LUA
+local i = 0
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  wrk.headers["X-API-Key"] = keys[(i % #keys) + 1]
+  return wrk.format(nil, "/rpc/create_invoice")
+end
+done = function(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000, non2xx))
+end
+LUA
+} > "$work/bench.lua"
+echo "HTTP: wrk, $CONNS connections, ${SECONDS_EACH}s, POST /rpc/create_invoice (3 lines, send => true)"
+out=$(wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" -s "$work/bench.lua" "$PGRST_URL")
+read -r _ reqs dur p50 p99 mean non2xx <<< "$(grep '^RESULT' <<< "$out")"
+http_rate=$(awk -v r="$reqs" -v d="$dur" 'BEGIN { printf "%d", r / (d / 1e6) }')
+echo "  invoices/s: $http_rate   p50: ${p50} ms   p99: ${p99} ms   mean: ${mean} ms   non-2xx: $non2xx"
+# The SQL door on the same merchants, for the ratio.
+cat > "$work/sql.sql" <<SQL
+\set m random(1, 8)
+select invoices.create_invoice(lines => '[{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}]', customer_email => 'alice@example.com', tax_rate => 10, send => true)
+  from (select set_config('invoices.merchant_id', (string_to_array('$mids', ' '))[:m], false)) acting;
+SQL
+sql_rate=$("$PG_BIN/pgbench" -n -c "$CONNS" -j 2 -T "$SECONDS_EACH" -f "$work/sql.sql" "$PGDATABASE" 2>&1 | awk '/^tps/ {print int($3)}')
+echo "SQL: pgbench, $CONNS clients, same call: $sql_rate invoices/s"
+awk -v a="$http_rate" -v b="$sql_rate" -v p99="$p99" 'BEGIN {
+  printf "ratio HTTP/SQL: %.2f\n", a / b
+  printf "target >= 1000 invoices/s with p99 < 20 ms: %s\n", (a >= 1000 && p99 < 20) ? "met" : "NOT met" }'
