@@ -426,7 +426,6 @@ test('public_invoices needs no key, shows a finalized invoice by slug or id with
     assert.equal(row.invoice_number, bInv.invoice_number);
     assert.equal(row.status, 'pending');
     assert.equal(row.total, 999);
-    assert.equal(row.merchant_name, 'postgrest-js merchant B'.replace('postgrest-js', row.merchant_name.replace(/ merchant B$/, '')));
     assert.match(row.merchant_name, / merchant B$/);
     assert.equal(row.hosted_url, `${URL_}/i/${bInv.slug}`);
     for (const f of PRIVATE_FIELDS) assert.ok(!(f in row), `public_invoices has no ${f}`);

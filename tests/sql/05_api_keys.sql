@@ -30,7 +30,15 @@ select name, active from invoices.api_keys order by created_at;
 select invoices.create_merchant('Other Keys') ->> 'id' as other \gset
 select invoices.act_as(:'other') ->> 'name' as acting;
 select count(*) as other_sees from invoices.api_keys where merchant_id = :'mid';
-select invoices.revoke_api_key((select id from invoices_internal.api_keys where merchant_id = :'mid' and name = 'Default key'));
+select set_config('regress.default_key', (select id::text from invoices_internal.api_keys
+                                            where merchant_id = :'mid' and name = 'Default key'), false) is not null as remembered;
+do $$
+begin
+  perform invoices.revoke_api_key(current_setting('regress.default_key')::uuid);
+  raise notice 'Other Keys revoked a key of Keys Inc';
+exception when no_data_found then
+  raise notice 'revoke_api_key of another merchant''s key: not found (%)', sqlstate;
+end $$;
 select invoices.act_as(null);
 
 -- The pre-request check, as PostgREST runs it (request.* settings are set per transaction).
