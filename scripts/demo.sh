@@ -30,3 +30,21 @@ select invoice_number, from_status, to_status, event, actor, at
  where invoice_id = (select id from invoices.invoices order by created_at desc limit 1)
  order by id;
 SQL
+
+# The HTTP door: a demo API key (a new one each run; earlier ones stay valid until revoked).
+KEY=$(psql_ -tA <<'SQL'
+select invoices.act_as(id) is not null as acting from invoices_internal.merchants where name = 'Demo Coffee Roasters' limit 1 \gset
+select invoices.create_api_key('demo ' || now()::text, '{read,write}') ->> 'api_key';
+SQL
+)
+echo
+echo "== over HTTP: POST $PGRST_URL/rpc/create_invoice with X-API-Key (the Living Invoices payload) =="
+curl -s "$PGRST_URL/rpc/create_invoice" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
+  -d '{"to_email": "customer@example.com", "items": [{"description": "Web Design", "unit_price": 500}], "send": true}' \
+  | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k: d[k] for k in ("invoice_number", "status", "total", "hosted_url")})'
+echo
+echo "== GET $PGRST_URL/invoices?status=eq.pending&limit=3 with Authorization: Bearer (rate-limit headers shown) =="
+curl -s -D - "$PGRST_URL/invoices?status=eq.pending&limit=3&select=invoice_number,status,total&order=created_at.desc" \
+  -H "Authorization: Bearer $KEY" | grep -i -E '^x-ratelimit|^\[' || true
+echo
+echo "API key for trying it yourself (shown once): $KEY"
