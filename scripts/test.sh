@@ -3,6 +3,8 @@
 #   1. cargo test   — the pure domain crate (unit + property tests)
 #   2. pg_regress   — the SQL API against the real extension (tests/sql, tests/expected)
 #   3. concurrency  — gapless numbering under 16 concurrent creators
+#   4. HTTP         — end-to-end through the running PostgREST with curl, postgrest-js and
+#                     postgrest-py (clients installed into .local/ by tests/http/install_clients.sh)
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/env.sh"
@@ -12,6 +14,10 @@ step() { local name=$1; shift; log "test: $name"; if "$@"; then log "ok: $name";
 step "cargo test (domain)" bash -c "set -o pipefail; cd '$ROOT' && cargo test -p invoices-domain --quiet 2>&1 | tail -n 25"
 step "pg_regress (SQL API)" bash "$ROOT/tests/regress.sh"
 for t in "$ROOT"/tests/concurrency/*.sh; do step "concurrency: $(basename "$t" .sh)" bash "$t"; done
+bash "$ROOT/tests/http/install_clients.sh"
+step "http: curl" bash "$ROOT/tests/http/curl.sh"
+step "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgrest_js.test.mjs 2>&1 | tail -n 12; exit \${PIPESTATUS[0]}"
+step "http: postgrest-py" bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

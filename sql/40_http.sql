@@ -249,6 +249,12 @@ begin
   end if;
   perform set_config('invoices.response_headers', limits::text, true);
 
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
   if need <> 'anonymous' and not (need = any (k.scopes) or 'admin' = any (k.scopes)) then
     perform invoices_internal.raise('42501',
       format('this API key lacks the %s scope', need), null,
@@ -360,6 +366,34 @@ $$;
 -- --------------------------------------------------------------------------------------------
 -- The public invoice page's data
 -- --------------------------------------------------------------------------------------------
+-- Over HTTP the public view answers lookups only: each scan of it must be filtered by exactly
+-- one equality on id or slug (what PostgREST generates for ?id=eq.<uuid> / ?slug=eq.<slug>),
+-- so nobody can list, range over or search other people's invoices. The check reads the
+-- statement PostgREST sent; the SQL door (admins) is not limited.
+create function invoices_internal.public_lookup_allowed() returns boolean
+language plpgsql volatile security definer cost 1000000
+set search_path = pg_catalog
+as $$
+declare
+  q text;
+begin
+  if coalesce(current_setting('request.method', true), '') = '' then
+    return true;
+  end if;
+  q := current_query();
+  if q ~ 'FROM "invoices"\."public_invoices"'
+     and not exists (
+       select 1 from regexp_matches(q, 'FROM "invoices"\."public_invoices"(.{0,200})', 'g') m
+        where m[1] !~ '^\s+WHERE\s+"invoices"\."public_invoices"\."(id|slug)" = \$\d+\s+(LIMIT|ORDER BY|\))') then
+    return true;
+  end if;
+  perform invoices_internal.raise('22023', 'public invoices are read one at a time, by id or slug',
+    '{"errors":[{"field":"id","message":"filter by id=eq.<uuid> or slug=eq.<slug>, and nothing else"}]}',
+    'GET /public_invoices?slug=eq.<slug> (the slug is in the hosted URL)');
+  return false;
+end
+$$;
+
 create view invoices.public_invoices as
 select r.id, r.slug, r.invoice_number, r.status, r.currency,
        r.subtotal, r.tax_rate, r.tax_amount, r.discount_amount, r.total, r.amount_paid, r.amount_due,
@@ -369,6 +403,7 @@ select r.id, r.slug, r.invoice_number, r.status, r.currency,
        r.created_at, r.finalized_at, r.partially_paid_at, r.paid_at, r.confirmed_at,
        r.expired_at, r.overdue_at, r.cancelled_at
   from invoices_internal.invoice_rows r
- where r.status <> 'draft';
+ where r.finalized_at is not null
+   and invoices_internal.public_lookup_allowed();
 comment on view invoices.public_invoices is
-  'What the payer of an invoice may see, readable without an API key: GET /public_invoices?id=eq.<uuid> or ?slug=eq.<slug>. Finalized invoices only; no merchant id, customer contact, metadata, order id, callback URL or secret, redirect URLs or wallet.';
+  'What the payer of an invoice may see, readable without an API key, one invoice at a time: GET /public_invoices?id=eq.<uuid> or ?slug=eq.<slug> (any other filter, or none, is refused over HTTP). Invoices that were finalized only; no merchant id, customer contact, metadata, order id, callback URL or secret, redirect URLs or wallet.';

@@ -54,7 +54,8 @@ create policy merchant_scope on invoices_internal.idempotency_keys
 grant usage on schema invoices_internal to invoices_api, invoices_authenticator;
 grant execute on function invoices_internal.postgrest_config() to invoices_authenticator;
 grant execute on function invoices_internal.http_pre_request() to invoices_api;
-grant execute on function invoices_internal.api_key_usage() to invoices_api, invoices_admin;
+grant execute on function invoices_internal.api_key_usage(), invoices_internal.public_lookup_allowed()
+  to invoices_api, invoices_admin;
 grant usage on schema invoices to invoices_api;
 grant select on invoices.invoices, invoices.invoice_lines, invoices.audit_log, invoices.api_keys,
                 invoices.public_invoices

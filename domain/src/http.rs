@@ -11,6 +11,8 @@ pub enum Access {
     Anonymous,
     /// A valid key holding this scope (or `admin`).
     Scope(&'static str),
+    /// Never allowed: the views are read-only, data changes only through `/rpc/` functions.
+    MethodNotAllowed,
 }
 
 impl Access {
@@ -18,27 +20,34 @@ impl Access {
         match self {
             Access::Anonymous => "anonymous",
             Access::Scope(s) => s,
+            Access::MethodNotAllowed => "method_not_allowed",
         }
     }
 }
 
 /// The access a request needs, from its method and path (`/invoices`, `/rpc/create_invoice`).
+/// A function needs the same scope whichever method calls it (PostgREST allows GET on
+/// functions), so a read-only key cannot reach a writing function through GET.
 pub fn required_access(method: &str, path: &str) -> Access {
     let path = path.trim_end_matches('/');
-    let name = path.rsplit('/').next().unwrap_or("");
-    let is_rpc = path.starts_with("/rpc/");
     let read_only = matches!(method, "GET" | "HEAD" | "OPTIONS");
-    match name {
-        "" | "public_invoices" | "verify_webhook_signature" | "invoice_pdf" | "pay_payment_link" => {
-            Access::Anonymous
-        }
-        "create_api_key" | "revoke_api_key" | "api_keys" => Access::Scope("admin"),
-        "create_webhook_endpoint" | "delete_webhook_endpoint" | "redeliver"
-        | "webhook_endpoints" | "webhook_deliveries" => Access::Scope("webhooks"),
-        "invoice_status" => Access::Scope("read"),
-        _ if is_rpc && !read_only => Access::Scope("write"),
-        _ if read_only => Access::Scope("read"),
-        _ => Access::Scope("write"),
+    if let Some(function) = path.strip_prefix("/rpc/") {
+        return match function {
+            "verify_webhook_signature" | "invoice_pdf" | "pay_payment_link" => Access::Anonymous,
+            "create_api_key" | "revoke_api_key" => Access::Scope("admin"),
+            "create_webhook_endpoint" | "delete_webhook_endpoint" | "redeliver" => Access::Scope("webhooks"),
+            "invoice_status" => Access::Scope("read"),
+            _ => Access::Scope("write"),
+        };
+    }
+    if !read_only {
+        return Access::MethodNotAllowed;
+    }
+    match path.trim_start_matches('/') {
+        "" | "public_invoices" => Access::Anonymous,
+        "api_keys" => Access::Scope("admin"),
+        "webhook_endpoints" | "webhook_deliveries" => Access::Scope("webhooks"),
+        _ => Access::Scope("read"),
     }
 }
 
@@ -50,6 +59,7 @@ pub fn status_for_sqlstate(code: &str) -> u16 {
         "P0002" => 404,
         "23505" | "23514" | "55000" => 409,
         "54000" => 429,
+        "0A000" => 405,
         _ if code.starts_with("22") || code.starts_with("23") => 400,
         _ => 400,
     }
@@ -67,7 +77,20 @@ mod tests {
         assert_eq!(required_access("POST", "/rpc/cancel_invoice"), Access::Scope("write"));
         assert_eq!(required_access("POST", "/rpc/invoice_status"), Access::Scope("read"));
         assert_eq!(required_access("GET", "/rpc/invoice_status"), Access::Scope("read"));
-        assert_eq!(required_access("PATCH", "/invoices"), Access::Scope("write"));
+    }
+
+    #[test]
+    fn a_writing_function_needs_write_through_get_too() {
+        assert_eq!(required_access("GET", "/rpc/cancel_invoice"), Access::Scope("write"));
+        assert_eq!(required_access("GET", "/rpc/finalize_invoice"), Access::Scope("write"));
+    }
+
+    #[test]
+    fn views_are_read_only() {
+        assert_eq!(required_access("PATCH", "/invoices"), Access::MethodNotAllowed);
+        assert_eq!(required_access("DELETE", "/invoices"), Access::MethodNotAllowed);
+        assert_eq!(required_access("POST", "/invoices"), Access::MethodNotAllowed);
+        assert_eq!(required_access("PUT", "/api_keys"), Access::MethodNotAllowed);
     }
 
     #[test]
@@ -95,5 +118,6 @@ mod tests {
         assert_eq!(status_for_sqlstate("P0002"), 404);
         assert_eq!(status_for_sqlstate("23505"), 409);
         assert_eq!(status_for_sqlstate("54000"), 429);
+        assert_eq!(status_for_sqlstate("0A000"), 405);
     }
 }
