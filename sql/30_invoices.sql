@@ -207,6 +207,9 @@ begin
   insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
   select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
     from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
+  if send then
+    perform invoices_internal.lock_quote(mid, new_id);
+  end if;
 
   if current_setting('invoices.idempotency_key', true) <> '' then
     return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, new_id));
@@ -239,11 +242,12 @@ begin
       null, 'finalize_invoice turns a draft into pending once');
   end if;
   perform invoices_internal.set_status(mid, inv_id, 'pending');
+  perform invoices_internal.lock_quote(mid, inv_id);
   return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;
 comment on function invoices.finalize_invoice(text) is
-  'draft -> pending: the invoice can now be paid (locks the quote and assigns the deposit address). ref: invoice number, UUID or slug. Returns the invoice object.';
+  'draft -> pending: the invoice can now be paid. An invoice with an asset gets a locked quote (the median of the fresh rates for a fiat invoice, with markup_percent, rounded up to the asset unit) and a deadline of expiry_minutes (default 30); with no fresh rate it raises 55000 and stays a draft. ref: invoice number, UUID or slug. Returns the invoice object.';
 
 create function invoices.cancel_invoice(ref text) returns jsonb
 language plpgsql volatile security definer

@@ -77,3 +77,14 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.audit_log', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.api_keys', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.server_secrets', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.idempotency_keys', '');
+
+-- Rates, quotes and the worker.
+alter table invoices_internal.quotes enable row level security;
+create policy merchant_scope on invoices_internal.quotes
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+grant execute on function invoices_internal.median_rate(numeric[]) to invoices_api, invoices_admin;
+grant select on invoices.quotes, invoices.rates to invoices_api;
+grant execute on function invoices.requote_invoice(text) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.quotes', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.rate_sources', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.rate_observations', '');

@@ -11,6 +11,7 @@ pub mod api;
 pub mod error;
 pub mod settings;
 pub mod shmem;
+pub mod worker;
 
 pub use invoices_domain as domain;
 
@@ -25,6 +26,7 @@ pub extern "C-unwind" fn _PG_init() {
     }
     settings::register();
     shmem::init();
+    worker::register();
 }
 
 // The hand-written SQL, in dependency order. Each file reads as part of the API reference.
@@ -75,4 +77,15 @@ pgrx::extension_sql_file!(
         api::http::invoices_internal::api_key_usage
     ]
 );
+pgrx::extension_sql_file!(
+    "../sql/50_rates_quotes.sql",
+    name = "rates_quotes",
+    requires = [
+        "http",
+        api::rates::invoices_internal::median_rate,
+        api::rates::invoices_internal::quote_asset_amount,
+        api::rates::invoices_internal::rate_source_url
+    ]
+);
+pgrx::extension_sql_file!("../sql/60_worker.sql", name = "worker", requires = ["rates_quotes"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

@@ -27,6 +27,16 @@ pub static RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// check copies the header; SQL callers may `SET LOCAL` it themselves).
 pub static IDEMPOTENCY_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `invoices.worker_naptime_ms`: how long the background worker sleeps between ticks.
+pub static WORKER_NAPTIME_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
+
+/// `invoices.rate_max_age_seconds`: older rates are stale and ignored by quotes.
+pub static RATE_MAX_AGE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(600);
+
+/// `invoices.actor`: who the audit log names for changes without an API key (the worker sets
+/// `worker`).
+pub static ACTOR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"invoices.public_base_url",
@@ -78,6 +88,34 @@ pub fn register() {
         c"create/finalize/cancel calls with the same key and arguments within 24 h return the first result.",
         &IDEMPOTENCY_KEY,
         GucContext::Userset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.worker_naptime_ms",
+        c"Milliseconds the background worker sleeps between ticks.",
+        c"Expiry and overdue sweeps run every tick, so a deadline is acted on within about this long.",
+        &WORKER_NAPTIME_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.rate_max_age_seconds",
+        c"Rates older than this are stale: quotes ignore them.",
+        c"The rate of a quote is the median of the pair's sources observed within this many seconds.",
+        &RATE_MAX_AGE_SECONDS,
+        1,
+        31_536_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.actor",
+        c"Actor recorded in the audit log for changes made without an API key.",
+        c"The background worker sets it to 'worker'. Only superusers may set it.",
+        &ACTOR,
+        GucContext::Suset,
         GucFlags::NO_SHOW_ALL,
     );
 }

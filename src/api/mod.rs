@@ -5,3 +5,4 @@
 pub mod http;
 pub mod ids;
 pub mod invoices;
+pub mod rates;

@@ -1,0 +1,102 @@
+-- ============================================================================================
+-- invoices — the background worker's bookkeeping
+-- ============================================================================================
+-- The worker (src/worker/) runs its tasks on a loop; what happened is data, not log lines:
+-- each task's runs, last success, last error and counters are in worker_tasks, each rate
+-- source's in rate_sources.
+
+create table invoices_internal.worker_tasks (
+  task                 text primary key,
+  runs                 bigint not null default 0,
+  failures             bigint not null default 0,
+  consecutive_failures integer not null default 0,
+  last_run_at          timestamptz,
+  last_success_at      timestamptz,
+  last_error           text,
+  last_error_at        timestamptz,
+  last_result          jsonb,
+  next_run_at          timestamptz
+);
+
+-- The worker reports a task's runs since its previous report.
+create function invoices_internal.worker_task_report(task text, runs bigint, failures bigint,
+                                                     consecutive_failures integer,
+                                                     last_success_unix double precision, last_error text,
+                                                     last_result jsonb, next_run_in_seconds double precision)
+returns void
+language sql volatile
+set search_path = pg_catalog
+as $$
+  insert into invoices_internal.worker_tasks as t
+    (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_at,
+     last_result, next_run_at)
+  values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix), last_error,
+          case when last_error is not null then now() end, last_result,
+          now() + make_interval(secs => next_run_in_seconds))
+  on conflict on constraint worker_tasks_pkey do update set
+    runs = t.runs + excluded.runs,
+    failures = t.failures + excluded.failures,
+    consecutive_failures = excluded.consecutive_failures,
+    last_run_at = excluded.last_run_at,
+    last_success_at = coalesce(excluded.last_success_at, t.last_success_at),
+    last_error = coalesce(excluded.last_error, t.last_error),
+    last_error_at = coalesce(excluded.last_error_at, t.last_error_at),
+    last_result = excluded.last_result,
+    next_run_at = excluded.next_run_at
+$$;
+
+create view invoices.worker_status as
+select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
+       t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
+       t.last_error, t.last_error_at, t.last_result, t.next_run_at
+  from invoices_internal.worker_tasks t
+  left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
+                      where a.backend_type = 'invoices worker' limit 1) w on true;
+comment on view invoices.worker_status is
+  'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others.';
+
+-- Rate sources whose fetch is due, claimed: their next fetch moves a full interval ahead so a
+-- slow fetch is not started twice.
+create function invoices_internal.claim_due_rate_sources()
+returns setof invoices_internal.rate_sources
+language sql volatile
+set search_path = pg_catalog
+as $$
+  update invoices_internal.rate_sources s
+     set next_fetch_at = now() + make_interval(secs => s.interval_seconds), last_fetch_at = now()
+   where s.id in (select id from invoices_internal.rate_sources
+                   where enabled and next_fetch_at <= now()
+                   for update skip locked)
+  returning s.*
+$$;
+
+-- The outcome of one fetch: a rate (recorded as an observation) or an error (the source backs
+-- off: interval x 2^failures, at most an hour). A bad answer never changes the rate.
+create function invoices_internal.record_rate_fetch(source_id bigint, rate numeric, error text)
+returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  s invoices_internal.rate_sources;
+begin
+  if error is null and rate is not null and rate > 0 then
+    update invoices_internal.rate_sources
+       set last_success_at = now(), last_rate = rate, successes = successes + 1,
+           consecutive_failures = 0, next_fetch_at = now() + make_interval(secs => interval_seconds)
+     where id = source_id
+    returning * into s;
+    if found then
+      insert into invoices_internal.rate_observations (asset, currency, source, rate)
+      values (s.asset, s.currency, s.name, rate);
+    end if;
+  else
+    update invoices_internal.rate_sources
+       set last_error = coalesce(error, 'no rate'), last_error_at = now(), failures = failures + 1,
+           consecutive_failures = consecutive_failures + 1,
+           next_fetch_at = now() + least(make_interval(secs => interval_seconds) * power(2, least(consecutive_failures + 1, 12)),
+                                         interval '1 hour')
+     where id = source_id;
+  end if;
+end
+$$;

@@ -1,0 +1,134 @@
+//! The rates task: claims the rate sources that are due, fetches them on threads (HTTP with a
+//! timeout, outside any transaction), parses each body with `domain::rates` and records every
+//! outcome (a rate or an error) in `rate_sources` / `rate_observations`.
+
+use super::in_transaction;
+use crate::domain::rates;
+use pgrx::prelude::*;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::time::Duration;
+
+struct Source {
+    id: i64,
+    format: String,
+    url: String,
+    asset: String,
+    currency: String,
+    timeout_ms: u64,
+}
+
+struct Outcome {
+    id: i64,
+    result: Result<String, String>,
+}
+
+#[derive(Default)]
+pub struct Fetches {
+    inflight: Option<Receiver<Outcome>>,
+    done: Vec<Outcome>,
+}
+
+/// Bodies larger than this are not a price.
+const MAX_BODY: u64 = 1 << 20;
+
+fn fetch(source: &Source) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(source.timeout_ms)))
+        .user_agent("invoices-worker")
+        .build()
+        .into();
+    let mut response = agent.get(&source.url).call().map_err(|e| match e {
+        ureq::Error::StatusCode(code) => format!("HTTP {code}"),
+        ureq::Error::Timeout(_) => format!("timed out after {} ms", source.timeout_ms),
+        other => other.to_string(),
+    })?;
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_BODY)
+        .read_to_string()
+        .map_err(|e| format!("reading the body: {e}"))?;
+    rates::parse(&source.format, &body, &source.asset, &source.currency).map(|r| r.to_string())
+}
+
+impl Fetches {
+    /// One step: record what finished, start fetching what is due. Returns a summary.
+    pub fn step(&mut self) -> Result<serde_json::Value, String> {
+        if let Some(rx) = &self.inflight {
+            loop {
+                match rx.try_recv() {
+                    Ok(outcome) => self.done.push(outcome),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        self.inflight = None;
+                        break;
+                    }
+                }
+            }
+        }
+        let recorded = self.done.len();
+        if !self.done.is_empty() {
+            let done: Vec<(i64, Option<String>, Option<String>)> = self
+                .done
+                .drain(..)
+                .map(|o| match o.result {
+                    Ok(rate) => (o.id, Some(rate), None),
+                    Err(e) => (o.id, None, Some(e)),
+                })
+                .collect();
+            in_transaction(move || {
+                for (id, rate, error) in &done {
+                    Spi::run_with_args(
+                        "select invoices_internal.record_rate_fetch($1, $2::numeric, $3)",
+                        &[(*id).into(), rate.clone().into(), error.clone().into()],
+                    )
+                    .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })?;
+        }
+        let mut started = 0;
+        if self.inflight.is_none() {
+            let due = in_transaction(|| {
+                Spi::connect_mut(|client| {
+                    let rows = client
+                        .update(
+                            "select id, format, url, asset, currency, timeout_ms \
+                               from invoices_internal.claim_due_rate_sources()",
+                            None,
+                            &[],
+                        )
+                        .map_err(|e| e.to_string())?;
+                    let mut out = Vec::new();
+                    for row in rows {
+                        let get = |i: usize| -> Result<String, String> {
+                            row.get::<String>(i).map_err(|e| e.to_string())?.ok_or("null".to_string())
+                        };
+                        out.push(Source {
+                            id: row.get::<i64>(1).map_err(|e| e.to_string())?.unwrap_or_default(),
+                            format: get(2)?,
+                            url: get(3)?,
+                            asset: get(4)?,
+                            currency: get(5)?,
+                            timeout_ms: row.get::<i32>(6).map_err(|e| e.to_string())?.unwrap_or(5000) as u64,
+                        });
+                    }
+                    Ok(out)
+                })
+            })?;
+            if !due.is_empty() {
+                started = due.len();
+                let (tx, rx) = channel();
+                for source in due {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        let result = fetch(&source);
+                        let _ = tx.send(Outcome { id: source.id, result });
+                    });
+                }
+                self.inflight = Some(rx);
+            }
+        }
+        Ok(serde_json::json!({ "recorded": recorded, "started": started }))
+    }
+}

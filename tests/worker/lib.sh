@@ -1,0 +1,18 @@
+# Helpers of the worker tests. Source after scripts/env.sh.
+# shellcheck shell=bash
+pass=0; fail=0
+ok()  { pass=$((pass + 1)); printf '  ok   %s\n' "$1"; }
+bad() { fail=$((fail + 1)); printf '  FAIL %s\n' "$1"; [ -n "${2:-}" ] && printf '       %s\n' "$2"; return 0; }
+expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got [$2], expected [$3]"; fi; }
+q() { psql_ -tA -c "$1"; }
+# wait_for SECONDS SQL: polls until SQL returns t; returns 1 on timeout
+wait_for() {
+  local deadline=$(( $(date +%s%N) + $1 * 1000000000 ))
+  while [ "$(date +%s%N)" -lt "$deadline" ]; do
+    [ "$(q "$2" 2>/dev/null)" = t ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+worker_pid() { q "select pid from pg_stat_activity where backend_type = 'invoices worker'" 2>/dev/null || true; }
+finish() { printf '%d passed, %d failed\n' "$pass" "$fail"; [ "$fail" -eq 0 ]; }
