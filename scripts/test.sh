@@ -5,6 +5,9 @@
 #   3. concurrency  — gapless numbering under 16 concurrent creators
 #   4. HTTP         — end-to-end through the running PostgREST with curl, postgrest-js and
 #                     postgrest-py (clients installed into .local/ by tests/http/install_clients.sh)
+#   5. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
+#                     a second, restart after SIGTERM and kill -9 (last: it crash-restarts the
+#                     cluster)
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/env.sh"
@@ -18,6 +21,9 @@ bash "$ROOT/tests/http/install_clients.sh"
 step "http: curl" bash "$ROOT/tests/http/curl.sh"
 step "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgrest_js.test.mjs 2>&1 | tail -n 12; exit \${PIPESTATUS[0]}"
 step "http: postgrest-py" bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}"
+step "worker: rates" bash "$ROOT/tests/worker/rates.sh"
+step "worker: expiry" bash "$ROOT/tests/worker/expiry.sh"
+step "worker: restart" bash "$ROOT/tests/worker/restart.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failed[@]}" >&2
   exit 1

@@ -158,7 +158,8 @@ set search_path = pg_catalog
 as $$
 declare
   inv invoices_internal.invoices;
-  r record;
+  rate numeric;
+  sources text[] := '{}';
   asset_exponent int;
 begin
   select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id;
@@ -167,8 +168,8 @@ begin
   end if;
   select exponent into asset_exponent from invoices_internal.currencies where code = inv.asset;
   if inv.asset <> inv.currency then
-    select * into r from invoices_internal.current_rate(inv.asset, inv.currency);
-    if r.rate is null then
+    select c.rate, c.sources into rate, sources from invoices_internal.current_rate(inv.asset, inv.currency) c;
+    if rate is null then
       perform invoices_internal.raise('55000',
         format('no fresh %s/%s rate: invoice %s cannot be quoted', inv.asset, inv.currency, inv.invoice_number),
         jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
@@ -179,9 +180,9 @@ begin
   end if;
   insert into invoices_internal.quotes (merchant_id, invoice_id, asset, currency, amount, rate, rate_sources,
                                         markup_percent, asset_amount, expires_at)
-  values (mid, inv_id, inv.asset, inv.currency, inv.total, r.rate, coalesce(r.sources, '{}'),
+  values (mid, inv_id, inv.asset, inv.currency, inv.total, rate, sources,
           coalesce(inv.markup_percent, 0),
-          invoices_internal.quote_asset_amount(inv.total, r.rate, coalesce(inv.markup_percent, 0), asset_exponent),
+          invoices_internal.quote_asset_amount(inv.total, rate, coalesce(inv.markup_percent, 0), asset_exponent),
           now() + make_interval(mins => inv.expiry_minutes));
   update invoices_internal.invoices set expires_at = now() + make_interval(mins => inv.expiry_minutes)
    where merchant_id = mid and id = inv_id;

@@ -211,12 +211,12 @@ impl Worker {
         }
     }
 
-    /// Is the extension installed in this database (checked every 5 s until it is)?
+    /// Is the extension installed in this database (checked every second until it is)?
     fn extension_installed(&mut self) -> bool {
         if self.installed {
             return true;
         }
-        if self.installed_checked.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+        if self.installed_checked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             return false;
         }
         self.installed_checked = Some(Instant::now());
