@@ -20,6 +20,16 @@ select jsonb_pretty(invoices.create_invoice(
   discount_amount => 7.90, tax_rate => 8.25, due_date => current_date + 30,
   notes => 'Thank you for your business!', metadata => '{"order": "demo"}', send => true)) as invoice;
 \echo
+\echo '== a BTC rate (manual) and an invoice quoted in BTC, rounded up to the satoshi =='
+select invoices.set_rate('BTC', 'USD', 67187.33, 'demo') ->> 'median_rate' as btc_usd;
+select j ->> 'invoice_number' as invoice, j ->> 'total' as total_usd, j ->> 'asset_amount' as btc,
+       j ->> 'rate' as rate, j ->> 'expires_at' as pay_before
+  from invoices.create_invoice(lines => '[{"description": "Roastery audit", "unit_price": "220.00"}]',
+                               asset => 'BTC', customer_email => 'bob@example.com', send => true) j;
+\echo
+\echo '== the background worker =='
+select task, runs, failures, last_run_at, last_result from invoices.worker_status order by task;
+\echo
 \echo '== the invoices view (what PostgREST will list) =='
 select invoice_number, status, currency, subtotal, discount_amount, tax_amount, total, amount_due, hosted_url
   from invoices.invoices order by created_at desc limit 5;

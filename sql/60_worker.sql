@@ -100,3 +100,20 @@ begin
   end if;
 end
 $$;
+
+-- Housekeeping (every 30 s): persist when each API key was last used (the shared-memory
+-- counters are lost at a restart) and forget idempotency keys older than 24 hours.
+create function invoices_internal.housekeeping(out keys_touched integer, out idempotency_keys_expired integer)
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+begin
+  update invoices_internal.api_keys k set last_used_at = to_timestamp(u.last_used_unix)
+    from invoices_internal.api_key_usage() u
+   where u.key_id = k.id and k.last_used_at is distinct from to_timestamp(u.last_used_unix)
+     and (k.last_used_at is null or k.last_used_at < to_timestamp(u.last_used_unix));
+  get diagnostics keys_touched = row_count;
+  delete from invoices_internal.idempotency_keys where created_at < now() - interval '24 hours';
+  get diagnostics idempotency_keys_expired = row_count;
+end
+$$;

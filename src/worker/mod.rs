@@ -195,6 +195,7 @@ impl Task {
 struct Worker {
     expiry: Task,
     rates: Task,
+    housekeeping: Task,
     rate_fetches: rates::Fetches,
     installed_checked: Option<Instant>,
     installed: bool,
@@ -205,6 +206,7 @@ impl Worker {
         Worker {
             expiry: Task::new("expiry", Duration::ZERO),
             rates: Task::new("rates", Duration::from_millis(500)),
+            housekeeping: Task::new("housekeeping", Duration::from_secs(30)),
             rate_fetches: rates::Fetches::default(),
             installed_checked: None,
             installed: false,
@@ -249,6 +251,14 @@ impl Worker {
                 }
             }
             self.expiry.finished(outcome);
+        }
+        if now >= self.housekeeping.next_run {
+            let outcome = in_transaction(|| {
+                Spi::get_one::<pgrx::JsonB>("select to_jsonb(r) from invoices_internal.housekeeping() r")
+                    .map(|v| v.map(|j| j.0).unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            });
+            self.housekeeping.finished(outcome);
         }
         if now >= self.rates.next_run {
             let outcome = self.rate_fetches.step();

@@ -80,6 +80,9 @@ call GET /invoices -H "Authorization: Bearer $READ_KEY"
 expect_status "read-only key reads (Bearer)" 200
 call GET "/rpc/cancel_invoice?ref=INV-0001" -H "X-API-Key: $READ_KEY"
 expect_status "read-only key cannot call a writing function through GET: 403" 403
+call GET /api_keys -H "X-API-Key: $A_KEY"
+expect_eq "  api_keys shows when the reader key was last used" \
+  "$(field "[k['last_used_at'] is not None for k in d if k['id'] == '$READ_ID']")" "[True]"
 call POST /rpc/revoke_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d "{\"id\": \"$READ_ID\"}"
 expect_status "admin key revokes it" 200
 call GET /invoices -H "Authorization: Bearer $READ_KEY"
