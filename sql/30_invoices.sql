@@ -207,7 +207,7 @@ begin
   insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
   select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
     from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
-  if send then
+  if send and p->>'asset' is not null then
     perform invoices_internal.lock_quote(mid, new_id);
   end if;
 

@@ -40,7 +40,7 @@ select count(*) as audit_rows from invoices.audit_log;
 select inv->>'invoice_number' as first_number_after_failures
   from invoices.create_invoice(lines => '[{"description": "ok", "unit_price": 1}]') inv;
 
--- The tables themselves refuse inconsistent totals (a CHECK, not just the function).
+-- The table itself refuses inconsistent totals (its row trigger, not just the function).
 \set VERBOSITY terse
 insert into invoices_internal.invoices (merchant_id, number_seq, invoice_number, currency, exponent,
        subtotal, discount_amount, tax_rate, tax_amount, total, merchant_snapshot)
