@@ -7,6 +7,10 @@ create schema if not exists invoices_internal;
 comment on schema invoices_internal is
   'Private tables and helpers of the invoices extension. Use the functions and views of schema invoices instead.';
 
+-- Convention: SECURITY DEFINER functions pin `set search_path = pg_catalog` and qualify every
+-- object of the extension; helpers and triggers without that privilege omit the SET clause (it
+-- costs a settings save/restore on every call, and they inherit the caller's pinned path).
+
 -- invoices_admin: operators and data teams who may act for any merchant (invoices.act_as).
 do $$
 begin

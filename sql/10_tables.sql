@@ -159,7 +159,6 @@ end;
 -- operation) and hint TG_ARGV[1].
 create function invoices_internal.refuse_change() returns trigger
 language plpgsql
-set search_path = pg_catalog
 as $$
 begin
   raise exception '%', format(tg_argv[0], tg_op)
@@ -182,7 +181,6 @@ create trigger audit_log_no_truncate
 -- the amounts.
 create function invoices_internal.check_invoice_row(i invoices_internal.invoices) returns void
 language plpgsql immutable
-set search_path = pg_catalog
 as $$
 declare
   problem text;
@@ -226,7 +224,6 @@ $$;
 -- which timestamp to stamp.
 create function invoices_internal.invoice_before_update() returns trigger
 language plpgsql
-set search_path = pg_catalog
 as $$
 declare
   t text[];
@@ -271,7 +268,6 @@ create trigger invoice_status_machine
 -- which is the draft -> pending transition and is audited as both events.
 create function invoices_internal.invoice_before_insert() returns trigger
 language plpgsql
-set search_path = pg_catalog
 as $$
 begin
   if new.status = 'pending' then
@@ -290,7 +286,6 @@ create trigger invoice_starts_as_draft
 
 create function invoices_internal.invoice_after_insert() returns trigger
 language plpgsql
-set search_path = pg_catalog
 as $$
 begin
   -- one statement for both entries of an invoice created finalized
@@ -360,7 +355,6 @@ create trigger invoice_lines_immutable
 -- cancel them instead.
 create function invoices_internal.invoice_never_deleted() returns trigger
 language plpgsql
-set search_path = pg_catalog
 as $$
 begin
   raise exception 'invoice % cannot be deleted', old.invoice_number

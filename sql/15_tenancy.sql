@@ -42,7 +42,6 @@ end;
 -- The merchant a state-changing call acts for; an error if there is none.
 create function invoices_internal.require_merchant() returns uuid
 language plpgsql stable
-set search_path = pg_catalog
 as $$
 declare
   mid uuid := invoices_internal.current_merchant_id();

@@ -43,7 +43,6 @@ comment on function invoices.create_merchant(text, text, text, text, text) is
 -- ref = invoice number (INV-0001), UUID or slug, within the caller's merchant.
 create function invoices_internal.resolve_invoice(mid uuid, ref text) returns uuid
 language plpgsql stable
-set search_path = pg_catalog
 as $$
 declare
   found_id uuid;
@@ -73,7 +72,6 @@ $$;
 -- currency's exponent.
 create function invoices_internal.invoice_object(mid uuid, invoice_id uuid) returns jsonb
 language plpgsql stable
-set search_path = pg_catalog
 as $$
 declare
   obj jsonb;
@@ -95,7 +93,6 @@ $$;
 -- too (cancelling a cancelled invoice is an error, not a silent success).
 create function invoices_internal.set_status(mid uuid, invoice_id uuid, to_status text) returns void
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   cur text;

@@ -34,7 +34,6 @@ grant invoices_api to invoices_authenticator;
 create function invoices_internal.raise(code text, message text, detail text default null,
                                         hint text default null) returns void
 language plpgsql
-set search_path = pg_catalog
 as $$
 begin
   if coalesce(current_setting('request.method', true), '') <> '' then
@@ -59,7 +58,6 @@ $$;
 -- Raises an error returned as data by a Rust helper: {"error": {code, message, detail, hint}}.
 create function invoices_internal.raise_error(result jsonb) returns void
 language sql
-set search_path = pg_catalog
 as $$
   select invoices_internal.raise(result #>> '{error,code}', result #>> '{error,message}',
                                  result #>> '{error,detail}', result #>> '{error,hint}')
@@ -79,7 +77,6 @@ create table invoices_internal.server_secrets (
 
 create function invoices_internal.jwt_secret() returns text
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   s text;
@@ -120,7 +117,6 @@ create function invoices_internal.insert_api_key(mid uuid, name text, scopes tex
                                                  rate_limit_per_minute integer default null)
 returns jsonb
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   prepared jsonb := invoices_internal.prepare_api_key(name, scopes);
@@ -209,8 +205,8 @@ declare
                                                 coalesce(current_setting('request.path', true), '/'));
   presented text := nullif(btrim(headers->>'x-api-key'), '');
   k record;
-  rl record;
-  limits jsonb;
+  rl bigint[];   -- {allowed 0/1, limit, remaining, reset_at, retry_after}
+  limits text;
 begin
   if presented is null and headers->>'authorization' ~* '^bearer\s' then
     presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
@@ -233,21 +229,19 @@ begin
   end if;
 
   -- Counted in shared memory: the 429 below rolls this transaction back, the count stays.
-  select * into rl from invoices_internal.rate_limit_hit(
+  rl := invoices_internal.rate_limit_hit(
     k.id, coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int));
-  limits := jsonb_build_object('X-RateLimit-Limit', rl.limit::text,
-                               'X-RateLimit-Remaining', rl.remaining::text,
-                               'X-RateLimit-Reset', rl.reset_at::text);
-  perform set_config('response.headers',
-    (select jsonb_agg(jsonb_build_object(h.key, h.value))::text from jsonb_each(limits) h), true);
-  if not rl.allowed then
+  limits := format('"X-RateLimit-Limit": "%s", "X-RateLimit-Remaining": "%s", "X-RateLimit-Reset": "%s"',
+                   rl[2], rl[3], rl[4]);
+  if rl[1] = 0 then
     perform set_config('invoices.response_headers',
-      (limits || jsonb_build_object('Retry-After', rl.retry_after::text))::text, true);
+                       format('{%s, "Retry-After": "%s"}', limits, rl[5]), true);
     perform invoices_internal.raise('54000',
-      format('rate limit exceeded: %s requests per minute for this API key', rl.limit), null,
-      format('retry after %s seconds (Retry-After)', rl.retry_after));
+      format('rate limit exceeded: %s requests per minute for this API key', rl[2]), null,
+      format('retry after %s seconds (Retry-After)', rl[5]));
   end if;
-  perform set_config('invoices.response_headers', limits::text, true);
+  perform set_config('invoices.response_headers', '{' || limits || '}', true),
+          set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
 
   if need = 'method_not_allowed' then
     perform invoices_internal.raise('0A000',
@@ -261,9 +255,9 @@ begin
       format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(k.scopes, ', ')));
   end if;
 
-  perform set_config('invoices.merchant_id', k.merchant_id::text, true);
-  perform set_config('invoices.api_key_id', k.id::text, true);
-  perform set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
 end
 $$;
 
@@ -307,7 +301,6 @@ create index idempotency_keys_created_at_idx on invoices_internal.idempotency_ke
 -- the first request with this key.
 create function invoices_internal.idempotent_replay(mid uuid, operation text, args jsonb) returns jsonb
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   k text := nullif(current_setting('invoices.idempotency_key', true), '');
@@ -350,7 +343,6 @@ $$;
 -- Stores the response of the request that reserved the key (no-op without a key).
 create function invoices_internal.idempotent_store(mid uuid, response jsonb) returns jsonb
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   k text := nullif(current_setting('invoices.idempotency_key', true), '');

@@ -138,7 +138,6 @@ comment on view invoices.rates is
 -- The rate a quote uses now: the median of the pair's fresh sources, and which sources.
 create function invoices_internal.current_rate(asset text, currency text, out rate numeric, out sources text[])
 language sql stable
-set search_path = pg_catalog
 as $$
   select invoices_internal.median_rate(array_agg(r.rate)), array_agg(r.source order by r.source)
     from invoices.rates r
@@ -154,7 +153,6 @@ $$;
 -- rate is an error, so the finalization that needed it does not happen either.
 create function invoices_internal.lock_quote(mid uuid, inv_id uuid) returns void
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   inv invoices_internal.invoices;
@@ -230,7 +228,6 @@ comment on function invoices.requote_invoice(text) is
 -- --------------------------------------------------------------------------------------------
 create function invoices_internal.expire_and_mark_overdue(out expired integer, out overdue integer)
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 begin
   -- each row changes through the status trigger: stamped and audited

@@ -25,7 +25,6 @@ create function invoices_internal.worker_task_report(task text, runs bigint, fai
                                                      last_result jsonb, next_run_in_seconds double precision)
 returns void
 language sql volatile
-set search_path = pg_catalog
 as $$
   insert into invoices_internal.worker_tasks as t
     (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_at,
@@ -60,7 +59,6 @@ comment on view invoices.worker_status is
 create function invoices_internal.claim_due_rate_sources()
 returns setof invoices_internal.rate_sources
 language sql volatile
-set search_path = pg_catalog
 as $$
   update invoices_internal.rate_sources s
      set next_fetch_at = now() + make_interval(secs => s.interval_seconds), last_fetch_at = now()
@@ -75,7 +73,6 @@ $$;
 create function invoices_internal.record_rate_fetch(source_id bigint, rate numeric, error text)
 returns void
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 declare
   s invoices_internal.rate_sources;
@@ -105,7 +102,6 @@ $$;
 -- counters are lost at a restart) and forget idempotency keys older than 24 hours.
 create function invoices_internal.housekeeping(out keys_touched integer, out idempotency_keys_expired integer)
 language plpgsql volatile
-set search_path = pg_catalog
 as $$
 begin
   update invoices_internal.api_keys k set last_used_at = to_timestamp(u.last_used_unix)

@@ -63,29 +63,12 @@ pub mod invoices_internal {
     }
 
     /// Counts one request of key `key_id` against `per_minute` in shared memory (outside any
-    /// transaction: a rollback does not give the request back).
+    /// transaction: a rollback does not give the request back). Returns
+    /// `{allowed 0/1, limit, remaining, reset_at (Unix s), retry_after (s)}`.
     #[pg_extern(volatile, parallel_unsafe)]
-    pub fn rate_limit_hit(
-        key_id: pgrx::Uuid,
-        per_minute: i32,
-    ) -> TableIterator<
-        'static,
-        (
-            name!(allowed, bool),
-            name!(limit, i32),
-            name!(remaining, i32),
-            name!(reset_at, i64),
-            name!(retry_after, i32),
-        ),
-    > {
+    pub fn rate_limit_hit(key_id: pgrx::Uuid, per_minute: i32) -> Vec<i64> {
         let d = shmem::hit(u128::from_be_bytes(*key_id.as_bytes()), per_minute.max(1) as u32);
-        TableIterator::once((
-            d.allowed,
-            d.limit as i32,
-            d.remaining as i32,
-            d.reset_at,
-            d.retry_after as i32,
-        ))
+        vec![d.allowed as i64, d.limit as i64, d.remaining as i64, d.reset_at, d.retry_after]
     }
 
     /// When each API key was last used (Unix seconds), from the shared-memory counters.

@@ -62,3 +62,9 @@ revoke all on schema invoices_internal from regress_outsider;
 revoke all on invoices.invoices from regress_outsider;
 revoke all on schema invoices from regress_outsider;
 drop role regress_outsider;
+-- Every SECURITY DEFINER function pins its search_path (helpers without the privilege do not
+-- need to: a SET clause costs a GUC save/restore on every call).
+select p.oid::regprocedure as definer_without_search_path
+  from pg_proc p
+ where p.pronamespace in ('invoices'::regnamespace, 'invoices_internal'::regnamespace)
+   and p.prosecdef and not coalesce(p.proconfig @> '{search_path=pg_catalog}', false);
