@@ -3,6 +3,7 @@
 //! functions are thin wrappers around it.
 
 pub mod apikey;
+pub mod chains;
 pub mod error;
 pub mod http;
 pub mod invoice;
