@@ -66,6 +66,8 @@ create table invoices_internal.invoices (
   success_url        text,
   failed_url         text,
   expires_at         timestamptz,           -- the deadline of the latest quote (payment window)
+  address_id         bigint,                -- the deposit address (invoices_internal.addresses)
+  deposit_address    text,
   overpaid           boolean not null default false,
   paid_late          boolean not null default false,
   -- lifecycle timestamps, stamped by the status trigger
@@ -255,6 +257,11 @@ begin
     end case;
     insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
     values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
+    -- expiry, cancellation and confirmation release the deposit address after its pause
+    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+                                                coalesce(new.pause_minutes, 0));
+    end if;
   end if;
   perform invoices_internal.check_invoice_row(new);
   return new;

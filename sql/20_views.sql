@@ -22,12 +22,11 @@ select
   i.issue_date, i.due_date, i.notes, i.metadata, i.order_id,
   rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || i.slug as hosted_url,
   rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || i.slug as pdf_url,
-  -- payment terms: the latest quote (asset_amount, rate, deadline); the deposit address
-  -- arrives with the address carousel
+  -- payment terms: the latest quote (asset_amount, rate, deadline) and the deposit address
   i.asset,
   q.asset_amount,
   q.rate,
-  null::text as address,
+  i.deposit_address as address,
   i.expires_at,
   i.markup_percent, i.confirmations, i.expiry_minutes, i.pause_minutes,
   i.callback_url, i.attempts_callback, i.success_url, i.failed_url,

@@ -205,7 +205,7 @@ begin
   select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
     from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
   if send and p->>'asset' is not null then
-    perform invoices_internal.lock_quote(mid, new_id);
+    perform invoices_internal.open_for_payment(mid, new_id);
   end if;
 
   if current_setting('invoices.idempotency_key', true) <> '' then
@@ -239,7 +239,7 @@ begin
       null, 'finalize_invoice turns a draft into pending once');
   end if;
   perform invoices_internal.set_status(mid, inv_id, 'pending');
-  perform invoices_internal.lock_quote(mid, inv_id);
+  perform invoices_internal.open_for_payment(mid, inv_id);
   return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;

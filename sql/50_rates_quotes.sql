@@ -216,7 +216,7 @@ begin
       null, 'requote_invoice gives an expired, unpaid invoice a fresh quote and deadline');
   end if;
   perform invoices_internal.set_status(mid, inv_id, 'pending');
-  perform invoices_internal.lock_quote(mid, inv_id);
+  perform invoices_internal.open_for_payment(mid, inv_id);
   return invoices_internal.invoice_object(mid, inv_id);
 end
 $$;
@@ -231,11 +231,21 @@ language plpgsql volatile
 as $$
 begin
   -- each row changes through the status trigger: stamped and audited
-  update invoices_internal.invoices set status = 'expired'
-   where status in ('pending', 'overdue') and amount_paid = 0 and expires_at <= now();
+  -- rows locked by someone else (being paid, cancelled, swept) are left for the next tick, and
+  -- rows are locked in one order, so sweeps never wait on or deadlock with other work
+  update invoices_internal.invoices i set status = 'expired'
+   where (i.merchant_id, i.id) in (
+     select merchant_id, id from invoices_internal.invoices
+      where status in ('pending', 'overdue') and amount_paid = 0 and expires_at <= now()
+      order by merchant_id, id
+      for update skip locked);
   get diagnostics expired = row_count;
-  update invoices_internal.invoices set status = 'overdue'
-   where status in ('pending', 'partial') and due_date < current_date;
+  update invoices_internal.invoices i set status = 'overdue'
+   where (i.merchant_id, i.id) in (
+     select merchant_id, id from invoices_internal.invoices
+      where status in ('pending', 'partial') and due_date < current_date
+      order by merchant_id, id
+      for update skip locked);
   get diagnostics overdue = row_count;
 end
 $$;

@@ -88,3 +88,19 @@ grant execute on function invoices.requote_invoice(text) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.quotes', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.rate_sources', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.rate_observations', '');
+
+-- Wallets and the address carousel.
+alter table invoices_internal.wallets enable row level security;
+create policy merchant_scope on invoices_internal.wallets
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+alter table invoices_internal.addresses enable row level security;
+create policy merchant_scope on invoices_internal.addresses
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+alter table invoices_internal.address_assignments enable row level security;
+create policy merchant_scope on invoices_internal.address_assignments
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+grant select on invoices.wallets, invoices.addresses to invoices_api;
+grant execute on function invoices.create_wallet(text, text, text, integer, text) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.wallets', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.addresses', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.address_assignments', '');

@@ -87,5 +87,14 @@ pgrx::extension_sql_file!(
         api::rates::invoices_internal::rate_source_url
     ]
 );
-pgrx::extension_sql_file!("../sql/60_worker.sql", name = "worker", requires = ["rates_quotes"]);
+pgrx::extension_sql_file!(
+    "../sql/55_wallets.sql",
+    name = "wallets",
+    requires = [
+        "rates_quotes",
+        api::wallets::invoices_internal::derive_wallet_address,
+        api::wallets::invoices_internal::check_wallet_address
+    ]
+);
+pgrx::extension_sql_file!("../sql/60_worker.sql", name = "worker", requires = ["wallets"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

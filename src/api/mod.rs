@@ -6,3 +6,4 @@ pub mod http;
 pub mod ids;
 pub mod invoices;
 pub mod rates;
+pub mod wallets;

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The address carousel under 64 concurrent clients that finalize, cancel and expire invoices
+# of one BTC wallet: no address is ever held by two live invoices, no deadlock, no error, and
+# derivation has no gaps.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+DB=invoices_carousel
+SECONDS_RUN="${CAROUSEL_SECONDS:-10}"
+psql_ -d postgres -c "drop database if exists $DB" -c "create database $DB" >/dev/null
+psql_ -d $DB -c "create extension invoices" >/dev/null
+MID=$(psql_ -d $DB -tA <<'SQL'
+select invoices.act_as((invoices.create_merchant('Carousel race') ->> 'id')::uuid) is not null as acting \gset
+select invoices.set_rate('BTC', 'USD', 67000) is not null as rate \gset
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs', gap_limit => 1000) is not null as wallet \gset
+select current_setting('invoices.merchant_id');
+SQL
+)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# finalize and cancel at once
+cat > "$work/cancel.sql" <<SQL
+select set_config('invoices.merchant_id', '$MID', false);
+select invoices.cancel_invoice(invoices.create_invoice(lines => '[{"description": "x", "unit_price": 10}]', asset => 'BTC', send => true) ->> 'id');
+SQL
+# finalize, let a pending invoice's deadline pass, and sweep (what the worker does)
+cat > "$work/expire.sql" <<SQL
+select set_config('invoices.merchant_id', '$MID', false);
+select invoices.create_invoice(lines => '[{"description": "y", "unit_price": 10}]', asset => 'BTC', send => true) is not null;
+update invoices_internal.invoices set expires_at = now()
+ where id = (select id from invoices_internal.invoices where status = 'pending' order by random() limit 1);
+select invoices_internal.expire_and_mark_overdue();
+SQL
+# finalize a draft and leave it pending for a while
+cat > "$work/finalize.sql" <<SQL
+select set_config('invoices.merchant_id', '$MID', false);
+select invoices.finalize_invoice(invoices.create_invoice(lines => '[{"description": "z", "unit_price": 10}]', asset => 'BTC') ->> 'id');
+SQL
+if ! "$PG_BIN/pgbench" -n --failures-detailed -c "${CAROUSEL_CLIENTS:-64}" -j 2 -T "$SECONDS_RUN" -f "$work/cancel.sql@5" -f "$work/expire.sql@4" -f "$work/finalize.sql@1" \
+       $DB > "$work/pgbench.out" 2>&1; then
+  grep -m3 -E "ERROR|error" "$work/pgbench.out"; echo "FAIL: pgbench reported errors (deadlock or error)"; exit 1
+fi
+grep -E "transactions actually processed|failed transactions|serialization failures|deadlock failures" "$work/pgbench.out" | head -4
+if grep -E "number of failed transactions: [1-9]" "$work/pgbench.out" >/dev/null; then
+  echo "FAIL: transactions failed (deadlock or serialization)"; exit 1
+fi
+checks=$(psql_ -d $DB -tA <<'SQL'
+select 'live invoices sharing an address: ' || count(*) from (
+  select address_id from invoices_internal.invoices
+   where status in ('pending', 'partial', 'paid', 'overdue') and address_id is not null
+   group by address_id having count(*) > 1) s;
+select 'addresses whose holder is not a live invoice on them: ' || count(*)
+  from invoices_internal.addresses a
+  left join invoices_internal.invoices i on i.id = a.invoice_id
+ where a.invoice_id is not null
+   and (i.address_id is distinct from a.id or i.status not in ('pending', 'partial', 'paid', 'overdue'));
+select 'live invoices without their address held: ' || count(*)
+  from invoices_internal.invoices i
+ where i.status in ('pending', 'partial', 'paid', 'overdue')
+   and not exists (select 1 from invoices_internal.addresses a where a.id = i.address_id and a.invoice_id = i.id);
+select 'overlapping holdings of one address: ' || count(*)
+  from invoices_internal.address_assignments x
+  join invoices_internal.address_assignments y
+    on x.address_id = y.address_id and x.invoice_id <> y.invoice_id
+   and x.assigned_at < coalesce(y.released_at, 'infinity') and y.assigned_at < coalesce(x.released_at, 'infinity')
+   and x.assigned_at <= y.assigned_at;
+select 'gaps in derivation: ' || (max(derivation_index) + 1 - count(*)) from invoices_internal.addresses;
+SQL
+)
+echo "$checks"
+stats=$(psql_ -d $DB -tAc "select count(*) || ' invoices, ' || (select count(*) from invoices_internal.addresses) || ' addresses derived, ' || (select sum(times_assigned) from invoices_internal.addresses) || ' assignments' from invoices_internal.invoices")
+echo "$stats"
+[ -n "${KEEP_DB:-}" ] || psql_ -d postgres -c "drop database $DB" >/dev/null
+if echo "$checks" | grep -qv ': 0$'; then echo "FAIL"; exit 1; fi
+echo "PASS"

@@ -1,0 +1,69 @@
+-- Watch-only wallets and the address carousel: derivation (BIP84, EIP-55, Kaspa), reuse of
+-- freed addresses, pause, gap limit, bring-your-own, one live invoice per address.
+\set SHOW_CONTEXT never
+select invoices.act_as((invoices.create_merchant('Carousel Co') ->> 'id')::uuid) ->> 'name' as acting;
+select invoices.set_rate('ETH', 'USD', 3000) is not null as eth_rate, invoices.set_rate('KAS', 'USD', 0.1) is not null as kas_rate;
+-- bad wallets: each error names the field, nothing is written
+select invoices.create_wallet('BTC');
+select invoices.create_wallet('BTC', xpub => 'zpub-nope');
+select invoices.create_wallet('BTC', xpub => 'zprvAdG4iTXWBoARxkkzNpNh8r6Qag3irQB8PzEMkAFeTRXxHpbF9z4QgEvBRmfvqWvGp42t42nvgGpNgYSJA9iefm1yYNZKEm7z6qUWCroSQnE');
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs', network => 'regtest');
+select invoices.create_wallet('ETH', address => '0xd1220a0cf47c7b9be7a2e6ba89f429762e7b9adb');
+select invoices.create_wallet('DOGE', address => 'x');
+select count(*) as wallets from invoices.wallets;
+
+-- BTC from the BIP84 account zpub: receive addresses 0, 1, ...
+select asset, network, bring_your_own, gap_limit, derived_addresses
+  from jsonb_populate_record(null::invoices.wallets, invoices.create_wallet('BTC',
+    xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs',
+    gap_limit => 3));
+select invoices.create_invoice(lines => '[{"description": "a", "unit_price": 100}]', asset => 'BTC', send => true) ->> 'address' as first;
+select invoices.create_invoice(lines => '[{"description": "b", "unit_price": 100}]', asset => 'BTC', send => true) ->> 'address' as second;
+-- a draft has no address until it is finalized
+select invoices.create_invoice(lines => '[{"description": "c", "unit_price": 100}]', asset => 'BTC') ->> 'invoice_number' as c \gset
+select address from invoices.invoices where invoice_number = :'c';
+select invoices.finalize_invoice(:'c') ->> 'address' as third;
+select address, derivation_index, state, invoice_number from invoices.addresses order by derivation_index;
+-- gap limit 3: a fourth live invoice would need a fourth unused address
+select invoices.create_invoice(lines => '[{"description": "d", "unit_price": 100}]', asset => 'BTC') ->> 'invoice_number' as d \gset
+select invoices.finalize_invoice(:'d');
+select status, address from invoices.invoices where invoice_number = :'d';
+-- cancelling releases an address (pause 0): the next invoice reuses the oldest freed one
+select invoices.cancel_invoice('INV-0001') ->> 'status' as cancelled;
+select address, state from invoices.addresses where derivation_index = 0;
+select invoices.finalize_invoice(:'d') ->> 'address' as reused;
+-- a pause keeps an address out of use after its invoice ends
+select invoices.cancel_invoice('INV-0002') ->> 'status' as cancelled;
+select invoices.create_invoice(lines => '[{"description": "e", "unit_price": 100}]', asset => 'BTC',
+                               pause_minutes => 60, send => true) ->> 'invoice_number' as e \gset
+select a.address, a.derivation_index from invoices.invoices i join invoices.addresses a on a.invoice_id = i.id
+ where i.invoice_number = :'e';
+select invoices.cancel_invoice(:'e') ->> 'status' as cancelled;
+select derivation_index, state, available_at > now() + interval '59 minutes' as paused_an_hour
+  from invoices.addresses order by derivation_index;
+-- one live invoice per address, whatever writes the row
+update invoices_internal.invoices
+   set address_id = (select address_id from invoices_internal.invoices
+                      where id = (select id from invoices.invoices where invoice_number = :'d'))
+ where id = (select id from invoices.invoices where invoice_number = 'INV-0003');
+-- who held which address, for late payments
+select i.invoice_number, a.address_id is not null as had_address, a.released_at is not null as released
+  from invoices_internal.address_assignments a
+  join invoices.invoices i on i.id = a.invoice_id order by a.assigned_at;
+
+-- EVM: bring-your-own EIP-55 address; one live invoice at a time
+select address, bring_your_own from jsonb_to_record(invoices.create_wallet('ETH', address => '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'))
+  as w(address text, bring_your_own boolean);
+select invoices.create_wallet('ETH', address => '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed', xpub => 'xpub…');
+select invoices.create_invoice(lines => '[{"description": "f", "unit_price": 30}]', asset => 'ETH', send => true) ->> 'address' as eth_address;
+select invoices.create_invoice(lines => '[{"description": "g", "unit_price": 30}]', asset => 'ETH', send => true);
+-- EVM from the account xpub (m/44'/60'/0'): 0x9858EfFD… first
+select invoices.create_wallet('USDC', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt') ->> 'asset' as usdc_wallet;
+select invoices.set_rate('USDC', 'USD', 1) is not null as usdc_rate;
+select j ->> 'address' as usdc_address, j ->> 'asset_amount' as usdc
+  from invoices.create_invoice(lines => '[{"description": "h", "unit_price": "12.34"}]', asset => 'USDC', send => true) j;
+-- Kaspa testnet from the rusty-kaspa ktub: index 1 is the published vector
+select invoices.create_wallet('KAS', xpub => 'ktub23beJLczbxoS4emYHxm5H2rPnXJPGTwjNLAc8JyjHnSFLPMJBj5h3U8oWbn1x1jayZRov6uhvGd4zUGrWH6PkYZMWsykUsQWYqjbLnHrzUE', network => 'testnet') ->> 'network' as kas_wallet;
+select invoices.create_invoice(lines => '[{"description": "i", "unit_price": 1}]', asset => 'KAS', send => true) ->> 'address' as kas_0;
+select invoices.create_invoice(lines => '[{"description": "j", "unit_price": 1}]', asset => 'KAS', send => true) ->> 'address' as kas_1;
+select asset, network, bring_your_own, derived_addresses, addresses_in_use from invoices.wallets where active order by asset;
