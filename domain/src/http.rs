@@ -34,7 +34,8 @@ pub fn required_access(method: &str, path: &str) -> Access {
     if let Some(function) = path.strip_prefix("/rpc/") {
         return match function {
             "verify_webhook_signature" | "invoice_pdf" | "pay_payment_link" => Access::Anonymous,
-            "create_api_key" | "revoke_api_key" => Access::Scope("admin"),
+            // keys and payout wallets change who controls the merchant's money
+            "create_api_key" | "revoke_api_key" | "create_wallet" => Access::Scope("admin"),
             "create_webhook_endpoint" | "delete_webhook_endpoint" | "redeliver" => Access::Scope("webhooks"),
             "invoice_status" => Access::Scope("read"),
             _ => Access::Scope("write"),
@@ -97,6 +98,8 @@ mod tests {
     fn keys_and_webhooks_have_their_own_scopes() {
         assert_eq!(required_access("POST", "/rpc/create_api_key"), Access::Scope("admin"));
         assert_eq!(required_access("GET", "/api_keys"), Access::Scope("admin"));
+        assert_eq!(required_access("POST", "/rpc/create_wallet"), Access::Scope("admin"));
+        assert_eq!(required_access("GET", "/wallets"), Access::Scope("read"));
         assert_eq!(required_access("POST", "/rpc/create_webhook_endpoint"), Access::Scope("webhooks"));
         assert_eq!(required_access("GET", "/webhook_deliveries"), Access::Scope("webhooks"));
     }
