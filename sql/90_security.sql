@@ -26,26 +26,22 @@ grant execute on all functions in schema invoices to invoices_admin;
 alter table invoices_internal.merchants enable row level security;
 create policy merchant_scope on invoices_internal.merchants
   using (id = any ((select invoices_internal.visible_merchants())::uuid[]));
-
-alter table invoices_internal.invoices enable row level security;
-create policy merchant_scope on invoices_internal.invoices
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-
-alter table invoices_internal.invoice_lines enable row level security;
-create policy merchant_scope on invoices_internal.invoice_lines
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-
-alter table invoices_internal.audit_log enable row level security;
-create policy merchant_scope on invoices_internal.audit_log
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-
-alter table invoices_internal.api_keys enable row level security;
-create policy merchant_scope on invoices_internal.api_keys
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-
-alter table invoices_internal.idempotency_keys enable row level security;
-create policy merchant_scope on invoices_internal.idempotency_keys
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+-- ... and every table that carries merchant_id, today's and tomorrow's alike.
+do $$
+declare
+  t regclass;
+begin
+  for t in select c.oid::regclass
+             from pg_class c
+             join pg_attribute a on a.attrelid = c.oid and a.attname = 'merchant_id' and not a.attisdropped
+            where c.relnamespace = 'invoices_internal'::regnamespace and c.relkind = 'r'
+            order by c.relname
+  loop
+    execute format('alter table %s enable row level security', t);
+    execute format('create policy merchant_scope on %s using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]))', t);
+  end loop;
+end
+$$;
 
 -- The HTTP door. PostgREST logs in as invoices_authenticator, reads its configuration from
 -- postgrest_config() and runs every request as invoices_api behind http_pre_request(). The
@@ -79,9 +75,6 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.server_secrets', '
 select pg_catalog.pg_extension_config_dump('invoices_internal.idempotency_keys', '');
 
 -- Rates, quotes and the worker.
-alter table invoices_internal.quotes enable row level security;
-create policy merchant_scope on invoices_internal.quotes
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
 grant execute on function invoices_internal.median_rate(numeric[]) to invoices_api, invoices_admin;
 grant select on invoices.quotes, invoices.rates to invoices_api;
 grant execute on function invoices.requote_invoice(text) to invoices_api;
@@ -90,15 +83,6 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.rate_sources', '')
 select pg_catalog.pg_extension_config_dump('invoices_internal.rate_observations', '');
 
 -- Wallets and the address carousel.
-alter table invoices_internal.wallets enable row level security;
-create policy merchant_scope on invoices_internal.wallets
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-alter table invoices_internal.addresses enable row level security;
-create policy merchant_scope on invoices_internal.addresses
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
-alter table invoices_internal.address_assignments enable row level security;
-create policy merchant_scope on invoices_internal.address_assignments
-  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
 grant select on invoices.wallets, invoices.addresses to invoices_api;
 grant execute on function invoices.create_wallet(text, text, text, integer, text) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.wallets', '');

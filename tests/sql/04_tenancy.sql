@@ -68,3 +68,9 @@ select p.oid::regprocedure as definer_without_search_path
   from pg_proc p
  where p.pronamespace in ('invoices'::regnamespace, 'invoices_internal'::regnamespace)
    and p.prosecdef and not coalesce(p.proconfig @> '{search_path=pg_catalog}', false);
+-- Row-level security is on for every tenant table (each has merchant_id, or is merchants).
+select c.relname as tenant_table_without_rls
+  from pg_class c
+ where c.relnamespace = 'invoices_internal'::regnamespace and c.relkind = 'r'
+   and (c.relname = 'merchants' or exists (select 1 from pg_attribute a where a.attrelid = c.oid and a.attname = 'merchant_id'))
+   and not (c.relrowsecurity and exists (select 1 from pg_policy p where p.polrelid = c.oid));
