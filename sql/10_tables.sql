@@ -257,6 +257,7 @@ begin
     end case;
     insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
     values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
+    perform invoices_internal.emit_event(new, t[2]);   -- the outbox, same transaction
     -- expiry, cancellation and confirmation release the deposit address after its pause
     if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
       perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
@@ -301,6 +302,10 @@ begin
     from (values (1, null, 'draft', 'invoice.created'), (2, 'draft', 'pending', 'invoice.finalized')) e(n, from_status, to_status, event)
    where e.n = 1 or new.status = 'pending'
    order by e.n;
+  perform invoices_internal.emit_event(new, 'invoice.created');
+  if new.status = 'pending' then
+    perform invoices_internal.emit_event(new, 'invoice.finalized');
+  end if;
   return null;
 end
 $$;

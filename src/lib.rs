@@ -97,4 +97,13 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!("../sql/60_worker.sql", name = "worker", requires = ["wallets"]);
+pgrx::extension_sql_file!(
+    "../sql/65_webhooks.sql",
+    name = "webhooks",
+    requires = [
+        "worker",
+        api::webhooks::invoices_internal::new_webhook_secret,
+        api::webhooks::invoices_internal::verify_signature
+    ]
+);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

@@ -37,6 +37,16 @@ pub static RATE_MAX_AGE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(600);
 /// `worker`).
 pub static ACTOR: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// `invoices.webhook_concurrency`: deliveries sent at once by the worker.
+pub static WEBHOOK_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(16);
+
+/// `invoices.webhook_timeout_ms`: a delivery not answered within this long failed.
+pub static WEBHOOK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+
+/// `invoices.webhook_retry_schedule`: delays between attempts, then dead letter.
+pub static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"1min,5min,15min,1h,2h"));
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"invoices.public_base_url",
@@ -117,5 +127,33 @@ pub fn register() {
         &ACTOR,
         GucContext::Suset,
         GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.webhook_concurrency",
+        c"Webhook deliveries the worker sends at once.",
+        c"Each runs on its own thread, outside any transaction.",
+        &WEBHOOK_CONCURRENCY,
+        1,
+        256,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.webhook_timeout_ms",
+        c"Milliseconds a webhook receiver has to answer.",
+        c"No answer in time is a failed attempt, retried on invoices.webhook_retry_schedule.",
+        &WEBHOOK_TIMEOUT_MS,
+        100,
+        120_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.webhook_retry_schedule",
+        c"Delays between webhook attempts, comma-separated intervals; then dead letter.",
+        c"Default 1min,5min,15min,1h,2h: six attempts in all. An invoice's attempts_callback overrides the number of retries of its callback.",
+        &WEBHOOK_RETRY_SCHEDULE,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
 }

@@ -12,6 +12,7 @@ pub mod numbering;
 pub mod quote;
 pub mod ratelimit;
 pub mod rates;
+pub mod signing;
 pub mod status;
 pub mod totals;
 pub mod validate;

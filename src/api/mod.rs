@@ -7,3 +7,4 @@ pub mod ids;
 pub mod invoices;
 pub mod rates;
 pub mod wallets;
+pub mod webhooks;

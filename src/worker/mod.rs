@@ -6,6 +6,7 @@
 //! transaction; only the main thread talks to PostgreSQL.
 
 mod rates;
+mod webhooks;
 
 use crate::settings;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
@@ -196,7 +197,9 @@ struct Worker {
     expiry: Task,
     rates: Task,
     housekeeping: Task,
+    webhooks: Task,
     rate_fetches: rates::Fetches,
+    deliveries: webhooks::Deliveries,
     installed_checked: Option<Instant>,
     installed: bool,
 }
@@ -207,7 +210,9 @@ impl Worker {
             expiry: Task::new("expiry", Duration::ZERO),
             rates: Task::new("rates", Duration::from_millis(500)),
             housekeeping: Task::new("housekeeping", Duration::from_secs(30)),
+            webhooks: Task::new("webhooks", Duration::ZERO),
             rate_fetches: rates::Fetches::default(),
+            deliveries: webhooks::Deliveries::default(),
             installed_checked: None,
             installed: false,
         }
@@ -259,6 +264,10 @@ impl Worker {
                     .map_err(|e| e.to_string())
             });
             self.housekeeping.finished(outcome);
+        }
+        if now >= self.webhooks.next_run {
+            let outcome = self.deliveries.step();
+            self.webhooks.finished(outcome);
         }
         if now >= self.rates.next_run {
             let outcome = self.rate_fetches.step();

@@ -1,0 +1,288 @@
+-- ============================================================================================
+-- invoices — events, webhook endpoints and deliveries (the transactional outbox)
+-- ============================================================================================
+-- Every status change writes its event in the same transaction (the status trigger calls
+-- emit_event), and the event fans out to one delivery per matching endpoint and to the
+-- invoice's own callback_url. The worker sends deliveries outside any transaction, signs them
+-- (X-Webhook-Signature, Webhook-Signature t=…,v1=…), records every attempt and retries on the
+-- schedule invoices.webhook_retry_schedule (1m, 5m, 15m, 1h, 2h), then dead-letters.
+
+create table invoices_internal.events (
+  merchant_id uuid not null,
+  id          uuid not null default invoices_internal.uuid_v7(),
+  event       text not null,
+  invoice_id  uuid,
+  data        jsonb not null,
+  created_at  timestamptz not null default clock_timestamp(),
+  primary key (merchant_id, id)
+);
+create trigger events_immutable
+  before update or delete on invoices_internal.events
+  for each row execute function invoices_internal.refuse_change(
+    'events are immutable (%s refused)', 'events are written by the status changes that caused them');
+
+create table invoices_internal.webhook_endpoints (
+  merchant_id uuid not null references invoices_internal.merchants (id),
+  id          uuid not null default invoices_internal.uuid_v7(),
+  url         text not null check (url ~ '^https?://[^\s/]+'),
+  events      text[] not null default '{*}',
+  description text,
+  secret      text not null,
+  active      boolean not null default true,
+  created_at  timestamptz not null default now(),
+  deleted_at  timestamptz,
+  primary key (merchant_id, id)
+);
+
+create table invoices_internal.webhook_deliveries (
+  merchant_id      uuid not null,
+  id               bigint generated always as identity,
+  event_id         uuid not null,
+  endpoint_id      uuid,                   -- null: the invoice's callback_url
+  url              text not null,
+  secret           text,
+  max_retries      integer not null,
+  status           text not null default 'pending'
+                   check (status in ('pending', 'delivering', 'delivered', 'dead')),
+  attempts         integer not null default 0,
+  next_attempt_at  timestamptz not null default now(),
+  lease_until      timestamptz,
+  last_status_code integer,
+  last_error       text,
+  delivered_at     timestamptz,
+  created_at       timestamptz not null default clock_timestamp(),
+  primary key (merchant_id, id)
+);
+create unique index webhook_deliveries_id_key on invoices_internal.webhook_deliveries (id);
+create index webhook_deliveries_due_idx on invoices_internal.webhook_deliveries (next_attempt_at)
+  where status in ('pending', 'delivering');
+
+create table invoices_internal.webhook_attempts (
+  merchant_id      uuid not null,
+  delivery_id      bigint not null,
+  attempt          integer not null,
+  started_at       timestamptz not null,
+  latency_ms       integer,
+  status_code      integer,
+  response_excerpt text,                   -- first 1 KiB of the response body
+  error            text,
+  primary key (merchant_id, delivery_id, attempt)
+);
+
+-- The event of a status change, and its deliveries, in the caller's transaction.
+create function invoices_internal.emit_event(i invoices_internal.invoices, event text) returns void
+language plpgsql volatile
+as $$
+declare
+  ev_id uuid := invoices_internal.uuid_v7();
+begin
+  insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
+  values (i.merchant_id, ev_id, event, i.id, jsonb_build_object(
+    'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
+    'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
+    'address', i.deposit_address, 'order_id', i.order_id, 'metadata', i.metadata));
+  insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, max_retries)
+  select e.merchant_id, ev_id, e.id, e.url, cardinality(invoices_internal.retry_schedule())
+    from invoices_internal.webhook_endpoints e
+   where e.merchant_id = i.merchant_id and e.active and ('*' = any (e.events) or event = any (e.events));
+  if i.callback_url is not null then
+    insert into invoices_internal.webhook_deliveries (merchant_id, event_id, url, secret, max_retries)
+    values (i.merchant_id, ev_id, i.callback_url, i.callback_secret,
+            coalesce(i.attempts_callback, cardinality(invoices_internal.retry_schedule())));
+  end if;
+end
+$$;
+
+-- invoices.webhook_retry_schedule as intervals ('1min,5min,15min,1h,2h').
+create function invoices_internal.retry_schedule() returns interval[]
+language sql stable
+as $$
+  select array(select btrim(x)::interval
+                 from unnest(string_to_array(current_setting('invoices.webhook_retry_schedule'), ',')) x)
+$$;
+
+create function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
+                        'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
+                        'invoice.cancelled', 'payment.received', 'payment.confirmed', 'payment.reverted'];
+  errors jsonb := '[]';
+  e invoices_internal.webhook_endpoints;
+begin
+  if url is null or url !~ '^https?://[^\s/]+' or length(url) > 2000 then
+    errors := errors || '[{"field": "url", "message": "must be an http(s) URL"}]';
+  end if;
+  if events is null or cardinality(events) = 0 or not (events <@ known) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
+      'must list events among ' || array_to_string(known, ', ')));
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
+  end if;
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret())
+  returning * into e;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
+                            'active', e.active, 'created_at', e.created_at, 'secret', e.secret);
+end
+$$;
+comment on function invoices.create_webhook_endpoint(text, text[], text) is
+  'Register a webhook endpoint of the current merchant for events (default {*}: all). Returns {id, url, events, …, secret}: the signing secret (whsec_…) is shown this once. Deliveries carry X-Webhook-Signature (hex HMAC-SHA256 of the body) and Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">.';
+
+create function invoices.delete_webhook_endpoint(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  e invoices_internal.webhook_endpoints;
+begin
+  update invoices_internal.webhook_endpoints
+     set active = false, deleted_at = coalesce(deleted_at, now())
+   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id
+  returning * into e;
+  if not found then
+    perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
+      'list them with GET /webhook_endpoints');
+  end if;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
+end
+$$;
+comment on function invoices.delete_webhook_endpoint(uuid) is
+  'Stop delivering to one of the current merchant''s webhook endpoints (its history stays). Returns {id, url, active, deleted_at}.';
+
+create function invoices.redeliver(delivery_id bigint) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  d invoices_internal.webhook_deliveries;
+begin
+  update invoices_internal.webhook_deliveries
+     set status = 'pending', next_attempt_at = now(), lease_until = null,
+         max_retries = greatest(max_retries, attempts)
+   where merchant_id = mid and id = delivery_id and status <> 'delivering'
+  returning * into d;
+  if not found then
+    perform invoices_internal.raise('P0002', format('delivery %s not found (or being delivered)', delivery_id), null,
+      'list deliveries with GET /webhook_deliveries');
+  end if;
+  return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
+end
+$$;
+comment on function invoices.redeliver(bigint) is
+  'Queue a delivery again now (dead-lettered ones included): one more attempt, then the usual retry schedule if it fails.';
+
+create function invoices.verify_webhook_signature(body text, signature_header text, secret text,
+                                                  tolerance_seconds integer default 300)
+returns boolean
+language sql stable
+as $$ select invoices_internal.verify_signature(body, signature_header, secret, tolerance_seconds) $$;
+comment on function invoices.verify_webhook_signature(text, text, text, integer) is
+  'The check a receiver runs: true if signature_header is the hex HMAC-SHA256 of body under secret (X-Webhook-Signature), or a Webhook-Signature t=<unix>,v1=<hex> whose timestamp is within tolerance_seconds (default 300) of now.';
+
+create view invoices.events with (security_barrier) as
+select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
+  from invoices_internal.events v
+ where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.events is
+  'Every event of the current merchant (invoice.created, invoice.paid, …), written in the same transaction as the change it reports. Immutable.';
+
+create view invoices.webhook_endpoints with (security_barrier) as
+select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at
+  from invoices_internal.webhook_endpoints e
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.webhook_endpoints is
+  'Webhook endpoints of the current merchant: url, subscribed events, active. Never the secret.';
+
+create view invoices.webhook_deliveries with (security_barrier) as
+select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is null as invoice_callback,
+       d.url, d.status, d.attempts, d.max_retries, d.next_attempt_at, d.last_status_code, d.last_error,
+       d.delivered_at, d.created_at,
+       (select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                            'latency_ms', a.latency_ms, 'status_code', a.status_code,
+                                            'response', a.response_excerpt, 'error', a.error) order by a.attempt)
+          from invoices_internal.webhook_attempts a
+         where a.merchant_id = d.merchant_id and a.delivery_id = d.id) as attempt_log
+  from invoices_internal.webhook_deliveries d
+  join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
+ where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.webhook_deliveries is
+  'One row per (event, endpoint or invoice callback): status pending / delivering / delivered / dead, attempts, next attempt, and the log of every attempt (status code, latency, first 1 KiB of the response, error).';
+
+-- The worker's side ------------------------------------------------------------------------
+
+-- Claims up to n due deliveries with a lease (a crashed worker's leases expire and are taken
+-- again), with everything needed to send them.
+create function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
+language sql volatile
+as $$
+  with due as (
+    select d.merchant_id, d.id from invoices_internal.webhook_deliveries d
+     where (d.status = 'pending' and d.next_attempt_at <= now())
+        or (d.status = 'delivering' and d.lease_until < now())
+     order by d.next_attempt_at
+     limit n
+     for update skip locked
+  ), claimed as (
+    update invoices_internal.webhook_deliveries d
+       set status = 'delivering', lease_until = now() + make_interval(secs => lease_seconds)
+      from due where d.merchant_id = due.merchant_id and d.id = due.id
+    returning d.*
+  )
+  select c.merchant_id, c.id, c.url,
+         coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
+                              where e.merchant_id = c.merchant_id and e.id = c.endpoint_id)),
+         v.event, v.id,
+         jsonb_build_object('id', v.id, 'event', v.event,
+                            'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                            'data', v.data)::text,
+         c.attempts + 1
+    from claimed c
+    join invoices_internal.events v on v.merchant_id = c.merchant_id and v.id = c.event_id
+$$;
+
+-- The outcome of one attempt: 2xx delivers; anything else retries on the schedule, then dead.
+create function invoices_internal.record_delivery(mid uuid, delivery bigint, attempt integer, started_unix double precision,
+                                                  latency_ms integer, status_code integer, excerpt text, error text)
+returns void
+language plpgsql volatile
+as $$
+declare
+  ok boolean := error is null and status_code between 200 and 299;
+  schedule interval[] := invoices_internal.retry_schedule();
+  d invoices_internal.webhook_deliveries;
+begin
+  insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
+                                                  status_code, response_excerpt, error)
+  values (mid, delivery, attempt, to_timestamp(started_unix), latency_ms, status_code, excerpt, error)
+  on conflict do nothing;
+  select * into d from invoices_internal.webhook_deliveries where merchant_id = mid and id = delivery for update;
+  if ok then
+    update invoices_internal.webhook_deliveries
+       set status = 'delivered', attempts = attempt, delivered_at = now(), lease_until = null,
+           last_status_code = status_code, last_error = null
+     where merchant_id = mid and id = delivery;
+  elsif attempt > d.max_retries then
+    update invoices_internal.webhook_deliveries
+       set status = 'dead', attempts = attempt, lease_until = null, last_status_code = status_code,
+           last_error = coalesce(error, format('HTTP %s', status_code))
+     where merchant_id = mid and id = delivery;
+  else
+    update invoices_internal.webhook_deliveries
+       set status = 'pending', attempts = attempt, lease_until = null, last_status_code = status_code,
+           last_error = coalesce(error, format('HTTP %s', status_code)),
+           next_attempt_at = now() + coalesce(schedule[least(attempt, cardinality(schedule))], interval '1 minute')
+     where merchant_id = mid and id = delivery;
+  end if;
+end
+$$;
