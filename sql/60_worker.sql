@@ -21,17 +21,17 @@ create table invoices_internal.worker_tasks (
 -- The worker reports a task's runs since its previous report.
 create function invoices_internal.worker_task_report(task text, runs bigint, failures bigint,
                                                      consecutive_failures integer,
-                                                     last_success_unix double precision, last_error text,
-                                                     last_result jsonb, next_run_in_seconds double precision)
+                                                     last_success_unix_ms bigint, last_error text,
+                                                     last_result jsonb, next_run_in_ms bigint)
 returns void
 language sql volatile
 as $$
   insert into invoices_internal.worker_tasks as t
     (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_at,
      last_result, next_run_at)
-  values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix), last_error,
+  values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix_ms / 1000.0), last_error,
           case when last_error is not null then now() end, last_result,
-          now() + make_interval(secs => next_run_in_seconds))
+          now() + next_run_in_ms * interval '1 millisecond')
   on conflict on constraint worker_tasks_pkey do update set
     runs = t.runs + excluded.runs,
     failures = t.failures + excluded.failures,

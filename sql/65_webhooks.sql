@@ -252,7 +252,7 @@ as $$
 $$;
 
 -- The outcome of one attempt: 2xx delivers; anything else retries on the schedule, then dead.
-create function invoices_internal.record_delivery(mid uuid, delivery bigint, attempt integer, started_unix double precision,
+create function invoices_internal.record_delivery(mid uuid, delivery bigint, attempt integer, started_unix_ms bigint,
                                                   latency_ms integer, status_code integer, excerpt text, error text)
 returns void
 language plpgsql volatile
@@ -264,7 +264,7 @@ declare
 begin
   insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
                                                   status_code, response_excerpt, error)
-  values (mid, delivery, attempt, to_timestamp(started_unix), latency_ms, status_code, excerpt, error)
+  values (mid, delivery, attempt, to_timestamp(started_unix_ms / 1000.0), latency_ms, status_code, excerpt, error)
   on conflict do nothing;
   select * into d from invoices_internal.webhook_deliveries where merchant_id = mid and id = delivery for update;
   if ok then

@@ -95,6 +95,60 @@ pub(crate) fn in_transaction<R>(
     result
 }
 
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Network work of a task running on threads: started as one batch, results collected on
+/// later ticks, the next batch started once every thread of the last one is done.
+pub(crate) struct InFlight<T> {
+    rx: Option<std::sync::mpsc::Receiver<T>>,
+}
+
+impl<T: Send + 'static> InFlight<T> {
+    pub(crate) fn new() -> Self {
+        InFlight { rx: None }
+    }
+
+    /// The results that arrived since the last call.
+    pub(crate) fn collect(&mut self) -> Vec<T> {
+        let mut out = Vec::new();
+        if let Some(rx) = &self.rx {
+            loop {
+                match rx.try_recv() {
+                    Ok(v) => out.push(v),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        self.rx = None;
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn idle(&self) -> bool {
+        self.rx.is_none()
+    }
+
+    /// Runs `work` on one thread per item (no PostgreSQL calls there).
+    pub(crate) fn start<I: Send + 'static>(&mut self, items: Vec<I>, work: fn(I) -> T) {
+        if items.is_empty() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        for item in items {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(work(item));
+            });
+        }
+        self.rx = Some(rx);
+    }
+}
+
 /// One task's schedule and its counters since the last flush to `worker_tasks`.
 struct Task {
     name: &'static str,
@@ -163,10 +217,8 @@ impl Task {
         let (name, runs, failures, consecutive) = (self.name, self.runs as i64, self.failures as i64, self.consecutive_failures as i32);
         let error = self.last_error.take();
         let result = pgrx::JsonB(self.last_result.clone());
-        let success = self.last_success.take().map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-        });
-        let next_in = self.next_run.saturating_duration_since(Instant::now()).as_secs_f64();
+        let success = self.last_success.take().map(unix_ms);
+        let next_in = self.next_run.saturating_duration_since(Instant::now()).as_millis() as i64;
         let recorded = in_transaction(move || {
             Spi::run_with_args(
                 "select invoices_internal.worker_task_report($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -2,10 +2,9 @@
 //! timeout, outside any transaction), parses each body with `domain::rates` and records every
 //! outcome (a rate or an error) in `rate_sources` / `rate_observations`.
 
-use super::in_transaction;
+use super::{in_transaction, InFlight};
 use crate::domain::rates;
 use pgrx::prelude::*;
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::time::Duration;
 
 struct Source {
@@ -22,14 +21,22 @@ struct Outcome {
     result: Result<String, String>,
 }
 
-#[derive(Default)]
 pub struct Fetches {
-    inflight: Option<Receiver<Outcome>>,
-    done: Vec<Outcome>,
+    inflight: InFlight<Outcome>,
+}
+
+impl Default for Fetches {
+    fn default() -> Self {
+        Fetches { inflight: InFlight::new() }
+    }
 }
 
 /// Bodies larger than this are not a price.
 const MAX_BODY: u64 = 1 << 20;
+
+fn fetch_one(source: Source) -> Outcome {
+    Outcome { id: source.id, result: fetch(&source) }
+}
 
 fn fetch(source: &Source) -> Result<String, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -54,23 +61,11 @@ fn fetch(source: &Source) -> Result<String, String> {
 impl Fetches {
     /// One step: record what finished, start fetching what is due. Returns a summary.
     pub fn step(&mut self) -> Result<serde_json::Value, String> {
-        if let Some(rx) = &self.inflight {
-            loop {
-                match rx.try_recv() {
-                    Ok(outcome) => self.done.push(outcome),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.inflight = None;
-                        break;
-                    }
-                }
-            }
-        }
-        let recorded = self.done.len();
-        if !self.done.is_empty() {
-            let done: Vec<(i64, Option<String>, Option<String>)> = self
-                .done
-                .drain(..)
+        let done = self.inflight.collect();
+        let recorded = done.len();
+        if !done.is_empty() {
+            let done: Vec<(i64, Option<String>, Option<String>)> = done
+                .into_iter()
                 .map(|o| match o.result {
                     Ok(rate) => (o.id, Some(rate), None),
                     Err(e) => (o.id, None, Some(e)),
@@ -88,7 +83,7 @@ impl Fetches {
             })?;
         }
         let mut started = 0;
-        if self.inflight.is_none() {
+        if self.inflight.idle() {
             let due = in_transaction(|| {
                 Spi::connect_mut(|client| {
                     let rows = client
@@ -116,18 +111,8 @@ impl Fetches {
                     Ok(out)
                 })
             })?;
-            if !due.is_empty() {
-                started = due.len();
-                let (tx, rx) = channel();
-                for source in due {
-                    let tx = tx.clone();
-                    std::thread::spawn(move || {
-                        let result = fetch(&source);
-                        let _ = tx.send(Outcome { id: source.id, result });
-                    });
-                }
-                self.inflight = Some(rx);
-            }
+            started = due.len();
+            self.inflight.start(due, fetch_one);
         }
         Ok(serde_json::json!({ "recorded": recorded, "started": started }))
     }

@@ -1,11 +1,10 @@
 //! The webhooks task: claims due deliveries (with a lease), sends them concurrently on threads
 //! (outside any transaction) with both signature headers, and records every attempt.
 
-use super::in_transaction;
+use super::{in_transaction, unix_ms, InFlight};
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
-use std::sync::mpsc::{channel, Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Delivery {
@@ -17,29 +16,35 @@ struct Delivery {
     event_id: String,
     body: String,
     attempt: i32,
+    timeout: Duration,
 }
 
 struct Outcome {
     merchant_id: pgrx::Uuid,
     id: i64,
     attempt: i32,
-    started_unix: f64,
+    started_unix_ms: i64,
     latency_ms: i32,
     status: Option<i32>,
     excerpt: Option<String>,
     error: Option<String>,
 }
 
-#[derive(Default)]
 pub struct Deliveries {
-    inflight: Option<Receiver<Outcome>>,
-    done: Vec<Outcome>,
+    inflight: InFlight<Outcome>,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries { inflight: InFlight::new() }
+    }
 }
 
 /// Responses are kept up to this many bytes in the attempt log.
 const EXCERPT: usize = 1024;
 
-fn send(d: &Delivery, timeout: Duration) -> Outcome {
+fn send(d: Delivery) -> Outcome {
+    let timeout = d.timeout;
     let started = SystemTime::now();
     let clock = Instant::now();
     let unix = started.duration_since(UNIX_EPOCH).map(|t| t.as_secs() as i64).unwrap_or(0);
@@ -82,7 +87,7 @@ fn send(d: &Delivery, timeout: Duration) -> Outcome {
         merchant_id: d.merchant_id,
         id: d.id,
         attempt: d.attempt,
-        started_unix: started.duration_since(UNIX_EPOCH).map(|t| t.as_secs_f64()).unwrap_or(0.0),
+        started_unix_ms: unix_ms(started),
         latency_ms: clock.elapsed().as_millis().min(i32::MAX as u128) as i32,
         status,
         excerpt,
@@ -93,21 +98,9 @@ fn send(d: &Delivery, timeout: Duration) -> Outcome {
 impl Deliveries {
     /// One step: record finished attempts, then claim and start the next batch.
     pub fn step(&mut self) -> Result<serde_json::Value, String> {
-        if let Some(rx) = &self.inflight {
-            loop {
-                match rx.try_recv() {
-                    Ok(o) => self.done.push(o),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        self.inflight = None;
-                        break;
-                    }
-                }
-            }
-        }
-        let recorded = self.done.len();
-        if !self.done.is_empty() {
-            let done: Vec<Outcome> = self.done.drain(..).collect();
+        let done = self.inflight.collect();
+        let recorded = done.len();
+        if !done.is_empty() {
             in_transaction(move || {
                 for o in &done {
                     Spi::run_with_args(
@@ -116,7 +109,7 @@ impl Deliveries {
                             o.merchant_id.into(),
                             o.id.into(),
                             o.attempt.into(),
-                            o.started_unix.into(),
+                            o.started_unix_ms.into(),
                             o.latency_ms.into(),
                             o.status.into(),
                             o.excerpt.clone().into(),
@@ -129,7 +122,7 @@ impl Deliveries {
             })?;
         }
         let mut started = 0;
-        if self.inflight.is_none() {
+        if self.inflight.idle() {
             let n = settings::WEBHOOK_CONCURRENCY.get().max(1);
             let timeout_ms = settings::WEBHOOK_TIMEOUT_MS.get().max(100);
             let lease = (timeout_ms / 1000 + 30).max(30);
@@ -160,23 +153,14 @@ impl Deliveries {
                             event_id: text(6)?,
                             body: text(7)?,
                             attempt: row.get::<i32>(8).map_err(|e| e.to_string())?.unwrap_or(1),
+                            timeout: Duration::from_millis(timeout_ms as u64),
                         });
                     }
                     Ok(out)
                 })
             })?;
-            if !batch.is_empty() {
-                started = batch.len();
-                let (tx, rx) = channel();
-                let timeout = Duration::from_millis(timeout_ms as u64);
-                for d in batch {
-                    let tx = tx.clone();
-                    std::thread::spawn(move || {
-                        let _ = tx.send(send(&d, timeout));
-                    });
-                }
-                self.inflight = Some(rx);
-            }
+            started = batch.len();
+            self.inflight.start(batch, send);
         }
         Ok(serde_json::json!({ "recorded": recorded, "started": started }))
     }
