@@ -251,38 +251,53 @@ as $$
     join invoices_internal.events v on v.merchant_id = c.merchant_id and v.id = c.event_id
 $$;
 
--- The outcome of one attempt: 2xx delivers; anything else retries on the schedule, then dead.
-create function invoices_internal.record_delivery(mid uuid, delivery bigint, attempt integer, started_unix_ms bigint,
-                                                  latency_ms integer, status_code integer, excerpt text, error text)
-returns void
+-- The outcomes of a batch of attempts (a jsonb array of {merchant_id, id, attempt,
+-- started_unix_ms, latency_ms, status_code, excerpt, error}): 2xx delivers; anything else
+-- retries on the schedule, then dead. Returns how many deliveries were updated.
+create function invoices_internal.record_deliveries(outcomes jsonb) returns integer
 language plpgsql volatile
 as $$
 declare
-  ok boolean := error is null and status_code between 200 and 299;
   schedule interval[] := invoices_internal.retry_schedule();
-  d invoices_internal.webhook_deliveries;
+  n integer;
 begin
+  -- two statements, each reading the array: a CTE shared by both would be materialized, and
+  -- the planner then hash-joins it against every queued delivery instead of using the key
   insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
                                                   status_code, response_excerpt, error)
-  values (mid, delivery, attempt, to_timestamp(started_unix_ms / 1000.0), latency_ms, status_code, excerpt, error)
+  select o.merchant_id, o.id, o.attempt, timestamptz 'epoch' + o.started_unix_ms * interval '1 millisecond',
+         o.latency_ms, o.status_code, o.excerpt, o.error
+    from jsonb_to_recordset(outcomes) as o(merchant_id uuid, id bigint, attempt integer, started_unix_ms bigint,
+                                           latency_ms integer, status_code integer, excerpt text, error text)
   on conflict do nothing;
-  select * into d from invoices_internal.webhook_deliveries where merchant_id = mid and id = delivery for update;
-  if ok then
-    update invoices_internal.webhook_deliveries
-       set status = 'delivered', attempts = attempt, delivered_at = now(), lease_until = null,
-           last_status_code = status_code, last_error = null
-     where merchant_id = mid and id = delivery;
-  elsif attempt > d.max_retries then
-    update invoices_internal.webhook_deliveries
-       set status = 'dead', attempts = attempt, lease_until = null, last_status_code = status_code,
-           last_error = coalesce(error, format('HTTP %s', status_code))
-     where merchant_id = mid and id = delivery;
-  else
-    update invoices_internal.webhook_deliveries
-       set status = 'pending', attempts = attempt, lease_until = null, last_status_code = status_code,
-           last_error = coalesce(error, format('HTTP %s', status_code)),
-           next_attempt_at = now() + coalesce(schedule[least(attempt, cardinality(schedule))], interval '1 minute')
-     where merchant_id = mid and id = delivery;
-  end if;
+  update invoices_internal.webhook_deliveries d
+     set status = case when o.ok then 'delivered' when o.attempt > d.max_retries then 'dead' else 'pending' end,
+         attempts = o.attempt,
+         lease_until = null,
+         last_status_code = o.status_code,
+         last_error = case when o.ok then null else coalesce(o.error, format('HTTP %s', o.status_code)) end,
+         delivered_at = case when o.ok then now() else d.delivered_at end,
+         next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
+                                else now() + coalesce(schedule[least(o.attempt, cardinality(schedule))],
+                                                      interval '1 minute') end
+    from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
+            from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
+                                                   status_code integer, error text)) o
+   where d.merchant_id = o.merchant_id and d.id = o.id and d.status = 'delivering';
+  get diagnostics n = row_count;
+  return n;
 end
+$$;
+
+-- At the worker's start: leases of a previous incarnation (killed mid-delivery) are void.
+create function invoices_internal.release_delivery_leases() returns integer
+language sql volatile
+as $$
+  with released as (
+    update invoices_internal.webhook_deliveries
+       set status = 'pending', lease_until = null, next_attempt_at = least(next_attempt_at, now())
+     where status = 'delivering'
+    returning 1
+  )
+  select count(*)::integer from released
 $$;

@@ -47,11 +47,13 @@ pub extern "C-unwind" fn invoices_worker_main(_arg: pg_sys::Datum) {
     log!("invoices worker started (database {db})");
 
     let mut worker = Worker::new();
-    while BackgroundWorker::wait_latch(Some(naptime())) {
+    let mut nap = naptime();
+    while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        worker.tick();
+        // a task with more work waiting (webhooks in flight) gets the next tick at once
+        nap = if worker.tick() { Duration::from_millis(1) } else { naptime() };
     }
     // Exit status 1: the postmaster restarts the worker after bgw_restart_time unless the
     // server itself is shutting down (status 0 would unregister it for good, so a stray
@@ -206,9 +208,13 @@ impl Task {
                 self.dirty = true;
             }
         }
-        // worker_status is written on news (a result that changed, an error) and at least
-        // every 2 s, not on every 200 ms tick
-        if self.dirty || self.last_flush.elapsed() >= Duration::from_secs(2) {
+        // worker_status is written on errors at once, on other news (a result that changed) at
+        // most every 250 ms, and otherwise every 2 s; not on every tick
+        let since = self.last_flush.elapsed();
+        if self.last_error.is_some()
+            || (self.dirty && since >= Duration::from_millis(250))
+            || since >= Duration::from_secs(2)
+        {
             self.flush();
         }
     }
@@ -288,11 +294,13 @@ impl Worker {
         self.installed
     }
 
-    fn tick(&mut self) {
+    /// Runs the tasks that are due; true if one of them has more work waiting.
+    fn tick(&mut self) -> bool {
         if !self.extension_installed() {
-            return;
+            return false;
         }
         let now = Instant::now();
+        self.expiry.every = naptime();
         if now >= self.expiry.next_run {
             let outcome = in_transaction(|| {
                 Spi::get_one::<pgrx::JsonB>(
@@ -317,13 +325,16 @@ impl Worker {
             });
             self.housekeeping.finished(outcome);
         }
+        let mut busy = false;
         if now >= self.webhooks.next_run {
             let outcome = self.deliveries.step();
+            busy |= outcome.is_ok() && self.deliveries.busy;
             self.webhooks.finished(outcome);
         }
         if now >= self.rates.next_run {
             let outcome = self.rate_fetches.step();
             self.rates.finished(outcome);
         }
+        busy
     }
 }

@@ -1,14 +1,23 @@
-//! The webhooks task: claims due deliveries (with a lease), sends them concurrently on threads
-//! (outside any transaction) with both signature headers, and records every attempt.
+//! The webhooks task: claims due deliveries (with a lease), hands them to a pool of
+//! `invoices.webhook_concurrency` sender threads that keep their connections alive, and records
+//! the finished attempts in batches. Network I/O never runs inside a transaction; only the main
+//! thread talks to PostgreSQL.
 
-use super::{in_transaction, unix_ms, InFlight};
+use super::{in_transaction, unix_ms};
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Mutex;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Delivery {
-    merchant_id: pgrx::Uuid,
+    merchant_id: String,
     id: i64,
     url: String,
     secret: Option<String>,
@@ -16,11 +25,10 @@ struct Delivery {
     event_id: String,
     body: String,
     attempt: i32,
-    timeout: Duration,
 }
 
 struct Outcome {
-    merchant_id: pgrx::Uuid,
+    merchant_id: String,
     id: i64,
     attempt: i32,
     started_unix_ms: i64,
@@ -30,36 +38,116 @@ struct Outcome {
     error: Option<String>,
 }
 
-pub struct Deliveries {
-    inflight: InFlight<Outcome>,
-}
+impl Outcome {
+    fn delivered(&self) -> bool {
+        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
 
-impl Default for Deliveries {
-    fn default() -> Self {
-        Deliveries { inflight: InFlight::new() }
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "merchant_id": self.merchant_id,
+            "id": self.id,
+            "attempt": self.attempt,
+            "started_unix_ms": self.started_unix_ms,
+            "latency_ms": self.latency_ms,
+            "status_code": self.status,
+            "excerpt": self.excerpt,
+            "error": self.error,
+        })
     }
 }
 
 /// Responses are kept up to this many bytes in the attempt log.
 const EXCERPT: usize = 1024;
+/// At most this many deliveries are claimed by one statement.
+const MAX_CLAIM: i32 = 1000;
 
-fn send(d: Delivery) -> Outcome {
-    let timeout = d.timeout;
+/// Sender threads, each with its own job queue (filled round-robin), sharing one keep-alive
+/// connection pool.
+struct Pool {
+    jobs: Vec<Sender<Delivery>>,
+    next: usize,
+    results: Receiver<Outcome>,
+    threads: i32,
+    timeout_ms: i32,
+}
+
+impl Pool {
+    fn new(threads: i32, timeout_ms: i32) -> Pool {
+        let timeout = Duration::from_millis(timeout_ms as u64);
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .user_agent("invoices-webhooks")
+            .max_idle_connections(threads as usize * 2)
+            .max_idle_connections_per_host(threads as usize)
+            .build();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), CachingResolver::default());
+        let (done, results) = channel::<Outcome>();
+        let mut jobs = Vec::new();
+        for _ in 0..threads {
+            let (tx, queue) = channel::<Delivery>();
+            let (done, agent) = (done.clone(), agent.clone());
+            std::thread::spawn(move || {
+                while let Ok(d) = queue.recv() {
+                    if done.send(send(&agent, timeout, d)).is_err() {
+                        return;
+                    }
+                }
+            });
+            jobs.push(tx);
+        }
+        Pool { jobs, next: 0, results, threads, timeout_ms }
+    }
+
+    fn dispatch(&mut self, d: Delivery) -> Result<(), String> {
+        self.next = (self.next + 1) % self.jobs.len();
+        self.jobs[self.next].send(d).map_err(|_| "a sender thread is gone".to_string())
+    }
+}
+
+/// ureq's resolver starts a thread per lookup when a timeout is set, i.e. per request even on a
+/// kept-alive connection; this one remembers each host's addresses for a minute.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme(), uri.authority()) {
+            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
+            _ => None,
+        };
+        if let Some(key) = &key {
+            if let Some((at, addrs)) = self.cache.lock().ok().and_then(|c| c.get(key).cloned()) {
+                if at.elapsed() < Duration::from_secs(60) {
+                    return Ok(addrs);
+                }
+            }
+        }
+        let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
+        if let (Some(key), Ok(mut cache)) = (key, self.cache.lock()) {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
+}
+
+fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
     let started = SystemTime::now();
     let clock = Instant::now();
     let unix = started.duration_since(UNIX_EPOCH).map(|t| t.as_secs() as i64).unwrap_or(0);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .user_agent("invoices-webhooks")
-        .build()
-        .into();
     let mut request = agent
         .post(&d.url)
         .header("Content-Type", "application/json")
         .header("X-Webhook-Id", &d.event_id)
         .header("X-Webhook-Event", &d.event)
-        .header("X-Webhook-Timestamp", unix.to_string());
+        .header("X-Webhook-Timestamp", unix.to_string())
+        .header("X-Webhook-Attempt", d.attempt.to_string());
     if let Some(secret) = &d.secret {
         request = request
             .header("X-Webhook-Signature", signing::body_signature(secret, d.body.as_bytes()))
@@ -95,73 +183,119 @@ fn send(d: Delivery) -> Outcome {
     }
 }
 
+#[derive(Default)]
+pub struct Deliveries {
+    pool: Option<Pool>,
+    in_flight: usize,
+    leases_released: bool,
+    delivered: u64,
+    failed: u64,
+    /// More work is waiting (or in flight): the worker ticks again at once.
+    pub busy: bool,
+}
+
 impl Deliveries {
-    /// One step: record finished attempts, then claim and start the next batch.
+    /// One step: record the attempts that finished, then claim more while the pool has room.
     pub fn step(&mut self) -> Result<serde_json::Value, String> {
-        let done = self.inflight.collect();
-        let recorded = done.len();
-        if !done.is_empty() {
-            in_transaction(move || {
-                for o in &done {
-                    Spi::run_with_args(
-                        "select invoices_internal.record_delivery($1, $2, $3, $4, $5, $6, $7, $8)",
-                        &[
-                            o.merchant_id.into(),
-                            o.id.into(),
-                            o.attempt.into(),
-                            o.started_unix_ms.into(),
-                            o.latency_ms.into(),
-                            o.status.into(),
-                            o.excerpt.clone().into(),
-                            o.error.clone().into(),
-                        ],
-                    )
+        self.busy = false;
+        if !self.leases_released {
+            // Leases held by a previous incarnation of the worker (killed mid-delivery) are
+            // void: its threads died with it. Queue those deliveries again now.
+            in_transaction(|| {
+                Spi::run("select invoices_internal.release_delivery_leases()").map_err(|e| e.to_string())
+            })?;
+            self.leases_released = true;
+        }
+        let threads = settings::WEBHOOK_CONCURRENCY.get().max(1);
+        let timeout_ms = settings::WEBHOOK_TIMEOUT_MS.get().max(100);
+        let stale = self.pool.as_ref().is_some_and(|p| p.threads != threads || p.timeout_ms != timeout_ms);
+        if self.pool.is_none() || (stale && self.in_flight == 0) {
+            self.pool = Some(Pool::new(threads, timeout_ms));
+        }
+        let Some(pool) = self.pool.as_mut() else { return Err("no sender pool".into()) };
+
+        let mut done = Vec::new();
+        loop {
+            match pool.results.try_recv() {
+                Ok(o) => done.push(o),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        self.in_flight -= done.len().min(self.in_flight);
+        let ok = done.iter().filter(|o| o.delivered()).count() as u64;
+        let failed = done.len() as u64 - ok;
+        let outcomes = (!done.is_empty())
+            .then(|| pgrx::JsonB(serde_json::Value::Array(done.iter().map(Outcome::to_json).collect())));
+
+        // keep up to 16 deliveries per thread queued; claim again once it drains to 4 per thread
+        let capacity = threads as usize * 16;
+        let claim_now = !stale && self.in_flight <= threads as usize * 4;
+        let n = ((capacity - self.in_flight) as i32).min(MAX_CLAIM);
+        let lease = timeout_ms / 1000 * 16 + 60;
+        if outcomes.is_none() && !claim_now {
+            self.busy = self.in_flight > 0;
+            return Ok(self.report(0));
+        }
+        // Both in one transaction, committed without waiting for the WAL flush: a crash can lose
+        // only its last claims and records, and a lost claim or record means the delivery is
+        // sent again (at least once, same X-Webhook-Id), never lost.
+        let batch = in_transaction(move || {
+            Spi::run("set local synchronous_commit = off").map_err(|e| e.to_string())?;
+            if let Some(outcomes) = outcomes {
+                Spi::run_with_args("select invoices_internal.record_deliveries($1)", &[outcomes.into()])
                     .map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            })?;
+            }
+            if claim_now { claim(n, lease) } else { Ok(Vec::new()) }
+        })?;
+        self.delivered += ok;
+        self.failed += failed;
+        let claimed = batch.len();
+        for d in batch {
+            pool.dispatch(d)?;
+            self.in_flight += 1;
         }
-        let mut started = 0;
-        if self.inflight.idle() {
-            let n = settings::WEBHOOK_CONCURRENCY.get().max(1);
-            let timeout_ms = settings::WEBHOOK_TIMEOUT_MS.get().max(100);
-            let lease = (timeout_ms / 1000 + 30).max(30);
-            let batch = in_transaction(move || {
-                Spi::connect_mut(|client| {
-                    let rows = client
-                        .update(
-                            "select merchant_id, id, url, secret, event, event_id::text, body, attempt \
-                               from invoices_internal.claim_deliveries($1, $2)",
-                            None,
-                            &[n.into(), lease.into()],
-                        )
-                        .map_err(|e| e.to_string())?;
-                    let mut out = Vec::new();
-                    for row in rows {
-                        let text = |i: usize| -> Result<String, String> {
-                            row.get::<String>(i).map_err(|e| e.to_string()).map(|v| v.unwrap_or_default())
-                        };
-                        out.push(Delivery {
-                            merchant_id: row
-                                .get::<pgrx::Uuid>(1)
-                                .map_err(|e| e.to_string())?
-                                .ok_or("no merchant")?,
-                            id: row.get::<i64>(2).map_err(|e| e.to_string())?.unwrap_or_default(),
-                            url: text(3)?,
-                            secret: row.get::<String>(4).map_err(|e| e.to_string())?,
-                            event: text(5)?,
-                            event_id: text(6)?,
-                            body: text(7)?,
-                            attempt: row.get::<i32>(8).map_err(|e| e.to_string())?.unwrap_or(1),
-                            timeout: Duration::from_millis(timeout_ms as u64),
-                        });
-                    }
-                    Ok(out)
-                })
-            })?;
-            started = batch.len();
-            self.inflight.start(batch, send);
-        }
-        Ok(serde_json::json!({ "recorded": recorded, "started": started }))
+        self.busy = claim_now && claimed as i32 == n;
+        self.busy |= self.in_flight > 0;
+        Ok(self.report(claimed))
     }
+
+    fn report(&self, claimed: usize) -> serde_json::Value {
+        serde_json::json!({
+            "in_flight": self.in_flight,
+            "claimed": claimed,
+            "delivered": self.delivered,
+            "failed_attempts": self.failed,
+        })
+    }
+}
+
+fn claim(n: i32, lease: i32) -> Result<Vec<Delivery>, String> {
+    Spi::connect_mut(|client| {
+        let rows = client
+            .update(
+                "select merchant_id::text, id, url, secret, event, event_id::text, body, attempt \
+                   from invoices_internal.claim_deliveries($1, $2)",
+                None,
+                &[n.into(), lease.into()],
+            )
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text = |i: usize| -> Result<String, String> {
+                row.get::<String>(i).map_err(|e| e.to_string()).map(|v| v.unwrap_or_default())
+            };
+            out.push(Delivery {
+                merchant_id: text(1)?,
+                id: row.get::<i64>(2).map_err(|e| e.to_string())?.unwrap_or_default(),
+                url: text(3)?,
+                secret: row.get::<String>(4).map_err(|e| e.to_string())?,
+                event: text(5)?,
+                event_id: text(6)?,
+                body: text(7)?,
+                attempt: row.get::<i32>(8).map_err(|e| e.to_string())?.unwrap_or(1),
+            });
+        }
+        Ok(out)
+    })
 }

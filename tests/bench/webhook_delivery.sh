@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmark: the worker delivers 20,000 events (BENCH_EVENTS) to a loopback receiver that
+# answers 200 at once (tests/stubs/counting_receiver.mjs, which also checks every
+# X-Webhook-Signature with Node's crypto). The events are committed in transactions of 1,000
+# by emit_event, the function every status change calls. Prints deliveries/s (from the first
+# commit to the last receipt) and the p50/p99 latency from each event's commit to its first
+# receipt. Target: >= 5,000 deliveries/s.
+set -euo pipefail
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/../../scripts/env.sh"
+EVENTS="${BENCH_EVENTS:-20000}"
+BATCH=1000
+PORT="${BENCH_RECEIVER_PORT:-18950}"
+work=$(mktemp -d)
+node "$here/../stubs/counting_receiver.mjs" "$PORT" &
+receiver=$!
+trap 'kill $receiver 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# a merchant whose invoice exists before its endpoint (so only the benchmark's events go out)
+read -r mid inv < <(psql_ -tA -F ' ' <<'SQL'
+select invoices.act_as((invoices.create_merchant('Webhook bench') ->> 'id')::uuid) is not null as acting \gset
+select current_setting('invoices.merchant_id'),
+       invoices.create_invoice(lines => '[{"description": "Bench", "unit_price": 1}]') ->> 'id';
+SQL
+)
+secret=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" \
+  -c "select invoices.create_webhook_endpoint('http://127.0.0.1:$PORT/bench', '{invoice.viewed}') ->> 'secret'" | tail -1)
+curl -fs "http://127.0.0.1:$PORT/secret?value=$secret" >/dev/null
+
+echo "committing $EVENTS events in transactions of $BATCH"
+batches=$(( (EVENTS + BATCH - 1) / BATCH ))
+{
+  for b in $(seq "$batches"); do
+    cat <<SQL
+begin;
+select invoices_internal.emit_event(i, 'invoice.viewed')
+  from invoices_internal.invoices i, generate_series(1, $BATCH)
+ where i.merchant_id = '$mid' and i.id = '$inv' \\g /dev/null
+select $b, (extract(epoch from clock_timestamp()) * 1000)::bigint, (select max(id::text) from invoices_internal.events where merchant_id = '$mid');
+commit;
+SQL
+  done
+} | psql_ -tA -F ' ' > "$work/commits"
+
+deadline=$(( $(date +%s) + 180 ))
+while :; do
+  unique=$(curl -fs "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["unique"])')
+  [ "$unique" -ge "$EVENTS" ] && break
+  [ "$(date +%s)" -ge "$deadline" ] && { echo "only $unique of $EVENTS events arrived within 180 s" >&2; exit 1; }
+  sleep 0.2
+done
+curl -fs "http://127.0.0.1:$PORT/ids" > "$work/ids.json"
+curl -fs "http://127.0.0.1:$PORT/stats" > "$work/stats.json"
+psql_ -tA -F ' ' -c "select id, created_at from invoices_internal.events where merchant_id = '$mid' and event = 'invoice.viewed' order by id" \
+  | awk '{print $1}' > "$work/events"
+python3 - "$work" "$EVENTS" <<'PY'
+import json, sys
+work, expected = sys.argv[1], int(sys.argv[2])
+ids = json.load(open(f"{work}/ids.json"))
+stats = json.load(open(f"{work}/stats.json"))
+commits = [tuple(int(x) if i < 2 else x for i, x in enumerate(l.split())) for l in open(f"{work}/commits") if l.strip()]
+events = [l.strip() for l in open(f"{work}/events") if l.strip()]
+# events are UUIDv7 in commit order: the batch of an event is the first batch whose max id is >= it
+bounds = [(c[2], c[1]) for c in commits]
+lat, j = [], 0
+for e in events:
+    while bounds[j][0] < e:
+        j += 1
+    lat.append(ids[e] - bounds[j][1])
+lat.sort()
+pct = lambda p: lat[min(len(lat) - 1, int(len(lat) * p))]
+span = (stats["last_ms"] - commits[0][1]) / 1000
+print(f"events committed:      {len(events)} in {(commits[-1][1] - commits[0][1]) / 1000:.2f} s")
+print(f"deliveries received:   {stats['requests']} ({stats['unique']} unique, {stats['duplicates']} duplicates, "
+      f"{stats['bad_signatures']} bad signatures)")
+print(f"deliveries/s:          {len(events) / span:.0f}   (first commit -> last receipt {span:.2f} s; target >= 5000)")
+print(f"commit -> receipt:     p50 {pct(0.50)} ms, p99 {pct(0.99)} ms, max {lat[-1]} ms")
+if len(events) != expected or stats["bad_signatures"]:
+    sys.exit("unexpected event count or bad signatures")
+PY
