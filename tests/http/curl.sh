@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end through the running PostgREST with curl: auth headers, scopes, revocation,
-# tenants, the rate limit (101st request), idempotency, validation errors, the public view and
+# tenants, webhook endpoints, the rate limit (101st request), idempotency, validation errors, the public view and
 # the OpenAPI description.
 # Usage: tests/http/curl.sh   (FIXTURE=<file> to reuse a fixture from tests/http/fixture.sh)
 set -euo pipefail
@@ -226,6 +226,37 @@ for p in /invoices /public_invoices /rpc/create_invoice /rpc/create_api_key; do
 done
 [ "$(field "'/rpc/act_as' in d['paths'] or '/rpc/create_merchant' in d['paths']")" = False ] \
   && ok "  admin-only SQL functions are not exposed" || bad "  admin-only SQL functions are not exposed"
+
+echo "webhook endpoints"
+call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "hooks", "scopes": ["webhooks"]}'
+HOOK_KEY=$(field "d['api_key']")
+call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "writer", "scopes": ["write"]}'
+WRITE_KEY=$(field "d['api_key']")
+call POST /rpc/create_webhook_endpoint -H "X-API-Key: $WRITE_KEY" "${json[@]}" -d '{"url": "https://example.com/hooks"}'
+expect_status "a write key cannot register endpoints: 403 (webhooks scope)" 403
+call POST /rpc/create_webhook_endpoint -H "X-API-Key: $HOOK_KEY" "${json[@]}" \
+  -d '{"url": "https://example.com/hooks", "events": ["invoice.paid", "invoice.expired"], "description": "erp"}'
+expect_status "a webhooks key registers an endpoint" 200
+HOOK_ID=$(field "d['id']")
+expect_eq "  the secret is shown once (whsec_)" "$(field "d['secret'][:6]")" "whsec_"
+expect_eq "  its events" "$(field "d['events']")" "['invoice.paid', 'invoice.expired']"
+call POST /rpc/create_webhook_endpoint -H "X-API-Key: $HOOK_KEY" "${json[@]}" -d '{"url": "ftp://example.com", "events": ["invoice.nope"]}'
+expect_status "bad url and unknown event: 400" 400
+expect_eq "  both fields named" "$(field "sorted(e['field'] for e in __import__('json').loads(d['details'])['errors'])")" "['events', 'url']"
+call GET "/webhook_endpoints?id=eq.$HOOK_ID" -H "X-API-Key: $HOOK_KEY"
+expect_status "GET /webhook_endpoints" 200
+expect_eq "  lists it without a secret" "$(field "[sorted(r.keys()) for r in d][0].count('secret')") $(grep -c whsec_ "$work/body" || true)" "0 0"
+call GET "/webhook_endpoints?id=eq.$HOOK_ID" -H "X-API-Key: $B_KEY"
+expect_eq "  another merchant sees none of it" "$(field "len(d)")" "0"
+call GET "/webhook_deliveries?limit=5" -H "X-API-Key: $HOOK_KEY"
+expect_status "GET /webhook_deliveries" 200
+call POST /rpc/redeliver -H "X-API-Key: $HOOK_KEY" "${json[@]}" -d '{"delivery_id": 999999999}'
+expect_status "redeliver of an unknown delivery: 404" 404
+call POST /rpc/delete_webhook_endpoint -H "X-API-Key: $HOOK_KEY" "${json[@]}" -d "{\"id\": \"$HOOK_ID\"}"
+expect_status "delete_webhook_endpoint" 200
+expect_eq "  inactive" "$(field "d['active']")" "False"
+call POST /rpc/delete_webhook_endpoint -H "X-API-Key: $B_KEY" "${json[@]}" -d "{\"id\": \"$HOOK_ID\"}"
+expect_status "  another merchant's endpoint: 404" 404
 
 echo "rate limit: 100 requests per minute per key"
 call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "limited", "scopes": ["read"]}'
