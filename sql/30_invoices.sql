@@ -197,7 +197,7 @@ begin
             'number_seq', seq,
             'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, seq),
             'slug', invoices_internal.new_slug(),
-            'amount_paid', 0, 'overpaid', false, 'paid_late', false,
+            'amount_paid', 0, 'asset_paid', 0, 'overpaid', false, 'paid_late', false,
             'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
             'created_at', now(), 'updated_at', now()));
 
@@ -274,7 +274,8 @@ as $$
            'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
            'total', r.total::text, 'amount_paid', r.amount_paid::text,
            'amount_due', r.amount_due::text, 'currency', r.currency,
-           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'address', r.address,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
            'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
     from invoices_internal.invoice_rows r
    where r.merchant_id = invoices_internal.require_merchant()

@@ -46,6 +46,8 @@ create index addresses_free_idx on invoices_internal.addresses (wallet_id, avail
   where invoice_id is null;
 create unique index addresses_one_invoice on invoices_internal.addresses (invoice_id)
   where invoice_id is not null;
+-- payment detection finds the address of an output
+create index addresses_address_idx on invoices_internal.addresses (address);
 -- No address is ever assigned to two live invoices.
 create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (address_id)
   where status in ('pending', 'partial', 'paid', 'overdue');

@@ -70,17 +70,24 @@ create table invoices_internal.webhook_attempts (
 );
 
 -- The event of a status change, and its deliveries, in the caller's transaction.
-create function invoices_internal.emit_event(i invoices_internal.invoices, event text) returns void
+-- Payment events carry the payment too (data.payment).
+create function invoices_internal.emit_event(i invoices_internal.invoices, event text, payment jsonb default null)
+returns void
 language plpgsql volatile
 as $$
 declare
   ev_id uuid := invoices_internal.uuid_v7();
-begin
-  insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
-  values (i.merchant_id, ev_id, event, i.id, jsonb_build_object(
+  data jsonb := jsonb_build_object(
     'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
     'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
-    'address', i.deposit_address, 'order_id', i.order_id, 'metadata', i.metadata));
+    'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
+    'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
+begin
+  if payment is not null then
+    data := data || jsonb_build_object('payment', payment);
+  end if;
+  insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
+  values (i.merchant_id, ev_id, event, i.id, data);
   insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, max_retries)
   select e.merchant_id, ev_id, e.id, e.url, cardinality(invoices_internal.retry_schedule())
     from invoices_internal.webhook_endpoints e

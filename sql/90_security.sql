@@ -98,3 +98,10 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.events', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_endpoints', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_deliveries', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_attempts', '');
+
+-- Chains and payments. configure_chain is for admins only (SQL); merchants read the chains'
+-- progress without their node credentials.
+grant select on invoices.chains, invoices.payments to invoices_api;
+grant execute on function invoices.set_payment_tolerance(numeric) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.chains', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');

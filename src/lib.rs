@@ -106,4 +106,5 @@ pgrx::extension_sql_file!(
         api::webhooks::invoices_internal::verify_signature
     ]
 );
+pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

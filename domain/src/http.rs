@@ -35,7 +35,7 @@ pub fn required_access(method: &str, path: &str) -> Access {
         return match function {
             "verify_webhook_signature" | "invoice_pdf" | "pay_payment_link" => Access::Anonymous,
             // keys and payout wallets change who controls the merchant's money
-            "create_api_key" | "revoke_api_key" | "create_wallet" => Access::Scope("admin"),
+            "create_api_key" | "revoke_api_key" | "create_wallet" | "set_payment_tolerance" => Access::Scope("admin"),
             "create_webhook_endpoint" | "delete_webhook_endpoint" | "redeliver" => Access::Scope("webhooks"),
             "invoice_status" => Access::Scope("read"),
             _ => Access::Scope("write"),

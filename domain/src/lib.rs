@@ -4,6 +4,7 @@
 
 pub mod apikey;
 pub mod chains;
+pub mod detect;
 pub mod error;
 pub mod http;
 pub mod invoice;

@@ -5,6 +5,8 @@
 //! back-off, and never stops the others. Network I/O happens on plain threads, outside any
 //! transaction; only the main thread talks to PostgreSQL.
 
+mod chains;
+mod http;
 mod rates;
 mod webhooks;
 
@@ -258,6 +260,7 @@ struct Worker {
     webhooks: Task,
     rate_fetches: rates::Fetches,
     deliveries: webhooks::Deliveries,
+    chains: chains::Chains,
     installed_checked: Option<Instant>,
     installed: bool,
 }
@@ -271,6 +274,7 @@ impl Worker {
             webhooks: Task::new("webhooks", Duration::ZERO),
             rate_fetches: rates::Fetches::default(),
             deliveries: webhooks::Deliveries::default(),
+            chains: chains::Chains::default(),
             installed_checked: None,
             installed: false,
         }
@@ -335,6 +339,7 @@ impl Worker {
             let outcome = self.rate_fetches.step();
             self.rates.finished(outcome);
         }
+        self.chains.tick();
         busy
     }
 }

@@ -7,13 +7,7 @@ use super::{in_transaction, unix_ms};
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
-use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::sync::Mutex;
-use ureq::config::Config;
-use ureq::http::Uri;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Delivery {
@@ -75,14 +69,7 @@ struct Pool {
 impl Pool {
     fn new(threads: i32, timeout_ms: i32) -> Pool {
         let timeout = Duration::from_millis(timeout_ms as u64);
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .user_agent("invoices-webhooks")
-            .max_idle_connections(threads as usize * 2)
-            .max_idle_connections_per_host(threads as usize)
-            .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::default(), CachingResolver::default());
+        let agent = super::http::agent("invoices-webhooks", timeout, threads as usize);
         let (done, results) = channel::<Outcome>();
         let mut jobs = Vec::new();
         for _ in 0..threads {
@@ -103,37 +90,6 @@ impl Pool {
     fn dispatch(&mut self, d: Delivery) -> Result<(), String> {
         self.next = (self.next + 1) % self.jobs.len();
         self.jobs[self.next].send(d).map_err(|_| "a sender thread is gone".to_string())
-    }
-}
-
-/// ureq's resolver starts a thread per lookup when a timeout is set, i.e. per request even on a
-/// kept-alive connection; this one remembers each host's addresses for a minute.
-#[derive(Debug, Default)]
-struct CachingResolver {
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-}
-
-impl Resolver for CachingResolver {
-    fn resolve(&self, uri: &Uri, config: &Config, timeout: NextTimeout) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let key = match (uri.scheme(), uri.authority()) {
-            (Some(scheme), Some(authority)) => DefaultResolver::host_and_port(scheme, authority),
-            _ => None,
-        };
-        if let Some(key) = &key {
-            if let Some((at, addrs)) = self.cache.lock().ok().and_then(|c| c.get(key).cloned()) {
-                if at.elapsed() < Duration::from_secs(60) {
-                    return Ok(addrs);
-                }
-            }
-        }
-        let addrs = DefaultResolver::default().resolve(uri, config, timeout)?;
-        if let (Some(key), Ok(mut cache)) = (key, self.cache.lock()) {
-            if cache.len() > 10_000 {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now(), addrs.clone()));
-        }
-        Ok(addrs)
     }
 }
 

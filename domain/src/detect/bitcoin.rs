@@ -1,0 +1,146 @@
+//! Bitcoin: Bitcoin Core's JSON-RPC (`getblockchaininfo`, `getblockhash`, `getblock` with
+//! verbosity 2, `getrawmempool`, `getrawtransaction`), which every Bitcoin node of BTCPay's
+//! stack exposes. Outputs (`vout`) to watched addresses are the transfers. Amounts arrive as
+//! JSON numbers in BTC and are read exactly (never through a float).
+
+use super::rpc::{call, malformed, str_field, RpcError, Transport};
+use super::{to_base_units, BlockRef, ChainAdapter, Transfer, Watched};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::str::FromStr;
+
+pub struct Bitcoin {
+    transport: Box<dyn Transport>,
+    asset: String,
+    /// Mempool transactions already fetched: txid -> outputs (index, address, amount).
+    mempool_cache: HashMap<String, Vec<(i64, String, Decimal)>>,
+}
+
+impl Bitcoin {
+    pub fn new(transport: Box<dyn Transport>, asset: &str) -> Bitcoin {
+        Bitcoin { transport, asset: asset.to_string(), mempool_cache: HashMap::new() }
+    }
+
+    fn transfer(&self, txid: &str, index: i64, address: &str, amount: Decimal, block: Option<&BlockRef>) -> Result<Transfer, RpcError> {
+        let base = to_base_units(amount, 8).ok_or_else(|| malformed(format!("output amount {amount} is not whole satoshis")))?;
+        Ok(Transfer {
+            txid: txid.to_string(),
+            index,
+            address: address.to_string(),
+            asset: self.asset.clone(),
+            amount_base: base.to_string(),
+            amount: amount.normalize(),
+            block: block.cloned(),
+        })
+    }
+}
+
+/// The outputs of a verbose transaction: (index, address, amount in BTC).
+pub fn outputs(tx: &Value) -> Result<(String, Vec<(i64, String, Decimal)>), RpcError> {
+    let txid = str_field(tx, "txid", "transaction")?.to_string();
+    let vout = tx.get("vout").and_then(Value::as_array).ok_or_else(|| malformed("transaction without vout"))?;
+    let mut out = Vec::with_capacity(vout.len());
+    for o in vout {
+        let n = o.get("n").and_then(Value::as_i64).ok_or_else(|| malformed("output without n"))?;
+        let value = match o.get("value") {
+            Some(Value::Number(n)) => Decimal::from_str(&n.to_string()).map_err(|_| malformed(format!("output value {n}")))?,
+            _ => return Err(malformed("output without a numeric value")),
+        };
+        let script = o.get("scriptPubKey");
+        let address = script
+            .and_then(|s| s.get("address"))
+            .and_then(Value::as_str)
+            .or_else(|| script.and_then(|s| s.get("addresses")).and_then(|a| a.get(0)).and_then(Value::as_str));
+        if let Some(address) = address {
+            out.push((n, address.to_string(), value));
+        }
+    }
+    Ok((txid, out))
+}
+
+impl ChainAdapter for Bitcoin {
+    fn tip(&mut self) -> Result<BlockRef, RpcError> {
+        let info = call(&*self.transport, "getblockchaininfo", json!([]))?;
+        Ok(BlockRef {
+            height: info.get("blocks").and_then(Value::as_u64).ok_or_else(|| malformed("getblockchaininfo without blocks"))?,
+            hash: str_field(&info, "bestblockhash", "getblockchaininfo")?.to_string(),
+        })
+    }
+
+    fn block_hash(&mut self, height: u64) -> Result<String, RpcError> {
+        match call(&*self.transport, "getblockhash", json!([height])) {
+            Ok(Value::String(h)) => Ok(h),
+            Ok(_) => Err(malformed("getblockhash: not a string")),
+            // -8: block height out of range (the chain got shorter)
+            Err(RpcError::Node { code: -8, .. }) => Ok(String::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn scan(&mut self, from: u64, to: u64, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError> {
+        let mut blocks = Vec::new();
+        let mut transfers = Vec::new();
+        for height in from..=to {
+            let hash = self.block_hash(height)?;
+            if hash.is_empty() {
+                return Err(malformed(format!("no block at height {height}")));
+            }
+            let block = call(&*self.transport, "getblock", json!([hash, 2]))?;
+            if block.get("hash").and_then(Value::as_str) != Some(hash.as_str()) {
+                return Err(malformed(format!("getblock {hash}: another block came back")));
+            }
+            let b = BlockRef { height, hash };
+            let txs = block.get("tx").and_then(Value::as_array).ok_or_else(|| malformed("block without tx"))?;
+            for tx in txs {
+                // nodes without verbosity 2 list txids: fetch each transaction
+                let fetched;
+                let tx = if let Some(txid) = tx.as_str() {
+                    fetched = call(&*self.transport, "getrawtransaction", json!([txid, true]))?;
+                    &fetched
+                } else {
+                    tx
+                };
+                let (txid, outs) = outputs(tx)?;
+                for (n, address, amount) in outs {
+                    if let Some(stored) = watched.get(&address) {
+                        transfers.push(self.transfer(&txid, n, stored, amount, Some(&b))?);
+                    }
+                }
+            }
+            blocks.push(b);
+        }
+        Ok((blocks, transfers))
+    }
+
+    fn mempool(&mut self, watched: &Watched) -> Result<Option<Vec<Transfer>>, RpcError> {
+        let ids = call(&*self.transport, "getrawmempool", json!([]))?;
+        let ids: Vec<String> = ids
+            .as_array()
+            .ok_or_else(|| malformed("getrawmempool: not an array"))?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| malformed("getrawmempool: txid not a string")))
+            .collect::<Result<_, _>>()?;
+        let live: std::collections::HashSet<&String> = ids.iter().collect();
+        self.mempool_cache.retain(|txid, _| live.contains(txid));
+        let mut out = Vec::new();
+        for txid in &ids {
+            if !self.mempool_cache.contains_key(txid) {
+                let tx = match call(&*self.transport, "getrawtransaction", json!([txid, true])) {
+                    Ok(tx) => tx,
+                    // mined or evicted since getrawmempool: the block scan will see it
+                    Err(RpcError::Node { code: -5, .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                let (_, outs) = outputs(&tx)?;
+                self.mempool_cache.insert(txid.clone(), outs);
+            }
+            for (n, address, amount) in &self.mempool_cache[txid] {
+                if let Some(stored) = watched.get(address) {
+                    out.push(self.transfer(txid, *n, stored, *amount, None)?);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}

@@ -1,0 +1,236 @@
+use super::bitcoin::Bitcoin;
+use super::evm::{Evm, Token, TRANSFER_TOPIC};
+use super::*;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+
+/// A node that answers each JSON-RPC call with `answer(method, params)` (a result, or
+/// `{"__error": code}` for an error), single or batched like a real one.
+struct Fake {
+    answer: Arc<dyn Fn(&str, &Value) -> Value + Send + Sync>,
+}
+
+impl Fake {
+    fn boxed(answer: impl Fn(&str, &Value) -> Value + Send + Sync + 'static) -> Box<dyn Transport> {
+        Box::new(Fake { answer: Arc::new(answer) })
+    }
+}
+
+impl Transport for Fake {
+    fn post(&self, body: &str) -> Result<String, RpcError> {
+        let req: Value = serde_json::from_str(body).unwrap();
+        let one = |r: &Value| {
+            let result = (self.answer)(r["method"].as_str().unwrap(), &r["params"]);
+            match result.get("__error") {
+                Some(code) => json!({"jsonrpc": "2.0", "id": r["id"], "error": {"code": code, "message": "no"}}),
+                None => json!({"jsonrpc": "2.0", "id": r["id"], "result": result}),
+            }
+        };
+        Ok(match &req {
+            Value::Array(calls) => Value::Array(calls.iter().rev().map(one).collect()), // any order
+            r => one(r),
+        }
+        .to_string())
+    }
+}
+
+/// A transport answering garbage.
+struct Garbage(&'static str);
+impl Transport for Garbage {
+    fn post(&self, _: &str) -> Result<String, RpcError> {
+        Ok(self.0.to_string())
+    }
+}
+
+const ALICE: &str = "0x52908400098527886E0F7030069857D2E4169EE7";
+const USDC: &str = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
+
+/// An EVM chain of `hashes.len()` blocks; block 2 pays ALICE 1.5 ETH and 25 USDC.
+fn evm_chain(hashes: Arc<Mutex<Vec<String>>>) -> Box<dyn Transport> {
+    Fake::boxed(move |method, params| {
+        let hashes = hashes.lock().unwrap().clone();
+        let block = |h: u64| -> Value {
+            let Some(hash) = hashes.get(h as usize) else { return Value::Null };
+            let txs = if h == 2 {
+                json!([{"hash": "0xAA", "to": ALICE.to_lowercase(), "value": "0x14d1120d7b160000"},
+                       {"hash": "0xbb", "to": null, "value": "0x0"},
+                       {"hash": "0xcc", "to": "0x0000000000000000000000000000000000000001", "value": "0x1"}])
+            } else {
+                json!([])
+            };
+            json!({"number": format!("0x{h:x}"), "hash": hash, "transactions": txs})
+        };
+        match method {
+            "eth_getBlockByNumber" => {
+                let tag = params[0].as_str().unwrap();
+                let h = if tag == "latest" { hashes.len() as u64 - 1 } else { u64::from_str_radix(&tag[2..], 16).unwrap() };
+                block(h)
+            }
+            "eth_getLogs" => {
+                let to_word = format!("0x000000000000000000000000{}", &ALICE.to_lowercase()[2..]);
+                json!([{"address": USDC.to_lowercase(), "topics": [TRANSFER_TOPIC, "0x0000000000000000000000000000000000000000000000000000000000000001", to_word],
+                        "data": "0x00000000000000000000000000000000000000000000000000000000017d7840",
+                        "blockNumber": "0x2", "blockHash": hashes[2], "logIndex": "0x3", "transactionHash": "0xDD", "removed": false}])
+            }
+            "txpool_content" => json!({"pending": {"0xsender": {"7": {"hash": "0xee", "to": ALICE, "value": "0xde0b6b3a7640000"}}}, "queued": {}}),
+            _ => json!({"__error": -32601}),
+        }
+    })
+}
+
+fn evm(hashes: Arc<Mutex<Vec<String>>>) -> Evm {
+    Evm::new(evm_chain(hashes), "ETH", vec![Token { asset: "USDC".into(), contract: USDC.into(), decimals: 6 }])
+}
+
+fn hashes(prefix: &str, n: usize) -> Arc<Mutex<Vec<String>>> {
+    Arc::new(Mutex::new((0..n).map(|i| format!("0x{prefix}{i}")).collect()))
+}
+
+#[test]
+fn evm_finds_native_and_token_transfers_and_the_mempool() {
+    let chain = hashes("a", 4);
+    let mut adapter = evm(chain);
+    let watched = Watched::new([ALICE], true);
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(1), max_blocks: 100 };
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!(r.tip, BlockRef { height: 3, hash: "0xa3".into() });
+    assert_eq!(r.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(r.fork_height, None);
+    assert_eq!(r.transfers.len(), 2);
+    let eth = &r.transfers[0];
+    assert_eq!((eth.txid.as_str(), eth.index, eth.address.as_str(), eth.asset.as_str()), ("0xaa", -1, ALICE, "ETH"));
+    assert_eq!(eth.amount_base, "1500000000000000000");
+    assert_eq!(eth.amount.to_string(), "1.5");
+    assert_eq!(eth.block.as_ref().unwrap().height, 2);
+    let usdc = &r.transfers[1];
+    assert_eq!((usdc.txid.as_str(), usdc.index, usdc.asset.as_str()), ("0xdd", 3, "USDC"));
+    assert_eq!((usdc.amount_base.as_str(), usdc.amount.to_string().as_str()), ("25000000", "25"));
+    let mempool = r.mempool.unwrap();
+    assert_eq!(mempool.len(), 1);
+    assert_eq!((mempool[0].amount.to_string().as_str(), mempool[0].block.is_none()), ("1", true));
+}
+
+#[test]
+fn unwatched_addresses_are_ignored() {
+    let mut adapter = evm(hashes("a", 4));
+    let watched = Watched::new(["0x0000000000000000000000000000000000000002"], true);
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 100 };
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert!(r.transfers.is_empty() && r.mempool.unwrap().is_empty());
+}
+
+#[test]
+fn the_first_poll_starts_at_the_tip_and_later_ones_after_the_cursor() {
+    let chain = hashes("a", 6);
+    let mut adapter = evm(chain.clone());
+    let watched = Watched::new([ALICE], true);
+    let first = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 10 }, &watched).unwrap();
+    assert_eq!(first.blocks, vec![BlockRef { height: 5, hash: "0xa5".into() }]);
+    chain.lock().unwrap().extend(["0xa6".to_string(), "0xa7".to_string()]);
+    let next = PollInput { cursor: Some(first.blocks[0].clone()), recent: first.blocks.clone(), start_height: None, max_blocks: 1 };
+    let second = poll(&mut adapter, &next, &watched).unwrap();
+    assert_eq!(second.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![6], "max_blocks bounds a poll");
+}
+
+#[test]
+fn a_reorg_is_found_by_walking_back_the_stored_hashes() {
+    let chain = hashes("a", 6);
+    let mut adapter = evm(chain.clone());
+    let watched = Watched::new([ALICE], true);
+    let recent: Vec<BlockRef> = (0..6).map(|h| BlockRef { height: h, hash: format!("0xa{h}") }).collect();
+    // blocks 2.. replaced by a longer fork
+    *chain.lock().unwrap() = vec!["0xa0".into(), "0xa1".into(), "0xb2".into(), "0xb3".into(), "0xb4".into(), "0xb5".into(), "0xb6".into()];
+    let input = PollInput { cursor: Some(recent[5].clone()), recent: recent.clone(), start_height: None, max_blocks: 100 };
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!(r.fork_height, Some(1));
+    assert_eq!(r.blocks.first().unwrap(), &BlockRef { height: 2, hash: "0xb2".into() });
+    assert_eq!(r.blocks.last().unwrap().height, 6);
+    assert_eq!(r.transfers[0].block.as_ref().unwrap().hash, "0xb2", "the payment is found again in the new block");
+    // a shorter replacement chain: the cursor is above the tip
+    *chain.lock().unwrap() = vec!["0xa0".into(), "0xa1".into(), "0xa2".into(), "0xc3".into()];
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!((r.fork_height, r.blocks.len()), (Some(2), 1));
+}
+
+#[test]
+fn garbage_answers_are_errors_never_panics() {
+    let watched = Watched::new([ALICE], true);
+    let input = PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 10 };
+    for junk in ["<html>502 Bad Gateway</html>", "", "null", "[]", "{}", r#"{"result": 5}"#,
+                 r#"{"result": {"number": "0xZZ", "hash": "0x1"}}"#, r#"{"result": {"number": "12", "hash": 1}}"#,
+                 r#"{"error": {"code": -32000, "message": "header not found"}}"#, r#"[{"id": 99, "result": 1}]"#] {
+        let mut e = Evm::new(Box::new(Garbage(junk)), "ETH", vec![]);
+        assert!(poll(&mut e, &input, &watched).is_err(), "EVM accepted {junk:?}");
+        let mut b = Bitcoin::new(Box::new(Garbage(junk)), "BTC");
+        assert!(poll(&mut b, &input, &watched).is_err(), "Bitcoin accepted {junk:?}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_answers_never_panic(junk in ".{0,200}", value in "0x[0-9a-fA-F]{0,70}") {
+        let watched = Watched::new([ALICE], true);
+        let input = PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 3 };
+        let leaked: &'static str = Box::leak(junk.into_boxed_str());
+        let _ = poll(&mut Evm::new(Box::new(Garbage(leaked)), "ETH", vec![]), &input, &watched);
+        let _ = poll(&mut Bitcoin::new(Box::new(Garbage(leaked)), "BTC"), &input, &watched);
+        let v = value.clone();
+        let t = Fake::boxed(move |m, _| match m {
+            "eth_getBlockByNumber" => json!({"number": "0x1", "hash": "0x1", "transactions": [{"hash": "0x2", "to": ALICE, "value": v}]}),
+            _ => json!({"pending": {"a": {"1": {"hash": "0x3", "to": ALICE, "value": v}}}}),
+        });
+        let _ = poll(&mut Evm::new(t, "ETH", vec![]), &input, &watched);
+    }
+}
+
+/// A Bitcoin node of 3 blocks; block 2 pays BOB 0.1 and 0.2 BTC in one transaction. With
+/// `verbose_blocks` false, getblock lists txids only (nodes without verbosity 2).
+fn bitcoin_node(verbose_blocks: bool) -> Box<dyn Transport> {
+    let tx = json!({"txid": "t2", "vout": [
+        {"n": 0, "value": serde_json::from_str::<Value>("0.1").unwrap(), "scriptPubKey": {"address": BOB}},
+        {"n": 1, "value": serde_json::from_str::<Value>("0.20000000").unwrap(), "scriptPubKey": {"addresses": [BOB]}},
+        {"n": 2, "value": 0, "scriptPubKey": {"type": "nulldata"}}]});
+    Fake::boxed(move |method, params| match method {
+        "getblockchaininfo" => json!({"chain": "regtest", "blocks": 2, "bestblockhash": "h2"}),
+        "getblockhash" => match params[0].as_u64().unwrap() { h @ 0..=2 => json!(format!("h{h}")), _ => json!({"__error": -8}) },
+        "getblock" => {
+            let hash = params[0].as_str().unwrap();
+            let txs = if hash == "h2" { if verbose_blocks { json!([tx.clone()]) } else { json!(["t2"]) } } else { json!([]) };
+            json!({"hash": hash, "tx": txs})
+        }
+        "getrawtransaction" => if params[0] == "t2" { tx.clone() } else {
+            json!({"txid": "m1", "vout": [{"n": 0, "value": serde_json::from_str::<Value>("1.23456789").unwrap(), "scriptPubKey": {"address": BOB}}]})
+        },
+        "getrawmempool" => json!(["m1"]),
+        _ => json!({"__error": -32601}),
+    })
+}
+
+const BOB: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+
+#[test]
+fn bitcoin_outputs_are_read_exactly_with_or_without_verbosity_2() {
+    for verbose in [true, false] {
+        let mut adapter = Bitcoin::new(bitcoin_node(verbose), "BTC");
+        let watched = Watched::new([BOB], false);
+        let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 10 }, &watched).unwrap();
+        assert_eq!(r.blocks.len(), 3);
+        let got: Vec<(i64, String, String)> = r.transfers.iter().map(|t| (t.index, t.amount.to_string(), t.amount_base.clone())).collect();
+        assert_eq!(got, vec![(0, "0.1".into(), "10000000".into()), (1, "0.2".into(), "20000000".into())]);
+        let sum: Decimal = r.transfers.iter().map(|t| t.amount).sum();
+        assert_eq!(sum.to_string(), "0.3", "no float on the way");
+        let mempool = r.mempool.unwrap();
+        assert_eq!((mempool[0].txid.as_str(), mempool[0].amount_base.as_str()), ("m1", "123456789"));
+    }
+}
+
+#[test]
+fn base_units() {
+    assert_eq!(from_base_units(1_500_000_000_000_000_000, 18).unwrap().to_string(), "1.5");
+    assert_eq!(from_base_units(1, 18).unwrap().to_string(), "0.000000000000000001");
+    assert_eq!(from_base_units(25_000_000, 6).unwrap().to_string(), "25");
+    assert_eq!(to_base_units("0.00000001".parse().unwrap(), 8), Some(1));
+    assert_eq!(to_base_units("21000000".parse().unwrap(), 8), Some(2_100_000_000_000_000));
+    assert_eq!(to_base_units("0.000000001".parse().unwrap(), 8), None, "below one satoshi");
+    assert_eq!(to_base_units("-1".parse().unwrap(), 8), None);
+}

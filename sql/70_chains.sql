@@ -1,0 +1,516 @@
+-- ============================================================================================
+-- invoices — chains and payment detection
+-- ============================================================================================
+-- A chain is a row: its family (evm, bitcoin, kaspa), the node's RPC URL, the assets it
+-- carries, required confirmations. The worker polls each active chain on a thread (mempool,
+-- tip, reorg check, new blocks), looking for transfers to the watched addresses: those of
+-- live invoices and those still in their pause window (late payments). Each transfer becomes
+-- one row of payments, unique per (chain, txid, output index), so a replay never counts twice.
+-- The invoice's status follows the sum of its payments in the quoted asset, through the
+-- status machine (audited, events in the outbox). Changing a chain row takes effect at the
+-- next poll, without a restart.
+
+create table invoices_internal.chains (
+  id               text primary key check (id ~ '^[a-z0-9][a-z0-9_-]{0,39}$'),
+  family           text not null check (family in ('evm', 'bitcoin', 'kaspa')),
+  network          text not null default 'mainnet'
+                   check (network in ('mainnet', 'testnet', 'regtest', 'devnet', 'simnet')),
+  rpc_url          text not null check (rpc_url ~ '^(https?|wss?)://[^\s/]+'),
+  chain_id         bigint,                  -- EVM chain id (8453 = Base), checked against the node
+  assets           text[] not null,         -- what is paid on this chain: BTC / ETH, USDC / KAS
+  tokens           jsonb not null default '{}'::jsonb,  -- ERC-20: {"USDC": {"contract": "0x…", "decimals": 6}}
+  confirmations    integer not null default 1 check (confirmations between 0 and 1000),
+  poll_interval_ms integer not null default 1000 check (poll_interval_ms between 50 and 3600000),
+  max_blocks_per_poll integer not null default 100 check (max_blocks_per_poll between 1 and 10000),
+  start_height     bigint check (start_height >= 0),  -- first poll scans from here (default: the tip)
+  active           boolean not null default true,
+  -- progress, written by the worker
+  cursor_height    bigint,
+  cursor_hash      text,
+  tip_height       bigint,
+  tip_hash         text,
+  last_poll_at     timestamptz,
+  last_error       text,
+  last_error_at    timestamptz,
+  created_at       timestamptz not null default now(),
+  check (assets <@ array['BTC', 'ETH', 'USDC', 'KAS'] and cardinality(assets) > 0)
+);
+
+-- The hashes of the blocks scanned lately (the last 100 heights): a reorg is a stored hash the
+-- node no longer has at that height.
+create table invoices_internal.chain_blocks (
+  chain   text not null references invoices_internal.chains (id) on delete cascade,
+  height  bigint not null,
+  hash    text not null,
+  primary key (chain, height)
+);
+
+create table invoices_internal.payments (
+  merchant_id   uuid not null,
+  id            bigint generated always as identity,
+  chain         text not null,
+  txid          text not null,
+  output_index  bigint not null,           -- vout (Bitcoin, Kaspa), log index (ERC-20), -1 (native EVM value)
+  address       text not null,
+  address_id    bigint not null,
+  invoice_id    uuid,                      -- the invoice that held the address (late: the last one)
+  asset         text not null,
+  amount_base   numeric not null check (amount_base > 0 and scale(amount_base) = 0),  -- satoshi, wei, …
+  amount        numeric not null check (amount > 0),
+  block_height  bigint,
+  block_hash    text,
+  status        text not null check (status in ('mempool', 'in_block', 'confirmed', 'reverted')),
+  late          boolean not null default false,   -- arrived after the invoice expired
+  detected_at   timestamptz not null default now(),
+  confirmed_at  timestamptz,
+  reverted_at   timestamptz,
+  updated_at    timestamptz not null default now(),
+  primary key (merchant_id, id),
+  unique (merchant_id, chain, txid, output_index)
+);
+create unique index payments_id_key on invoices_internal.payments (id);
+create index payments_tx_idx on invoices_internal.payments (chain, txid, output_index);
+create index payments_invoice_idx on invoices_internal.payments (merchant_id, invoice_id);
+-- what a poll re-examines: payments not yet confirmed, and those in recent blocks (reorgs)
+create index payments_open_idx on invoices_internal.payments (chain, block_height)
+  where status in ('mempool', 'in_block');
+create index payments_block_idx on invoices_internal.payments (chain, block_height);
+
+-- Configuration ----------------------------------------------------------------------------
+
+create function invoices.configure_chain(
+  id               text,
+  family           text,
+  rpc_url          text,
+  assets           text[],
+  network          text default 'mainnet',
+  confirmations    integer default 1,
+  chain_id         bigint default null,
+  tokens           jsonb default '{}'::jsonb,
+  start_height     bigint default null,
+  poll_interval_ms integer default 1000,
+  active           boolean default true
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  errors jsonb := '[]';
+  allowed text[] := case family when 'evm' then array['ETH', 'USDC'] when 'bitcoin' then array['BTC']
+                                when 'kaspa' then array['KAS'] end;
+  c invoices_internal.chains;
+  t record;
+begin
+  if id is null or id !~ '^[a-z0-9][a-z0-9_-]{0,39}$' then
+    errors := errors || '[{"field": "id", "message": "lowercase letters, digits, - and _ (at most 40)"}]';
+  end if;
+  if allowed is null then
+    errors := errors || '[{"field": "family", "message": "must be evm, bitcoin or kaspa"}]';
+  elsif assets is null or cardinality(assets) = 0 or not (assets <@ allowed) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'assets',
+      'message', format('a %s chain carries %s', family, array_to_string(allowed, ', '))));
+  end if;
+  if rpc_url is null or rpc_url !~ '^(https?|wss?)://[^\s/]+' then
+    errors := errors || '[{"field": "rpc_url", "message": "must be an http(s) or ws(s) URL"}]';
+  end if;
+  if network is null or network not in ('mainnet', 'testnet', 'regtest', 'devnet', 'simnet') then
+    errors := errors || '[{"field": "network", "message": "must be mainnet, testnet, regtest, devnet or simnet"}]';
+  end if;
+  if confirmations is null or confirmations not between 0 and 1000 then
+    errors := errors || '[{"field": "confirmations", "message": "must be between 0 and 1000"}]';
+  end if;
+  if poll_interval_ms is null or poll_interval_ms not between 50 and 3600000 then
+    errors := errors || '[{"field": "poll_interval_ms", "message": "must be between 50 and 3600000"}]';
+  end if;
+  if jsonb_typeof(tokens) is distinct from 'object' then
+    errors := errors || '[{"field": "tokens", "message": "must be an object {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  else
+    for t in select key, value from jsonb_each(tokens) loop
+      if family <> 'evm' or t.key = 'ETH' or not (t.key = any (assets))
+         or coalesce(t.value->>'contract', '') !~ '^0x[0-9a-fA-F]{40}$'
+         or coalesce(t.value->>'decimals', '') !~ '^[0-9]{1,2}$' then
+        errors := errors || jsonb_build_array(jsonb_build_object('field', 'tokens.' || t.key,
+          'message', 'an ERC-20 asset of this chain''s assets with {"contract": "0x<40 hex>", "decimals": 0-99}'));
+      end if;
+    end loop;
+  end if;
+  if family = 'evm' and 'USDC' = any (assets) and not (tokens ? 'USDC') then
+    errors := errors || '[{"field": "tokens.USDC", "message": "give the token contract: {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid chain: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text,
+      'configure_chain(''base'', ''evm'', ''http://127.0.0.1:8545'', ''{ETH,USDC}'', chain_id => 8453, tokens => ''{"USDC": {"contract": "0x…", "decimals": 6}}'')');
+  end if;
+  insert into invoices_internal.chains as ch (id, family, network, rpc_url, chain_id, assets, tokens,
+                                              confirmations, poll_interval_ms, start_height, active)
+  values (configure_chain.id, family, network, rpc_url, chain_id, assets, tokens, confirmations,
+          poll_interval_ms, start_height, active)
+  on conflict on constraint chains_pkey do update
+     set family = excluded.family, network = excluded.network, rpc_url = excluded.rpc_url,
+         chain_id = excluded.chain_id, assets = excluded.assets, tokens = excluded.tokens,
+         confirmations = excluded.confirmations, poll_interval_ms = excluded.poll_interval_ms,
+         start_height = excluded.start_height, active = excluded.active,
+         -- another node or network: scanning starts again
+         cursor_height = case when ch.rpc_url = excluded.rpc_url and ch.network = excluded.network
+                              then ch.cursor_height end,
+         cursor_hash = case when ch.rpc_url = excluded.rpc_url and ch.network = excluded.network
+                            then ch.cursor_hash end
+  returning * into c;
+  return jsonb_build_object('id', c.id, 'family', c.family, 'network', c.network, 'assets', to_jsonb(c.assets),
+                            'confirmations', c.confirmations, 'active', c.active,
+                            'cursor_height', c.cursor_height);
+end
+$$;
+comment on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean) is
+  'Admin: add or change a chain the worker watches (taken into account at its next poll, no restart): family evm / bitcoin / kaspa, the node''s RPC URL, the assets paid on it, required confirmations (0: a payment counts from the mempool), ERC-20 tokens {"USDC": {"contract", "decimals"}}, where the first poll starts (default: the tip). Returns the chain.';
+
+create function invoices.set_payment_tolerance(percent numeric) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+begin
+  if percent is null or percent < 0 or percent >= 100 then
+    perform invoices_internal.raise('22023', 'invalid payment tolerance',
+      '{"errors":[{"field":"percent","message":"must be at least 0 and below 100"}]}',
+      'set_payment_tolerance(0.5): an invoice missing at most 0.5 % counts as paid');
+  end if;
+  update invoices_internal.merchants set payment_tolerance_percent = percent where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'payment_tolerance_percent', percent);
+end
+$$;
+comment on function invoices.set_payment_tolerance(numeric) is
+  'The current merchant''s underpayment tolerance: an invoice missing at most this percentage of its asset amount counts as paid (default 0).';
+
+-- The worker's side ------------------------------------------------------------------------
+
+-- Active chains and their settings, read by the worker every second.
+create function invoices_internal.active_chains() returns jsonb
+language sql stable
+as $$
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'id', c.id, 'family', c.family, 'network', c.network, 'rpc_url', c.rpc_url,
+           'chain_id', c.chain_id, 'assets', to_jsonb(c.assets), 'tokens', c.tokens,
+           'poll_interval_ms', c.poll_interval_ms) order by c.id), '[]'::jsonb)
+    from invoices_internal.chains c
+   where c.active
+$$;
+
+-- The addresses a poll of the chain looks for: those of live invoices, those in their pause
+-- window after an expiry, cancellation or confirmation (late payments), and those with
+-- unconfirmed payments.
+create function invoices_internal.watched_addresses(chain text) returns setof text
+language sql stable
+as $$
+  with c as (select * from invoices_internal.chains where id = chain),
+  w as (
+    select w.merchant_id, w.id
+      from invoices_internal.wallets w, c
+     where w.asset = any (c.assets) and (c.family = 'evm' or w.network = c.network)
+  )
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is not null
+  union
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is null and a.available_at > now()
+  union
+  select p.address from invoices_internal.payments p
+   where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block')
+$$;
+
+-- What a poll starts from: the cursor, the recent block hashes, the watched addresses.
+create function invoices_internal.chain_poll_input(chain text) returns jsonb
+language sql stable
+as $$
+  select jsonb_build_object(
+    'cursor', case when c.cursor_height is not null
+                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+    'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
+                          from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
+    'start_height', c.start_height,
+    'max_blocks', c.max_blocks_per_poll,
+    'confirmations', c.confirmations,
+    'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb))
+    from invoices_internal.chains c
+   where c.id = chain
+$$;
+
+-- A payment's row as events and views show it.
+create function invoices_internal.payment_object(p invoices_internal.payments, tip bigint) returns jsonb
+language sql immutable
+as $$
+  select jsonb_build_object(
+    'id', p.id, 'chain', p.chain, 'txid', p.txid, 'output_index', p.output_index, 'address', p.address,
+    'asset', p.asset, 'amount', p.amount::text, 'amount_base', p.amount_base::text, 'status', p.status,
+    'block_height', p.block_height, 'block_hash', p.block_hash,
+    'confirmations', case when p.block_height is null or p.status = 'reverted' then 0
+                          else greatest(tip - p.block_height + 1, 0) end,
+    'late', p.late)
+$$;
+
+-- The invoice's amounts and status from the sum of its payments in the quoted asset:
+-- partial below the asset amount (less the merchant's tolerance), paid at or above it,
+-- confirmed once the confirmed payments reach it; overpaid above it; a payment after the
+-- expiry makes it paid_late. Every change goes through the status machine.
+create function invoices_internal.settle_invoice(mid uuid, inv_id uuid) returns void
+language plpgsql volatile
+as $$
+declare
+  i invoices_internal.invoices;
+  due numeric;
+  paid numeric;
+  confirmed_sum numeric;
+  any_late boolean;
+  tolerance numeric;
+  threshold numeric;
+  target text;
+  fiat_paid numeric;
+begin
+  select * into i from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
+  if not found or i.status in ('draft', 'cancelled') then
+    return;   -- money on a cancelled invoice stays in payments for the merchant to refund
+  end if;
+  select q.asset_amount into due from invoices_internal.quotes q
+   where q.merchant_id = mid and q.invoice_id = inv_id order by q.created_at desc limit 1;
+  if due is null or due = 0 then
+    return;
+  end if;
+  select coalesce(sum(p.amount), 0), coalesce(sum(p.amount) filter (where p.status = 'confirmed'), 0),
+         coalesce(bool_or(p.late), false)
+    into paid, confirmed_sum, any_late
+    from invoices_internal.payments p
+   where p.merchant_id = mid and p.invoice_id = inv_id and p.asset = i.asset and p.status <> 'reverted';
+  select m.payment_tolerance_percent into tolerance from invoices_internal.merchants m where m.id = mid;
+  threshold := due * (1 - coalesce(tolerance, 0) / 100);
+  target := case
+    when paid = 0 then case when i.status in ('partial', 'paid', 'confirmed') then 'pending' else i.status end
+    when confirmed_sum >= threshold then 'confirmed'
+    when paid >= threshold then 'paid'
+    else 'partial'
+  end;
+  fiat_paid := case when i.currency = i.asset then paid
+                    else round(i.total * paid / due, i.exponent) end;
+  -- the amounts first (no status change), so the status events carry them
+  update invoices_internal.invoices
+     set asset_paid = paid, amount_paid = fiat_paid, overpaid = paid > due, paid_late = any_late
+   where merchant_id = mid and id = inv_id
+     and (asset_paid, amount_paid, overpaid, paid_late) is distinct from (paid, fiat_paid, paid > due, any_late);
+  if target = i.status then
+    return;
+  end if;
+  if target = 'confirmed' and i.status <> 'paid' then
+    if invoices_internal.transition_problem(i.status, 'paid') is not null then
+      return;
+    end if;
+    update invoices_internal.invoices set status = 'paid' where merchant_id = mid and id = inv_id;
+    i.status := 'paid';
+  end if;
+  if invoices_internal.transition_problem(i.status, target) is null then
+    update invoices_internal.invoices set status = target where merchant_id = mid and id = inv_id;
+  end if;
+end
+$$;
+
+-- One poll's findings (domain::detect::PollResult as jsonb): the reorg, the blocks, the
+-- transfers in them and in the mempool. Returns counts for worker_status.
+create function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c invoices_internal.chains;
+  tip bigint := (result->'tip'->>'height')::bigint;
+  fork bigint := (result->>'fork_height')::bigint;
+  mempool_known boolean := jsonb_typeof(result->'mempool') = 'array';
+  last_block jsonb := result->'blocks'->-1;
+  t record;
+  p invoices_internal.payments;
+  a record;
+  inv invoices_internal.invoices;
+  required integer;
+  confs integer;
+  new_status text;
+  orphaned bigint[] := '{}';
+  touched bigint[] := '{}';
+  invoices_touched uuid[] := '{}';
+  received integer := 0;
+  confirmed integer := 0;
+  reverted integer := 0;
+begin
+  select * into c from invoices_internal.chains where id = chain for update;
+  if not found then
+    return jsonb_build_object('skipped', 'chain removed');
+  end if;
+  -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
+  if fork is not null then
+    delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
+    with o as (
+      update invoices_internal.payments p
+         set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+       where p.chain = c.id and p.block_height > fork and p.status <> 'reverted'
+      returning p.id
+    )
+    select coalesce(array_agg(o.id), '{}') into orphaned from o;
+  end if;
+  insert into invoices_internal.chain_blocks (chain, height, hash)
+  select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
+  on conflict on constraint chain_blocks_pkey do update set hash = excluded.hash;
+  delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height < tip - 100;
+
+  -- 2. transfers: in blocks first, then the mempool (a transaction in both is in its block)
+  for t in
+    select x.*, 0 as pass from jsonb_to_recordset(result->'transfers')
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb)
+    union all
+    select x.*, 1 from jsonb_to_recordset(coalesce(result->'mempool', '[]'))
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb)
+    order by pass
+  loop
+    select * into p from invoices_internal.payments q
+     where q.chain = c.id and q.txid = t.txid and q.output_index = t.index
+     limit 1;
+    if found then
+      if t.block is not null and (p.block_hash is distinct from t.block->>'hash' or p.status = 'reverted') then
+        update invoices_internal.payments
+           set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
+               status = case when status = 'reverted' then 'in_block' else status end,
+               reverted_at = null, updated_at = now()
+         where merchant_id = p.merchant_id and id = p.id;
+        touched := touched || p.id;
+      elsif t.block is null and p.status = 'reverted' then
+        -- back in the mempool (e.g. re-broadcast after a reorg)
+        update invoices_internal.payments set status = 'mempool', reverted_at = null, updated_at = now()
+         where merchant_id = p.merchant_id and id = p.id;
+        touched := touched || p.id;
+      end if;
+      continue;
+    end if;
+    -- a new payment: to the address of which wallet (the asset tells ETH from USDC)?
+    select ad.merchant_id, ad.id, coalesce(ad.invoice_id, ad.last_invoice_id) as invoice_id into a
+      from invoices_internal.addresses ad
+      join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
+     where ad.address = t.address and w.asset = t.asset
+     order by ad.invoice_id is null, ad.id
+     limit 1;
+    if not found then
+      continue;   -- watched a moment ago, since removed
+    end if;
+    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id;
+    insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
+                                            asset, amount_base, amount, block_height, block_hash, status, late)
+    values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
+            (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
+            coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false))
+    returning * into p;
+    update invoices_internal.addresses set first_paid_at = coalesce(first_paid_at, now())
+     where merchant_id = a.merchant_id and id = a.id;
+    received := received + 1;
+    if inv.id is not null then
+      perform invoices_internal.emit_event(inv, 'payment.received', invoices_internal.payment_object(p, tip));
+    end if;
+    touched := touched || p.id;
+  end loop;
+
+  -- 3. orphaned payments not seen again: back in the mempool if it still has them, else reverted
+  for p in
+    select * from invoices_internal.payments q
+     where q.id = any (orphaned) and q.block_height is null
+       and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
+                        where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
+  loop
+    update invoices_internal.payments set status = 'reverted', reverted_at = now(), confirmed_at = null, updated_at = now()
+     where merchant_id = p.merchant_id and id = p.id
+    returning * into p;
+    reverted := reverted + 1;
+    select * into inv from invoices_internal.invoices where merchant_id = p.merchant_id and id = p.invoice_id;
+    if inv.id is not null then
+      perform invoices_internal.emit_event(inv, 'payment.reverted', invoices_internal.payment_object(p, tip));
+      invoices_touched := invoices_touched || inv.id;
+    end if;
+  end loop;
+  touched := touched || orphaned;
+
+  -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
+  for p in
+    select * from invoices_internal.payments q
+     where q.chain = c.id and (q.status in ('mempool', 'in_block') or q.id = any (touched))
+       and q.status <> 'reverted'
+  loop
+    select coalesce(i.confirmations, c.confirmations) into required
+      from invoices_internal.invoices i where i.merchant_id = p.merchant_id and i.id = p.invoice_id;
+    required := coalesce(required, c.confirmations);
+    confs := case when p.block_height is null then 0 else greatest(tip - p.block_height + 1, 0) end;
+    new_status := case when confs >= required then 'confirmed'
+                       when p.block_height is not null then 'in_block' else 'mempool' end;
+    if new_status <> p.status then
+      update invoices_internal.payments
+         set status = new_status, updated_at = now(),
+             confirmed_at = case when new_status = 'confirmed' then now() end
+       where merchant_id = p.merchant_id and id = p.id
+      returning * into p;
+      invoices_touched := invoices_touched || p.invoice_id;
+      if new_status = 'confirmed' then
+        confirmed := confirmed + 1;
+        select * into inv from invoices_internal.invoices where merchant_id = p.merchant_id and id = p.invoice_id;
+        if inv.id is not null then
+          perform invoices_internal.emit_event(inv, 'payment.confirmed', invoices_internal.payment_object(p, tip));
+        end if;
+      end if;
+    elsif p.id = any (touched) then
+      invoices_touched := invoices_touched || p.invoice_id;
+    end if;
+  end loop;
+
+  -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
+  perform invoices_internal.settle_invoice(i.merchant_id, i.id)
+     from invoices_internal.invoices i
+    where i.id = any (invoices_touched)
+    order by i.merchant_id, i.id;
+
+  update invoices_internal.chains
+     set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
+         cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
+         cursor_hash = coalesce(last_block->>'hash',
+                                case when fork is not null
+                                     then (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork)
+                                     else cursor_hash end)
+   where id = c.id;
+  return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
+                            'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
+end
+$$;
+
+create function invoices_internal.record_chain_error(chain text, error text) returns void
+language sql volatile
+as $$
+  update invoices_internal.chains set last_error = error, last_error_at = now(), last_poll_at = now()
+   where id = chain
+$$;
+
+-- Views ------------------------------------------------------------------------------------
+
+create view invoices.chains as
+select c.id, c.family, c.network, regexp_replace(c.rpc_url, '//[^/@]*@', '//') as rpc_url, c.chain_id,
+       c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
+       c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
+       c.last_poll_at, c.last_error, c.last_error_at
+  from invoices_internal.chains c;
+comment on view invoices.chains is
+  'The chains the worker watches: family, network, node URL (without credentials), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
+
+create view invoices.payments with (security_barrier) as
+select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.output_index, p.address,
+       p.asset, p.amount, p.amount_base, p.status,
+       case when p.block_height is null or p.status = 'reverted' then 0
+            else greatest(c.tip_height - p.block_height + 1, 0) end as confirmations,
+       p.block_height, p.block_hash, p.late, p.detected_at, p.confirmed_at, p.reverted_at
+  from invoices_internal.payments p
+  join invoices_internal.chains c on c.id = p.chain
+  left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+ where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.payments is
+  'Payments detected on chain to the current merchant''s addresses: txid and output, amount (exact, and in base units), status mempool / in_block / confirmed / reverted, live confirmations, late (after the invoice expired).';

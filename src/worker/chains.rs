@@ -1,0 +1,208 @@
+//! The chains task: every active row of `invoices_internal.chains` is polled on its own thread
+//! (one poll in flight per chain) through its family's adapter (`domain::detect`), and the
+//! findings are recorded by `invoices_internal.record_chain_poll` in one transaction. Each
+//! chain has its own entry in `worker_status` (`chain <id>`) with back-off after errors; a
+//! failing node never holds up the other chains or tasks. Chain rows are re-read every second,
+//! so a change by SQL applies at the next poll.
+
+use super::http::HttpTransport;
+use super::{in_transaction, Task};
+use crate::domain::detect::{self, bitcoin::Bitcoin, evm, ChainAdapter, PollInput, PollResult, RpcError, Watched};
+use pgrx::prelude::*;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+struct ChainConfig {
+    id: String,
+    family: String,
+    rpc_url: String,
+    chain_id: Option<u64>,
+    assets: Vec<String>,
+    tokens: serde_json::Value,
+    poll_interval_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Input {
+    cursor: Option<detect::BlockRef>,
+    recent: Vec<detect::BlockRef>,
+    start_height: Option<u64>,
+    max_blocks: u64,
+    watched: Vec<String>,
+}
+
+struct Finished {
+    adapter: Box<dyn ChainAdapter>,
+    result: Result<PollResult, RpcError>,
+    watched: usize,
+    elapsed: Duration,
+}
+
+struct Chain {
+    config: ChainConfig,
+    task: Task,
+    adapter: Option<Box<dyn ChainAdapter>>,
+    in_flight: Option<Receiver<Finished>>,
+}
+
+fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
+    let transport = Box::new(HttpTransport::new(&c.rpc_url, Duration::from_secs(10)));
+    match c.family.as_str() {
+        "evm" => {
+            let mut tokens = Vec::new();
+            if let Some(map) = c.tokens.as_object() {
+                for (asset, t) in map {
+                    let contract = t.get("contract").and_then(|v| v.as_str()).ok_or("token without contract")?;
+                    let decimals = t
+                        .get("decimals")
+                        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+                        .ok_or("token without decimals")?;
+                    tokens.push(evm::Token { asset: asset.clone(), contract: contract.to_string(), decimals: decimals as u32 });
+                }
+            }
+            let native = if c.assets.iter().any(|a| a == "ETH") { "ETH" } else { "" };
+            Ok(Box::new(evm::Evm::new(transport, native, tokens).with_chain_id(c.chain_id)))
+        }
+        "bitcoin" => Ok(Box::new(Bitcoin::new(transport, "BTC"))),
+        other => Err(format!("no adapter for the {other} family yet")),
+    }
+}
+
+#[derive(Default)]
+pub struct Chains {
+    chains: HashMap<String, Chain>,
+    read_at: Option<Instant>,
+}
+
+impl Chains {
+    /// Re-reads the chain rows (every second), records finished polls, starts due ones.
+    pub fn tick(&mut self) {
+        if self.read_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            self.read_at = Some(Instant::now());
+            match in_transaction(|| {
+                Spi::get_one::<pgrx::JsonB>("select invoices_internal.active_chains()")
+                    .map_err(|e| e.to_string())
+                    .map(|v| v.map(|j| j.0).unwrap_or_default())
+            }) {
+                Ok(rows) => self.reconcile(serde_json::from_value::<Vec<ChainConfig>>(rows).unwrap_or_default()),
+                Err(e) => warning!("invoices worker: could not read the chains: {e}"),
+            }
+        }
+        for chain in self.chains.values_mut() {
+            chain.step();
+        }
+    }
+
+    fn reconcile(&mut self, configs: Vec<ChainConfig>) {
+        self.chains.retain(|id, c| c.in_flight.is_some() || configs.iter().any(|k| &k.id == id));
+        for config in configs {
+            match self.chains.get_mut(&config.id) {
+                Some(chain) if chain.config == config => {}
+                Some(chain) => {
+                    // changed by SQL: a new adapter at the next poll
+                    chain.task.every = Duration::from_millis(config.poll_interval_ms);
+                    chain.config = config;
+                    if chain.in_flight.is_none() {
+                        chain.adapter = None;
+                    }
+                }
+                None => {
+                    let name: &'static str = Box::leak(format!("chain {}", config.id).into_boxed_str());
+                    let task = Task::new(name, Duration::from_millis(config.poll_interval_ms));
+                    self.chains.insert(config.id.clone(), Chain { config, task, adapter: None, in_flight: None });
+                }
+            }
+        }
+    }
+}
+
+impl Chain {
+    fn step(&mut self) {
+        if let Some(rx) = &self.in_flight {
+            let finished = match rx.try_recv() {
+                Ok(f) => f,
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.in_flight = None;
+                    self.task.finished(Err("the poll thread died".into()));
+                    return;
+                }
+            };
+            self.in_flight = None;
+            self.adapter = Some(finished.adapter);
+            let outcome = self.record(finished.result, finished.watched, finished.elapsed);
+            self.task.finished(outcome);
+            return;
+        }
+        if Instant::now() < self.task.next_run {
+            return;
+        }
+        if self.adapter.is_none() {
+            match adapter_for(&self.config) {
+                Ok(a) => self.adapter = Some(a),
+                Err(e) => return self.task.finished(Err(e)),
+            }
+        }
+        let id = self.config.id.clone();
+        let input = in_transaction(move || {
+            Spi::get_one_with_args::<pgrx::JsonB>("select invoices_internal.chain_poll_input($1)", &[id.into()])
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| "chain removed".to_string())
+        });
+        let input: Input = match input.and_then(|j| serde_json::from_value(j.0).map_err(|e| e.to_string())) {
+            Ok(i) => i,
+            Err(e) => return self.task.finished(Err(e)),
+        };
+        let Some(mut adapter) = self.adapter.take() else { return };
+        let case_insensitive = self.config.family == "evm";
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let watched = Watched::new(input.watched.iter().map(String::as_str), case_insensitive);
+            let poll_input = PollInput {
+                cursor: input.cursor,
+                recent: input.recent,
+                start_height: input.start_height,
+                max_blocks: input.max_blocks,
+            };
+            let result = detect::poll(adapter.as_mut(), &poll_input, &watched);
+            let _ = tx.send(Finished { adapter, result, watched: watched.len(), elapsed: started.elapsed() });
+        });
+        self.in_flight = Some(rx);
+    }
+
+    fn record(&mut self, result: Result<PollResult, RpcError>, watched: usize, elapsed: Duration) -> Result<serde_json::Value, String> {
+        let id = self.config.id.clone();
+        match result {
+            Ok(poll) => {
+                let json = serde_json::to_value(&poll).map_err(|e| e.to_string())?;
+                let recorded = in_transaction(move || {
+                    Spi::get_one_with_args::<pgrx::JsonB>(
+                        "select invoices_internal.record_chain_poll($1, $2)",
+                        &[id.into(), pgrx::JsonB(json).into()],
+                    )
+                    .map_err(|e| e.to_string())
+                    .map(|v| v.map(|j| j.0).unwrap_or_default())
+                })?;
+                let mut out = recorded;
+                if let Some(o) = out.as_object_mut() {
+                    o.insert("watched".into(), watched.into());
+                    o.insert("poll_ms".into(), (elapsed.as_millis() as u64).into());
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let text = message.clone();
+                let _ = in_transaction(move || {
+                    Spi::run_with_args("select invoices_internal.record_chain_error($1, $2)", &[id.into(), text.into()])
+                        .map_err(|e| e.to_string())
+                });
+                Err(message)
+            }
+        }
+    }
+}
