@@ -152,10 +152,12 @@ begin
          chain_id = excluded.chain_id, assets = excluded.assets, tokens = excluded.tokens,
          confirmations = excluded.confirmations, poll_interval_ms = excluded.poll_interval_ms,
          start_height = excluded.start_height, active = excluded.active,
-         -- another node or network: scanning starts again
-         cursor_height = case when ch.rpc_url = excluded.rpc_url and ch.network = excluded.network
+         -- another node, network or start height: scanning starts again
+         cursor_height = case when (ch.rpc_url, ch.network, ch.start_height)
+                                   is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
                               then ch.cursor_height end,
-         cursor_hash = case when ch.rpc_url = excluded.rpc_url and ch.network = excluded.network
+         cursor_hash = case when (ch.rpc_url, ch.network, ch.start_height)
+                                 is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
                             then ch.cursor_hash end
   returning * into c;
   return jsonb_build_object('id', c.id, 'family', c.family, 'network', c.network, 'assets', to_jsonb(c.assets),
@@ -328,7 +330,7 @@ declare
   mempool_known boolean := jsonb_typeof(result->'mempool') = 'array';
   last_block jsonb := result->'blocks'->-1;
   t record;
-  p invoices_internal.payments;
+  pay invoices_internal.payments;
   a record;
   inv invoices_internal.invoices;
   required integer;
@@ -349,10 +351,10 @@ begin
   if fork is not null then
     delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
     with o as (
-      update invoices_internal.payments p
+      update invoices_internal.payments o
          set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
-       where p.chain = c.id and p.block_height > fork and p.status <> 'reverted'
-      returning p.id
+       where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
+      returning o.id
     )
     select coalesce(array_agg(o.id), '{}') into orphaned from o;
   end if;
@@ -370,22 +372,22 @@ begin
       as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb)
     order by pass
   loop
-    select * into p from invoices_internal.payments q
+    select * into pay from invoices_internal.payments q
      where q.chain = c.id and q.txid = t.txid and q.output_index = t.index
      limit 1;
     if found then
-      if t.block is not null and (p.block_hash is distinct from t.block->>'hash' or p.status = 'reverted') then
+      if t.block is not null and (pay.block_hash is distinct from t.block->>'hash' or pay.status = 'reverted') then
         update invoices_internal.payments
            set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
                status = case when status = 'reverted' then 'in_block' else status end,
                reverted_at = null, updated_at = now()
-         where merchant_id = p.merchant_id and id = p.id;
-        touched := touched || p.id;
-      elsif t.block is null and p.status = 'reverted' then
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
+      elsif t.block is null and pay.status = 'reverted' then
         -- back in the mempool (e.g. re-broadcast after a reorg)
         update invoices_internal.payments set status = 'mempool', reverted_at = null, updated_at = now()
-         where merchant_id = p.merchant_id and id = p.id;
-        touched := touched || p.id;
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
       end if;
       continue;
     end if;
@@ -405,63 +407,63 @@ begin
     values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
             (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
             coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false))
-    returning * into p;
+    returning * into pay;
     update invoices_internal.addresses set first_paid_at = coalesce(first_paid_at, now())
      where merchant_id = a.merchant_id and id = a.id;
     received := received + 1;
     if inv.id is not null then
-      perform invoices_internal.emit_event(inv, 'payment.received', invoices_internal.payment_object(p, tip));
+      perform invoices_internal.emit_event(inv, 'payment.received', invoices_internal.payment_object(pay, tip));
     end if;
-    touched := touched || p.id;
+    touched := touched || pay.id;
   end loop;
 
   -- 3. orphaned payments not seen again: back in the mempool if it still has them, else reverted
-  for p in
+  for pay in
     select * from invoices_internal.payments q
      where q.id = any (orphaned) and q.block_height is null
        and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
                         where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
   loop
     update invoices_internal.payments set status = 'reverted', reverted_at = now(), confirmed_at = null, updated_at = now()
-     where merchant_id = p.merchant_id and id = p.id
-    returning * into p;
+     where merchant_id = pay.merchant_id and id = pay.id
+    returning * into pay;
     reverted := reverted + 1;
-    select * into inv from invoices_internal.invoices where merchant_id = p.merchant_id and id = p.invoice_id;
+    select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
     if inv.id is not null then
-      perform invoices_internal.emit_event(inv, 'payment.reverted', invoices_internal.payment_object(p, tip));
+      perform invoices_internal.emit_event(inv, 'payment.reverted', invoices_internal.payment_object(pay, tip));
       invoices_touched := invoices_touched || inv.id;
     end if;
   end loop;
   touched := touched || orphaned;
 
   -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
-  for p in
+  for pay in
     select * from invoices_internal.payments q
      where q.chain = c.id and (q.status in ('mempool', 'in_block') or q.id = any (touched))
        and q.status <> 'reverted'
   loop
     select coalesce(i.confirmations, c.confirmations) into required
-      from invoices_internal.invoices i where i.merchant_id = p.merchant_id and i.id = p.invoice_id;
+      from invoices_internal.invoices i where i.merchant_id = pay.merchant_id and i.id = pay.invoice_id;
     required := coalesce(required, c.confirmations);
-    confs := case when p.block_height is null then 0 else greatest(tip - p.block_height + 1, 0) end;
+    confs := case when pay.block_height is null then 0 else greatest(tip - pay.block_height + 1, 0) end;
     new_status := case when confs >= required then 'confirmed'
-                       when p.block_height is not null then 'in_block' else 'mempool' end;
-    if new_status <> p.status then
+                       when pay.block_height is not null then 'in_block' else 'mempool' end;
+    if new_status <> pay.status then
       update invoices_internal.payments
          set status = new_status, updated_at = now(),
              confirmed_at = case when new_status = 'confirmed' then now() end
-       where merchant_id = p.merchant_id and id = p.id
-      returning * into p;
-      invoices_touched := invoices_touched || p.invoice_id;
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      invoices_touched := invoices_touched || pay.invoice_id;
       if new_status = 'confirmed' then
         confirmed := confirmed + 1;
-        select * into inv from invoices_internal.invoices where merchant_id = p.merchant_id and id = p.invoice_id;
+        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
         if inv.id is not null then
-          perform invoices_internal.emit_event(inv, 'payment.confirmed', invoices_internal.payment_object(p, tip));
+          perform invoices_internal.emit_event(inv, 'payment.confirmed', invoices_internal.payment_object(pay, tip));
         end if;
       end if;
-    elsif p.id = any (touched) then
-      invoices_touched := invoices_touched || p.invoice_id;
+    elsif pay.id = any (touched) then
+      invoices_touched := invoices_touched || pay.invoice_id;
     end if;
   end loop;
 

@@ -179,14 +179,23 @@ impl Chain {
         match result {
             Ok(poll) => {
                 let json = serde_json::to_value(&poll).map_err(|e| e.to_string())?;
+                let chain = id.clone();
                 let recorded = in_transaction(move || {
                     Spi::get_one_with_args::<pgrx::JsonB>(
                         "select invoices_internal.record_chain_poll($1, $2)",
-                        &[id.into(), pgrx::JsonB(json).into()],
+                        &[chain.into(), pgrx::JsonB(json).into()],
                     )
                     .map_err(|e| e.to_string())
                     .map(|v| v.map(|j| j.0).unwrap_or_default())
-                })?;
+                });
+                let recorded = match recorded {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // the findings are polled again from the same cursor next time
+                        record_error(id, format!("recording the poll failed: {e}"));
+                        return Err(e);
+                    }
+                };
                 let mut out = recorded;
                 if let Some(o) = out.as_object_mut() {
                     o.insert("watched".into(), watched.into());
@@ -196,13 +205,16 @@ impl Chain {
             }
             Err(e) => {
                 let message = e.to_string();
-                let text = message.clone();
-                let _ = in_transaction(move || {
-                    Spi::run_with_args("select invoices_internal.record_chain_error($1, $2)", &[id.into(), text.into()])
-                        .map_err(|e| e.to_string())
-                });
+                record_error(id, message.clone());
                 Err(message)
             }
         }
     }
+}
+
+fn record_error(chain: String, error: String) {
+    let _ = in_transaction(move || {
+        Spi::run_with_args("select invoices_internal.record_chain_error($1, $2)", &[chain.into(), error.into()])
+            .map_err(|e| e.to_string())
+    });
 }
