@@ -119,6 +119,17 @@ server-port = $PGRST_PORT
 admin-server-port = $PGRST_ADMIN_PORT
 log-level = "error"
 CONF
+# 7. The local demo chain: Anvil on 127.0.0.1:$ANVIL_PORT, chain id 8453, a block every second,
+#    its state kept in .local/anvil (README command 1's demo pays an invoice on it).
+anvil_pid() { cat "$LOCAL_DIR/run/anvil.pid" 2>/dev/null || true; }
+if ! { [ -n "$(anvil_pid)" ] && kill -0 "$(anvil_pid)" 2>/dev/null; }; then
+  log "starting Anvil on 127.0.0.1:$ANVIL_PORT (chain id 8453, 1 s blocks)"
+  mkdir -p "$LOCAL_DIR/anvil" "$LOCAL_DIR/run" "$LOCAL_DIR/log"
+  setsid "$ANVIL_BIN" --host 127.0.0.1 --port "$ANVIL_PORT" --chain-id 8453 --block-time 1 \
+    --state "$LOCAL_DIR/anvil/state.json" > "$LOCAL_DIR/log/anvil.log" 2>&1 < /dev/null &
+  echo $! > "$LOCAL_DIR/run/anvil.pid"
+fi
+
 pgrst_pid() { cat "$LOCAL_DIR/run/postgrest.pid" 2>/dev/null || true; }
 pgrst_running() { local p; p=$(pgrst_pid); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 if pgrst_running && [ "$want" != "$have" ]; then
