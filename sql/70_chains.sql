@@ -396,7 +396,8 @@ begin
       from invoices_internal.addresses ad
       join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
      where ad.address = t.address and w.asset = t.asset
-     order by ad.invoice_id is null, ad.id
+     -- the live holder, else the one released last (a late payment)
+     order by ad.invoice_id is null, ad.available_at desc, ad.id
      limit 1;
     if not found then
       continue;   -- watched a moment ago, since removed

@@ -40,6 +40,10 @@ select invoices.configure_chain('$CHAIN', 'evm', 'http://127.0.0.1:$PROXY_PORT',
 select invoices.act_as((invoices.create_merchant('EVM payments') ->> 'id')::uuid) is not null;
 select invoices.create_wallet('ETH', xpub => '$XPUB') is not null;
 select invoices.create_wallet('USDC', xpub => '$XPUB') is not null;
+-- other merchants of this database (earlier runs, the demo) use the same xpub: derive from an
+-- index of this run's own so no address is shared with them
+update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
+ where merchant_id = current_setting('invoices.merchant_id')::uuid;
 select current_setting('invoices.merchant_id');
 SQL
 )
