@@ -13,13 +13,15 @@ use std::str::FromStr;
 pub struct Bitcoin {
     transport: Box<dyn Transport>,
     asset: String,
+    /// Does the node answer `getblock <hash> 2` (false: bcoin, which wants a boolean)?
+    verbose_blocks: bool,
     /// Mempool transactions already fetched: txid -> outputs (index, address, amount).
     mempool_cache: HashMap<String, Vec<(i64, String, Decimal)>>,
 }
 
 impl Bitcoin {
     pub fn new(transport: Box<dyn Transport>, asset: &str) -> Bitcoin {
-        Bitcoin { transport, asset: asset.to_string(), mempool_cache: HashMap::new() }
+        Bitcoin { transport, asset: asset.to_string(), verbose_blocks: true, mempool_cache: HashMap::new() }
     }
 
     fn transfer(&self, txid: &str, index: i64, address: &str, amount: Decimal, block: Option<&BlockRef>) -> Result<Transfer, RpcError> {
@@ -34,6 +36,21 @@ impl Bitcoin {
             block: block.cloned(),
         })
     }
+}
+
+/// bcoin writes regtest bech32 addresses with its own prefix `rb1…`; Bitcoin Core (and the
+/// addresses derived here) use `bcrt1…`. Same witness program, so the same address.
+pub fn normalize_address(address: &str) -> String {
+    if address.len() > 3 && address[..3].eq_ignore_ascii_case("rb1") {
+        if let (Ok((_, version, program)), Ok(hrp)) =
+            (bech32::segwit::decode(address), bech32::Hrp::parse("bcrt"))
+        {
+            if let Ok(core) = bech32::segwit::encode(hrp, version, &program) {
+                return core;
+            }
+        }
+    }
+    address.to_string()
 }
 
 /// The outputs of a verbose transaction: (index, address, amount in BTC).
@@ -53,7 +70,7 @@ pub fn outputs(tx: &Value) -> Result<(String, Vec<(i64, String, Decimal)>), RpcE
             .and_then(Value::as_str)
             .or_else(|| script.and_then(|s| s.get("addresses")).and_then(|a| a.get(0)).and_then(Value::as_str));
         if let Some(address) = address {
-            out.push((n, address.to_string(), value));
+            out.push((n, normalize_address(address), value));
         }
     }
     Ok((txid, out))
@@ -72,8 +89,8 @@ impl ChainAdapter for Bitcoin {
         match call(&*self.transport, "getblockhash", json!([height])) {
             Ok(Value::String(h)) => Ok(h),
             Ok(_) => Err(malformed("getblockhash: not a string")),
-            // -8: block height out of range (the chain got shorter)
-            Err(RpcError::Node { code: -8, .. }) => Ok(String::new()),
+            // -8 (Core) / -1 (bcoin): block height out of range (the chain got shorter)
+            Err(RpcError::Node { code: -8 | -1, .. }) => Ok(String::new()),
             Err(e) => Err(e),
         }
     }
@@ -86,7 +103,18 @@ impl ChainAdapter for Bitcoin {
             if hash.is_empty() {
                 return Err(malformed(format!("no block at height {height}")));
             }
-            let block = call(&*self.transport, "getblock", json!([hash, 2]))?;
+            let block = if self.verbose_blocks {
+                match call(&*self.transport, "getblock", json!([hash, 2])) {
+                    // -3: "Param #1 must be a boolean" (bcoin): txids, fetched one by one
+                    Err(RpcError::Node { code: -3, .. }) => {
+                        self.verbose_blocks = false;
+                        call(&*self.transport, "getblock", json!([hash, true]))?
+                    }
+                    other => other?,
+                }
+            } else {
+                call(&*self.transport, "getblock", json!([hash, true]))?
+            };
             if block.get("hash").and_then(Value::as_str) != Some(hash.as_str()) {
                 return Err(malformed(format!("getblock {hash}: another block came back")));
             }
@@ -129,7 +157,8 @@ impl ChainAdapter for Bitcoin {
                 let tx = match call(&*self.transport, "getrawtransaction", json!([txid, true])) {
                     Ok(tx) => tx,
                     // mined or evicted since getrawmempool: the block scan will see it
-                    Err(RpcError::Node { code: -5, .. }) => continue,
+                    // (-5 in Core, -1 in bcoin)
+                    Err(RpcError::Node { code: -5 | -1, .. }) => continue,
                     Err(e) => return Err(e),
                 };
                 let (_, outs) = outputs(&tx)?;

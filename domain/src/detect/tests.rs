@@ -234,3 +234,37 @@ fn base_units() {
     assert_eq!(to_base_units("0.000000001".parse().unwrap(), 8), None, "below one satoshi");
     assert_eq!(to_base_units("-1".parse().unwrap(), 8), None);
 }
+
+#[test]
+fn bcoin_regtest_addresses_are_core_addresses() {
+    // the same witness program under bcoin's regtest prefix and Core's
+    let core = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+    let (_, v, program) = bech32::segwit::decode(core).unwrap();
+    let bcoin = bech32::segwit::encode(bech32::Hrp::parse("rb").unwrap(), v, &program).unwrap();
+    assert!(bcoin.starts_with("rb1q"));
+    assert_eq!(bitcoin::normalize_address(&bcoin), core);
+    assert_eq!(bitcoin::normalize_address(core), core);
+    assert_eq!(bitcoin::normalize_address("rb1-not-bech32"), "rb1-not-bech32");
+}
+
+#[test]
+fn a_node_without_getblock_verbosity_2_is_read_through_getrawtransaction() {
+    let (_, v, program) = bech32::segwit::decode(BOB).unwrap();
+    let bcoin_bob = bech32::segwit::encode(bech32::Hrp::parse("rb").unwrap(), v, &program).unwrap();
+    let tx = json!({"txid": "t1", "vout": [{"n": 0, "value": serde_json::from_str::<Value>("0.5").unwrap(),
+                                            "scriptPubKey": {"addresses": [bcoin_bob]}}]});
+    let node = Fake::boxed(move |method, params| match method {
+        "getblockchaininfo" => json!({"blocks": 1, "bestblockhash": "h1"}),
+        "getblockhash" => json!(format!("h{}", params[0])),
+        "getblock" if params[1] == json!(2) => json!({"__error": -3}),
+        "getblock" => json!({"hash": params[0], "tx": if params[0] == "h1" { json!(["t1"]) } else { json!([]) }}),
+        "getrawtransaction" => tx.clone(),
+        "getrawmempool" => json!([]),
+        _ => json!({"__error": -32601}),
+    });
+    let mut adapter = Bitcoin::new(node, "BTC");
+    let watched = Watched::new([BOB], false);
+    let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 10 }, &watched).unwrap();
+    assert_eq!(r.transfers.len(), 1);
+    assert_eq!((r.transfers[0].address.as_str(), r.transfers[0].amount_base.as_str()), (BOB, "50000000"));
+}
