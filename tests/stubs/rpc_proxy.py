@@ -50,7 +50,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         if m == "error":
             return self.reply(502, b"bad gateway", "text/plain")
-        req = urllib.request.Request(upstream, body, {"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.headers.get("Authorization"):
+            headers["Authorization"] = self.headers["Authorization"]
+        req = urllib.request.Request(upstream, body, headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 answer = r.read()

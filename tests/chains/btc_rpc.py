@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Drives the test bcoin node (regtest) over its Bitcoin Core-style JSON-RPC, as a payer would.
+
+Usage: btc_rpc.py <command> [args]   ($BTC_RPC node URL, $BTC_WALLET_RPC wallet URL, password $BTC_PASS)
+  ready                   exits 0 once the node answers
+  new-address             a fresh wallet address (bcoin's rb1… form)
+  mine <n>                mines n blocks to the wallet
+  send <address> <btc>    the wallet pays <btc> to <address> (bcrt1… is accepted); prints the txid
+  invalidate-tip          drops the best block (a reorg once longer blocks follow)
+  height                  the block count
+"""
+import base64
+import json
+import os
+import sys
+import urllib.request
+
+NODE = os.environ.get("BTC_RPC", "http://127.0.0.1:18643")
+WALLET = os.environ.get("BTC_WALLET_RPC", "http://127.0.0.1:18644")
+AUTH = "Basic " + base64.b64encode(f"rpc:{os.environ.get('BTC_PASS', 'pass')}".encode()).decode()
+CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def rpc(url, method, params):
+    body = json.dumps({"jsonrpc": "1.0", "id": 1, "method": method, "params": params}).encode()
+    req = urllib.request.Request(url, body, {"Content-Type": "application/json", "Authorization": AUTH})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        answer = json.load(r)
+    if answer.get("error"):
+        raise SystemExit(f"{method}: {answer['error']}")
+    return answer["result"]
+
+
+def polymod(values):
+    gen = [0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3]
+    chk = 1
+    for v in values:
+        top = chk >> 25
+        chk = (chk & 0x1FFFFFF) << 5 ^ v
+        for i in range(5):
+            chk ^= gen[i] if (top >> i) & 1 else 0
+    return chk
+
+
+def expand(hrp):
+    return [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+
+
+def to_bcoin(address):
+    """bcrt1… (Bitcoin Core's regtest prefix) -> rb1… (bcoin's): same witness program, bech32."""
+    if not address.startswith("bcrt1"):
+        return address
+    data = [CHARSET.index(c) for c in address[5:-6]]
+    const = polymod(expand("bcrt") + data + [CHARSET.index(c) for c in address[-6:]])
+    checksum = polymod(expand("rb") + data + [0] * 6) ^ const
+    return "rb1" + "".join(CHARSET[c] for c in data) + "".join(CHARSET[(checksum >> 5 * (5 - i)) & 31] for i in range(6))
+
+
+def main(cmd, *args):
+    if cmd == "ready":
+        rpc(NODE, "getblockchaininfo", [])
+    elif cmd == "new-address":
+        print(rpc(WALLET, "getnewaddress", [""]))
+    elif cmd == "mine":
+        rpc(NODE, "generatetoaddress", [int(args[0]), rpc(WALLET, "getnewaddress", [""])])
+    elif cmd == "send":
+        print(rpc(WALLET, "sendtoaddress", [to_bcoin(args[0]), float(args[1])]))
+    elif cmd == "invalidate-tip":
+        rpc(NODE, "invalidateblock", [rpc(NODE, "getbestblockhash", [])])
+    elif cmd == "height":
+        print(rpc(NODE, "getblockcount", []))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
