@@ -78,8 +78,10 @@ pub struct Chains {
 }
 
 impl Chains {
-    /// Re-reads the chain rows (every second), records finished polls, starts due ones.
-    pub fn tick(&mut self) {
+    /// Re-reads the chain rows (every second), records finished polls, starts due ones. True
+    /// while a poll is in flight or one was just recorded: the worker then ticks again at once,
+    /// so findings (and their webhooks) do not wait for the naptime.
+    pub fn tick(&mut self) -> bool {
         if self.read_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
             self.read_at = Some(Instant::now());
             match in_transaction(|| {
@@ -91,9 +93,11 @@ impl Chains {
                 Err(e) => warning!("invoices worker: could not read the chains: {e}"),
             }
         }
+        let mut busy = false;
         for chain in self.chains.values_mut() {
-            chain.step();
+            busy |= chain.step();
         }
+        busy
     }
 
     fn reconcile(&mut self, configs: Vec<ChainConfig>) {
@@ -120,30 +124,34 @@ impl Chains {
 }
 
 impl Chain {
-    fn step(&mut self) {
+    /// True if a poll is in flight or was just recorded.
+    fn step(&mut self) -> bool {
         if let Some(rx) = &self.in_flight {
             let finished = match rx.try_recv() {
                 Ok(f) => f,
-                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Empty) => return true,
                 Err(TryRecvError::Disconnected) => {
                     self.in_flight = None;
                     self.task.finished(Err("the poll thread died".into()));
-                    return;
+                    return false;
                 }
             };
             self.in_flight = None;
             self.adapter = Some(finished.adapter);
             let outcome = self.record(finished.result, finished.watched, finished.elapsed);
             self.task.finished(outcome);
-            return;
+            return true;
         }
         if Instant::now() < self.task.next_run {
-            return;
+            return false;
         }
         if self.adapter.is_none() {
             match adapter_for(&self.config) {
                 Ok(a) => self.adapter = Some(a),
-                Err(e) => return self.task.finished(Err(e)),
+                Err(e) => {
+                    self.task.finished(Err(e));
+                    return false;
+                }
             }
         }
         let id = self.config.id.clone();
@@ -154,9 +162,12 @@ impl Chain {
         });
         let input: Input = match input.and_then(|j| serde_json::from_value(j.0).map_err(|e| e.to_string())) {
             Ok(i) => i,
-            Err(e) => return self.task.finished(Err(e)),
+            Err(e) => {
+                self.task.finished(Err(e));
+                return false;
+            }
         };
-        let Some(mut adapter) = self.adapter.take() else { return };
+        let Some(mut adapter) = self.adapter.take() else { return false };
         let case_insensitive = self.config.family == "evm";
         let (tx, rx) = channel();
         std::thread::spawn(move || {
@@ -172,6 +183,7 @@ impl Chain {
             let _ = tx.send(Finished { adapter, result, watched: watched.len(), elapsed: started.elapsed() });
         });
         self.in_flight = Some(rx);
+        true
     }
 
     fn record(&mut self, result: Result<PollResult, RpcError>, watched: usize, elapsed: Duration) -> Result<serde_json::Value, String> {

@@ -339,7 +339,7 @@ impl Worker {
             let outcome = self.rate_fetches.step();
             self.rates.finished(outcome);
         }
-        self.chains.tick();
+        busy |= self.chains.tick();
         busy
     }
 }

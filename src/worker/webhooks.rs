@@ -97,19 +97,31 @@ fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
     let started = SystemTime::now();
     let clock = Instant::now();
     let unix = started.duration_since(UNIX_EPOCH).map(|t| t.as_secs() as i64).unwrap_or(0);
-    let mut request = agent
-        .post(&d.url)
-        .header("Content-Type", "application/json")
-        .header("X-Webhook-Id", &d.event_id)
-        .header("X-Webhook-Event", &d.event)
-        .header("X-Webhook-Timestamp", unix.to_string())
-        .header("X-Webhook-Attempt", d.attempt.to_string());
-    if let Some(secret) = &d.secret {
-        request = request
-            .header("X-Webhook-Signature", signing::body_signature(secret, d.body.as_bytes()))
-            .header("Webhook-Signature", signing::timestamped_signature(secret, d.body.as_bytes(), unix));
+    let build = || {
+        let mut request = agent
+            .post(&d.url)
+            .header("Content-Type", "application/json")
+            .header("X-Webhook-Id", &d.event_id)
+            .header("X-Webhook-Event", &d.event)
+            .header("X-Webhook-Timestamp", unix.to_string())
+            .header("X-Webhook-Attempt", d.attempt.to_string());
+        if let Some(secret) = &d.secret {
+            request = request
+                .header("X-Webhook-Signature", signing::body_signature(secret, d.body.as_bytes()))
+                .header("Webhook-Signature", signing::timestamped_signature(secret, d.body.as_bytes(), unix));
+        }
+        request
+    };
+    let mut sent = build().send(d.body.as_bytes());
+    // A kept-alive connection the receiver closed meanwhile fails at once with a reset: that
+    // is no answer from the receiver, so send again on a fresh connection (once).
+    if let Err(ureq::Error::Io(e)) = &sent {
+        use std::io::ErrorKind::*;
+        if matches!(e.kind(), ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof) {
+            sent = build().send(d.body.as_bytes());
+        }
     }
-    let (status, excerpt, error) = match request.send(d.body.as_bytes()) {
+    let (status, excerpt, error) = match sent {
         Ok(mut response) => {
             let status = response.status().as_u16() as i32;
             let text = response
