@@ -105,3 +105,8 @@ grant select on invoices.chains, invoices.payments to invoices_api;
 grant execute on function invoices.set_payment_tolerance(numeric) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.chains', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');
+
+-- Analytics views (read scope over HTTP).
+grant select on invoices.receivables_aging, invoices.revenue_by_month, invoices.payment_conversion,
+  invoices.days_to_pay, invoices.open_exposure, invoices.fx_gain_loss to invoices_api;
+grant execute on function invoices_internal.current_rate(text, text) to invoices_api, invoices_admin;

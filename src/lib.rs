@@ -107,4 +107,5 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);
+pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["chains"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);
