@@ -373,13 +373,14 @@ begin
     return true;
   end if;
   q := current_query();
-  if q ~ 'FROM "invoices"\."public_invoices"'
+  -- the public views answer a single id= / slug= lookup over HTTP, never a listing
+  if q ~ 'FROM "invoices"\."public_(invoices|payment_links)"'
      and not exists (
-       select 1 from regexp_matches(q, 'FROM "invoices"\."public_invoices"(.{0,200})', 'g') m
-        where m[1] !~ '^\s+WHERE\s+"invoices"\."public_invoices"\."(id|slug)" = \$\d+\s+(LIMIT|ORDER BY|\))') then
+       select 1 from regexp_matches(q, 'FROM "invoices"\."(public_invoices|public_payment_links)"(.{0,200})', 'g') m
+        where m[2] !~ ('^\s+WHERE\s+"invoices"\."' || m[1] || '"\."(id|slug)" = \$\d+\s+(LIMIT|ORDER BY|\))')) then
     return true;
   end if;
-  perform invoices_internal.raise('22023', 'public invoices are read one at a time, by id or slug',
+  perform invoices_internal.raise('22023', 'public invoices and payment links are read one at a time, by id or slug',
     '{"errors":[{"field":"id","message":"filter by id=eq.<uuid> or slug=eq.<slug>, and nothing else"}]}',
     'GET /public_invoices?slug=eq.<slug> (the slug is in the hosted URL)');
   return false;

@@ -110,3 +110,10 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');
 grant select on invoices.receivables_aging, invoices.revenue_by_month, invoices.payment_conversion,
   invoices.days_to_pay, invoices.open_exposure, invoices.fx_gain_loss to invoices_api;
 grant execute on function invoices_internal.current_rate(text, text) to invoices_api, invoices_admin;
+
+-- Payment links: merchants manage theirs (write scope); anyone may read an active one by slug
+-- and pay it (the pre-request check lets these through without a key).
+grant select on invoices.payment_links, invoices.public_payment_links to invoices_api;
+grant execute on function invoices.create_payment_link(text, text, text, numeric, text, text, text, jsonb),
+  invoices.deactivate_payment_link(text), invoices.pay_payment_link(text, numeric) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.payment_links', '');

@@ -107,5 +107,6 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);
-pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["chains"]);
+pgrx::extension_sql_file!("../sql/75_payment_links.sql", name = "payment_links", requires = ["chains"]);
+pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["payment_links"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

@@ -45,7 +45,7 @@ pub fn required_access(method: &str, path: &str) -> Access {
         return Access::MethodNotAllowed;
     }
     match path.trim_start_matches('/') {
-        "" | "public_invoices" => Access::Anonymous,
+        "" | "public_invoices" | "public_payment_links" => Access::Anonymous,
         "api_keys" => Access::Scope("admin"),
         "webhook_endpoints" | "webhook_deliveries" => Access::Scope("webhooks"),
         _ => Access::Scope("read"),

@@ -258,6 +258,29 @@ expect_eq "  inactive" "$(field "d['active']")" "False"
 call POST /rpc/delete_webhook_endpoint -H "X-API-Key: $B_KEY" "${json[@]}" -d "{\"id\": \"$HOOK_ID\"}"
 expect_status "  another merchant's endpoint: 404" 404
 
+echo "payment links"
+call POST /rpc/create_payment_link -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"title": "Curl Coffee Club", "amount": 12, "currency": "USD"}'
+expect_status "a merchant creates a payment link" 200
+LINK=$(field "d['slug']")
+call POST /rpc/create_payment_link "${json[@]}" -d '{"title": "No key"}'
+expect_status "  not without a key: 401" 401
+call GET "/public_payment_links?slug=eq.$LINK"
+expect_status "anyone reads an active link by slug, without a key" 200
+expect_eq "  its title and amount" "$(field "(d[0]['title'], d[0]['amount'])")" "('Curl Coffee Club', 12)"
+call GET "/public_payment_links"
+expect_status "  listing every link: 400" 400
+call POST /rpc/pay_payment_link "${json[@]}" -d "{\"slug\": \"$LINK\"}"
+expect_status "anyone pays it, without a key: a finalized invoice" 200
+expect_eq "  pending, 12.00 USD" "$(field "(d['status'], d['total'], d['currency'])")" "('pending', '12.00', 'USD')"
+call POST /rpc/pay_payment_link "${json[@]}" -d "{\"slug\": \"$LINK\", \"amount\": 1}"
+expect_status "  another amount for a fixed link: 400" 400
+call POST /rpc/deactivate_payment_link -H "X-API-Key: $B_KEY" "${json[@]}" -d "{\"slug\": \"$LINK\"}"
+expect_status "another merchant cannot deactivate it: 404" 404
+call POST /rpc/deactivate_payment_link -H "X-API-Key: $A_KEY" "${json[@]}" -d "{\"slug\": \"$LINK\"}"
+expect_status "its merchant deactivates it" 200
+call POST /rpc/pay_payment_link "${json[@]}" -d "{\"slug\": \"$LINK\"}"
+expect_status "  then it cannot be paid: 404" 404
+
 echo "rate limit: 100 requests per minute per key"
 call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "limited", "scopes": ["read"]}'
 LIM_KEY=$(field "d['api_key']")
