@@ -263,9 +263,12 @@ begin
     values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
     perform invoices_internal.emit_event(new, t[2]);   -- the outbox, same transaction
     -- expiry, cancellation and confirmation release the deposit address after its pause
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
     if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
       perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
                                                 coalesce(new.pause_minutes, 0));
+      new.address_id := null;
     end if;
   end if;
   perform invoices_internal.check_invoice_row(new);

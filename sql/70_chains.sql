@@ -402,7 +402,9 @@ begin
     if not found then
       continue;   -- watched a moment ago, since removed
     end if;
-    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id;
+    -- locks in the order every other path takes them: the invoice, then its address
+    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
+       for update;
     insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
                                             asset, amount_base, amount, block_height, block_hash, status, late)
     values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
