@@ -2,7 +2,8 @@
 # README command 2: every test. Sets up what it needs first (idempotent), then runs
 #   1. cargo test   — the pure domain crate (unit + property tests)
 #   2. pg_regress   — the SQL API against the real extension (tests/sql, tests/expected)
-#   3. concurrency  — gapless numbering under 16 concurrent creators
+#   3. concurrency  — gapless numbering under 16 concurrent creators, the carousel under 64,
+#                     and 64 clients racing create/finalize/cancel/expire with real payments
 #   4. HTTP         — end-to-end through the running PostgREST with curl, postgrest-js and
 #                     postgrest-py (clients installed into .local/ by tests/http/install_clients.sh)
 #   5. webhooks     — outbox to a real receiver, both signatures, retries, dead letter, redeliver;
@@ -32,6 +33,7 @@ step "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
 step "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 step "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"
 step "webhooks: kill -9 mid-flush" bash "$ROOT/tests/webhooks/crash.sh"
+step "crash: kill -9 under load" bash "$ROOT/tests/crash/under_load.sh"
 step "worker: rates" bash "$ROOT/tests/worker/rates.sh"
 step "worker: expiry" bash "$ROOT/tests/worker/expiry.sh"
 step "worker: restart" bash "$ROOT/tests/worker/restart.sh"
