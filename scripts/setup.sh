@@ -37,6 +37,10 @@ if ! (cd "$ROOT" && CARGO_TERM_COLOR=never NO_COLOR=1 cargo pgrx install --relea
   die "building the extension failed (full log: $LOCAL_DIR/log/build.log)"
 fi
 [ -f "$("$PG_CONFIG" --sharedir)/extension/invoices.control" ] || die "extension install failed"
+# earlier releases and the hand-written upgrade scripts between them (ALTER EXTENSION … UPDATE)
+for f in "$ROOT"/sql/releases/*.sql "$ROOT"/sql/upgrades/*.sql; do
+  [ -f "$f" ] && { cmp -s "$f" "$("$PG_CONFIG" --sharedir)/extension/$(basename "$f")" || sudo_ cp "$f" "$("$PG_CONFIG" --sharedir)/extension/"; }
+done
 so_after=$(md5sum "$("$PG_CONFIG" --pkglibdir)/invoices.so" | cut -d' ' -f1)
 
 # 4. The cluster, owned by a non-root user, in a project-local data directory.

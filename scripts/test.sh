@@ -22,6 +22,7 @@ failed=()
 step() { local name=$1; shift; log "test: $name"; if "$@"; then log "ok: $name"; else failed+=("$name"); log "FAILED: $name"; fi; }
 step "cargo test (domain)" bash -c "set -o pipefail; cd '$ROOT' && cargo test -p invoices-domain --quiet 2>&1 | tail -n 25"
 step "pg_regress (SQL API)" bash "$ROOT/tests/regress.sh"
+step "package and upgrade" bash "$ROOT/tests/upgrade.sh"
 for t in "$ROOT"/tests/concurrency/*.sh; do step "concurrency: $(basename "$t" .sh)" bash "$t"; done
 bash "$ROOT/tests/http/install_clients.sh"
 step "http: curl" bash "$ROOT/tests/http/curl.sh"

@@ -1,0 +1,6 @@
+-- invoices 0.1.0 -> 0.2.0 (ALTER EXTENSION invoices UPDATE TO '0.2.0')
+--
+-- Every change to the SQL of the extension after 0.1.0 is written here as well, by hand, so an
+-- installed 0.1.0 becomes exactly what CREATE EXTENSION installs at 0.2.0 (tests/upgrade.sh
+-- compares the two schemas object by object). 0.1.0 is the state at the end of session 3;
+-- nothing has changed since.
