@@ -30,6 +30,8 @@ create table invoices_internal.chains (
   tip_height       bigint,
   tip_hash         text,
   last_poll_at     timestamptz,
+  last_scan_from   bigint,                  -- the first new block of the last poll
+  last_watch_at    timestamptz,             -- when the last poll read its watched addresses
   last_error       text,
   last_error_at    timestamptz,
   created_at       timestamptz not null default now(),
@@ -225,6 +227,12 @@ as $$
    where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block')
 $$;
 
+-- Addresses handed out while a poll ran were not in its watched set: the next poll scans the
+-- last poll's new blocks again (rescan_from) when any was handed out since shortly before the
+-- last poll read its set. A payment to such an address cannot be in an earlier block: it was
+-- sent after the address existed, which was after the poll before began.
+create index address_assignments_assigned_idx on invoices_internal.address_assignments (assigned_at);
+
 -- What a poll starts from: the cursor, the recent block hashes, the watched addresses.
 create function invoices_internal.chain_poll_input(chain text) returns jsonb
 language sql stable
@@ -237,7 +245,12 @@ as $$
     'start_height', c.start_height,
     'max_blocks', c.max_blocks_per_poll,
     'confirmations', c.confirmations,
-    'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb))
+    'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
+    'watch_at', now(),
+    'rescan_from', case when c.last_watch_at is not null and exists (
+                          select 1 from invoices_internal.address_assignments x
+                           where x.assigned_at > c.last_watch_at - interval '10 seconds')
+                        then c.last_scan_from end)
     from invoices_internal.chains c
    where c.id = chain
 $$;
@@ -478,6 +491,11 @@ begin
 
   update invoices_internal.chains
      set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
+         last_watch_at = coalesce((result->>'watch_at')::timestamptz, last_watch_at),
+         last_scan_from = case when fork is not null then fork + 1
+                               when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
+                               then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
+                               else last_scan_from end,
          cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
          cursor_hash = coalesce(last_block->>'hash',
                                 case when fork is not null

@@ -30,11 +30,14 @@ struct Input {
     cursor: Option<detect::BlockRef>,
     recent: Vec<detect::BlockRef>,
     start_height: Option<u64>,
+    rescan_from: Option<u64>,
     max_blocks: u64,
     watched: Vec<String>,
+    watch_at: serde_json::Value,
 }
 
 struct Finished {
+    watch_at: serde_json::Value,
     adapter: Box<dyn ChainAdapter>,
     result: Result<PollResult, RpcError>,
     watched: usize,
@@ -138,7 +141,7 @@ impl Chain {
             };
             self.in_flight = None;
             self.adapter = Some(finished.adapter);
-            let outcome = self.record(finished.result, finished.watched, finished.elapsed);
+            let outcome = self.record(finished.result, finished.watch_at, finished.watched, finished.elapsed);
             self.task.finished(outcome);
             return true;
         }
@@ -177,20 +180,31 @@ impl Chain {
                 cursor: input.cursor,
                 recent: input.recent,
                 start_height: input.start_height,
+                rescan_from: input.rescan_from,
                 max_blocks: input.max_blocks,
             };
             let result = detect::poll(adapter.as_mut(), &poll_input, &watched);
-            let _ = tx.send(Finished { adapter, result, watched: watched.len(), elapsed: started.elapsed() });
+            let watch_at = input.watch_at;
+            let _ = tx.send(Finished { watch_at, adapter, result, watched: watched.len(), elapsed: started.elapsed() });
         });
         self.in_flight = Some(rx);
         true
     }
 
-    fn record(&mut self, result: Result<PollResult, RpcError>, watched: usize, elapsed: Duration) -> Result<serde_json::Value, String> {
+    fn record(
+        &mut self,
+        result: Result<PollResult, RpcError>,
+        watch_at: serde_json::Value,
+        watched: usize,
+        elapsed: Duration,
+    ) -> Result<serde_json::Value, String> {
         let id = self.config.id.clone();
         match result {
             Ok(poll) => {
-                let json = serde_json::to_value(&poll).map_err(|e| e.to_string())?;
+                let mut json = serde_json::to_value(&poll).map_err(|e| e.to_string())?;
+                if let Some(o) = json.as_object_mut() {
+                    o.insert("watch_at".into(), watch_at);
+                }
                 let chain = id.clone();
                 let recorded = in_transaction(move || {
                     Spi::get_one_with_args::<pgrx::JsonB>(

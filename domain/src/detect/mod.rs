@@ -102,6 +102,9 @@ pub struct PollInput {
     pub recent: Vec<BlockRef>,
     /// Where the first poll starts (default: the tip).
     pub start_height: Option<u64>,
+    /// Scan again from this height (the last poll's new blocks): addresses were handed out
+    /// while it ran, so they were not in its watched set.
+    pub rescan_from: Option<u64>,
     pub max_blocks: u64,
 }
 
@@ -146,6 +149,9 @@ pub fn poll(adapter: &mut dyn ChainAdapter, input: &PollInput, watched: &Watched
             fork_height = Some(fork);
             from = fork + 1;
         }
+    }
+    if let (Some(again), Some(_)) = (input.rescan_from, &input.cursor) {
+        from = from.min(again);
     }
     let (blocks, transfers) = if from <= tip.height {
         let to = tip.height.min(from + input.max_blocks.max(1) - 1);

@@ -91,7 +91,7 @@ fn evm_finds_native_and_token_transfers_and_the_mempool() {
     let chain = hashes("a", 4);
     let mut adapter = evm(chain);
     let watched = Watched::new([ALICE], true);
-    let input = PollInput { cursor: None, recent: vec![], start_height: Some(1), max_blocks: 100 };
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(1), rescan_from: None, max_blocks: 100 };
     let r = poll(&mut adapter, &input, &watched).unwrap();
     assert_eq!(r.tip, BlockRef { height: 3, hash: "0xa3".into() });
     assert_eq!(r.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -114,7 +114,7 @@ fn evm_finds_native_and_token_transfers_and_the_mempool() {
 fn unwatched_addresses_are_ignored() {
     let mut adapter = evm(hashes("a", 4));
     let watched = Watched::new(["0x0000000000000000000000000000000000000002"], true);
-    let input = PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 100 };
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 100 };
     let r = poll(&mut adapter, &input, &watched).unwrap();
     assert!(r.transfers.is_empty() && r.mempool.unwrap().is_empty());
 }
@@ -124,10 +124,10 @@ fn the_first_poll_starts_at_the_tip_and_later_ones_after_the_cursor() {
     let chain = hashes("a", 6);
     let mut adapter = evm(chain.clone());
     let watched = Watched::new([ALICE], true);
-    let first = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 10 }, &watched).unwrap();
+    let first = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: None, rescan_from: None, max_blocks: 10 }, &watched).unwrap();
     assert_eq!(first.blocks, vec![BlockRef { height: 5, hash: "0xa5".into() }]);
     chain.lock().unwrap().extend(["0xa6".to_string(), "0xa7".to_string()]);
-    let next = PollInput { cursor: Some(first.blocks[0].clone()), recent: first.blocks.clone(), start_height: None, max_blocks: 1 };
+    let next = PollInput { cursor: Some(first.blocks[0].clone()), recent: first.blocks.clone(), start_height: None, rescan_from: None, max_blocks: 1 };
     let second = poll(&mut adapter, &next, &watched).unwrap();
     assert_eq!(second.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![6], "max_blocks bounds a poll");
 }
@@ -140,7 +140,7 @@ fn a_reorg_is_found_by_walking_back_the_stored_hashes() {
     let recent: Vec<BlockRef> = (0..6).map(|h| BlockRef { height: h, hash: format!("0xa{h}") }).collect();
     // blocks 2.. replaced by a longer fork
     *chain.lock().unwrap() = vec!["0xa0".into(), "0xa1".into(), "0xb2".into(), "0xb3".into(), "0xb4".into(), "0xb5".into(), "0xb6".into()];
-    let input = PollInput { cursor: Some(recent[5].clone()), recent: recent.clone(), start_height: None, max_blocks: 100 };
+    let input = PollInput { cursor: Some(recent[5].clone()), recent: recent.clone(), start_height: None, rescan_from: None, max_blocks: 100 };
     let r = poll(&mut adapter, &input, &watched).unwrap();
     assert_eq!(r.fork_height, Some(1));
     assert_eq!(r.blocks.first().unwrap(), &BlockRef { height: 2, hash: "0xb2".into() });
@@ -155,7 +155,7 @@ fn a_reorg_is_found_by_walking_back_the_stored_hashes() {
 #[test]
 fn garbage_answers_are_errors_never_panics() {
     let watched = Watched::new([ALICE], true);
-    let input = PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 10 };
+    let input = PollInput { cursor: None, recent: vec![], start_height: None, rescan_from: None, max_blocks: 10 };
     for junk in ["<html>502 Bad Gateway</html>", "", "null", "[]", "{}", r#"{"result": 5}"#,
                  r#"{"result": {"number": "0xZZ", "hash": "0x1"}}"#, r#"{"result": {"number": "12", "hash": 1}}"#,
                  r#"{"error": {"code": -32000, "message": "header not found"}}"#, r#"[{"id": 99, "result": 1}]"#] {
@@ -170,7 +170,7 @@ proptest::proptest! {
     #[test]
     fn random_answers_never_panic(junk in ".{0,200}", value in "0x[0-9a-fA-F]{0,70}") {
         let watched = Watched::new([ALICE], true);
-        let input = PollInput { cursor: None, recent: vec![], start_height: None, max_blocks: 3 };
+        let input = PollInput { cursor: None, recent: vec![], start_height: None, rescan_from: None, max_blocks: 3 };
         let leaked: &'static str = Box::leak(junk.into_boxed_str());
         let _ = poll(&mut Evm::new(Box::new(Garbage(leaked)), "ETH", vec![]), &input, &watched);
         let _ = poll(&mut Bitcoin::new(Box::new(Garbage(leaked)), "BTC"), &input, &watched);
@@ -213,7 +213,7 @@ fn bitcoin_outputs_are_read_exactly_with_or_without_verbosity_2() {
     for verbose in [true, false] {
         let mut adapter = Bitcoin::new(bitcoin_node(verbose), "BTC");
         let watched = Watched::new([BOB], false);
-        let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 10 }, &watched).unwrap();
+        let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 10 }, &watched).unwrap();
         assert_eq!(r.blocks.len(), 3);
         let got: Vec<(i64, String, String)> = r.transfers.iter().map(|t| (t.index, t.amount.to_string(), t.amount_base.clone())).collect();
         assert_eq!(got, vec![(0, "0.1".into(), "10000000".into()), (1, "0.2".into(), "20000000".into())]);
@@ -264,7 +264,23 @@ fn a_node_without_getblock_verbosity_2_is_read_through_getrawtransaction() {
     });
     let mut adapter = Bitcoin::new(node, "BTC");
     let watched = Watched::new([BOB], false);
-    let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), max_blocks: 10 }, &watched).unwrap();
+    let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 10 }, &watched).unwrap();
     assert_eq!(r.transfers.len(), 1);
     assert_eq!((r.transfers[0].address.as_str(), r.transfers[0].amount_base.as_str()), (BOB, "50000000"));
+}
+
+#[test]
+fn a_rescan_goes_over_the_last_polls_blocks_again_with_the_new_watched_set() {
+    let chain = hashes("a", 4);
+    let mut adapter = evm(chain);
+    // the last poll scanned blocks 2..3 without ALICE in its watched set
+    let cursor = Some(BlockRef { height: 3, hash: "0xa3".into() });
+    let recent: Vec<BlockRef> = (0..4).map(|h| BlockRef { height: h, hash: format!("0xa{h}") }).collect();
+    let watched = Watched::new([ALICE], true);
+    let plain = PollInput { cursor: cursor.clone(), recent: recent.clone(), start_height: None, rescan_from: None, max_blocks: 10 };
+    assert!(poll(&mut adapter, &plain, &watched).unwrap().transfers.is_empty(), "nothing new after the cursor");
+    let again = PollInput { rescan_from: Some(2), ..plain };
+    let r = poll(&mut adapter, &again, &watched).unwrap();
+    assert_eq!(r.blocks.first().unwrap().height, 2);
+    assert_eq!(r.transfers.len(), 2, "the payments in block 2 are found on the rescan");
 }
