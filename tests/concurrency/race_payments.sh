@@ -19,7 +19,7 @@ trap 'kill $anvil ${payer:-} 2>/dev/null || true; psql_ -qc "update invoices_int
 for _ in $(seq 100); do python3 "$here/../chains/evm_rpc.py" height >/dev/null 2>&1 && break; sleep 0.05; done
 log_start=$(wc -c < "$PG_LOG")
 MID=$(psql_ -tA <<SQL | tail -1
-select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100) is not null as c \gset
+select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100, start_height => 0) is not null as c \gset
 select invoices.act_as((invoices.create_merchant('Race') ->> 'id')::uuid) is not null as acting \gset
 select invoices.create_wallet('ETH', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', gap_limit => 1000) is not null as w \gset
 update invoices_internal.wallets set next_index = (random() * 1000000000)::integer where merchant_id = current_setting('invoices.merchant_id')::uuid;

@@ -18,7 +18,7 @@ pids=()
 trap 'kill $anvil "${pids[@]}" 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do python3 "$here/../chains/evm_rpc.py" height >/dev/null 2>&1 && break; sleep 0.05; done
 MID=$(psql_ -tA <<SQL | tail -1
-select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100) is not null as c \gset
+select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100, start_height => 0) is not null as c \gset
 select invoices.act_as((invoices.create_merchant('Crash load') ->> 'id')::uuid) is not null as acting \gset
 select invoices.create_wallet('ETH', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', gap_limit => 1000) is not null as w \gset
 update invoices_internal.wallets set next_index = (random() * 1000000000)::integer where merchant_id = current_setting('invoices.merchant_id')::uuid;
@@ -79,6 +79,20 @@ sleep 1
 sort -u "$work/sent" > "$work/sent.sorted"
 lost=$(psql_ -tA -c "select txid from invoices_internal.payments where merchant_id = '$MID'" | sort -u | comm -23 "$work/sent.sorted" - | wc -l)
 expect_eq "every payment sent was detected ($(wc -l < "$work/sent.sorted") transactions)" "$lost" "0"
+if [ "$lost" != 0 ]; then   # what the missed ones were
+  psql_ -tA -c "select txid from invoices_internal.payments where merchant_id = '$MID'" | sort -u | comm -23 "$work/sent.sorted" - | head -3 |
+  while read -r tx; do
+    python3 - "$ETH_RPC" "$tx" <<'PY' | while read -r to block; do
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1], json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionByHash", "params": [sys.argv[2]]}).encode(), {"Content-Type": "application/json"})
+t = json.load(urllib.request.urlopen(req))["result"]
+print(t["to"], int(t["blockNumber"], 16))
+PY
+      echo "       missed $tx to $to in block $block: $(q "select 'address ' || a.id || ' assigned ' || x.assigned_at || ' invoice ' || i.status || ' created ' || i.created_at from invoices_internal.addresses a join invoices_internal.address_assignments x on x.address_id = a.id join invoices_internal.invoices i on i.id = x.invoice_id where lower(a.address) = lower('$to')")"
+    done
+  done
+  echo "       blocks recorded: $(q "select string_agg(height::text, ',' order by height) from invoices_internal.chain_blocks where chain = '$CHAIN'" | cut -c1-300)"
+fi
 expect_eq "every audited status change has its event" \
   "$(q "select count(*) from invoices_internal.audit_log a where a.merchant_id = '$MID' and a.to_status <> 'draft'
           and (select count(*) from invoices_internal.events e where e.merchant_id = a.merchant_id and e.invoice_id = a.invoice_id and e.event = a.event)
