@@ -8,6 +8,7 @@ set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
+source "$here/lib.sh"
 PORT="${BCOIN_TEST_PORT:-18643}"
 WALLET_PORT=$((PORT + 1))
 PROXY_PORT="${BTC_PROXY_PORT:-18646}"
@@ -57,22 +58,9 @@ if wait_for 15 "select tip_height = 432 from invoices.chains where id = '$CHAIN'
 else
   bad "the worker follows the node" "$(q "select tip_height, last_error from invoices.chains where id = '$CHAIN'")"
 fi
-invoice() {  # AMOUNT CONFIRMATIONS -> "id address"
-  psql_ -tA -F ' ' -c "select invoices.act_as('$mid') is not null" -c "
-    select r->>'id', r->>'address' from invoices.create_invoice(currency => 'BTC', asset => 'BTC',
-      lines => '[{\"description\": \"Goods\", \"unit_price\": \"$1\"}]', confirmations => $2,
-      pause_minutes => 10, send => true) r" | tail -1
-}
-status() { q "select status from invoices_internal.invoices where id = '$1'"; }
-expect_status() {  # name invoice status seconds
-  if wait_for "${4:-15}" "select status = '$3' from invoices_internal.invoices where id = '$2'"; then ok "$1"; else
-    bad "$1" "status $(status "$2"), payments: $(q "select string_agg(status || ' ' || amount, ', ') from invoices_internal.payments where invoice_id = '$2'"), chain error: $(q "select last_error from invoices.chains where id = '$CHAIN'")"
-  fi
-}
-events() { q "select string_agg(event, ',' order by created_at) from invoices_internal.events where invoice_id = '$1'"; }
 
 echo "a payment in the mempool, then in a block"
-read -r inv addr < <(invoice 0.5 1)
+read -r inv addr < <(invoice BTC 0.5 1)
 case "$addr" in bcrt1q*) ok "deposit address $addr (BIP84 from a vpub, regtest)" ;; *) bad "bcrt1 deposit address" "$addr" ;; esac
 btc send "$addr" 0.5 >/dev/null
 expect_status "in the mempool: paid" "$inv" paid
@@ -83,7 +71,7 @@ expect_status "mined (1 confirmation required): confirmed" "$inv" confirmed
 expect_eq "  events" "$(events "$inv")" "invoice.created,invoice.finalized,payment.received,invoice.paid,payment.confirmed,invoice.confirmed"
 
 echo "partial then completion"
-read -r inv addr < <(invoice 1 1)
+read -r inv addr < <(invoice BTC 1 1)
 btc send "$addr" 0.4 >/dev/null
 expect_status "0.4 of 1 BTC: partial" "$inv" partial
 btc send "$addr" 0.6 >/dev/null
@@ -93,8 +81,8 @@ expect_status "mined: confirmed" "$inv" confirmed
 expect_eq "  exact sum, no float on the way" "$(q "select asset_paid from invoices_internal.invoices where id = '$inv'")" "1.0"
 
 echo "overpayment and a late payment"
-read -r over oaddr < <(invoice 0.1 1)
-read -r late laddr < <(invoice 0.2 1)
+read -r over oaddr < <(invoice BTC 0.1 1)
+read -r late laddr < <(invoice BTC 0.2 1)
 q "update invoices_internal.invoices set expires_at = now() - interval '1 second' where id = '$late'" >/dev/null
 expect_status "the second one expires" "$late" expired
 btc send "$oaddr" 0.15 >/dev/null
@@ -106,7 +94,7 @@ expect_status "paid after its expiry: confirmed" "$late" confirmed
 expect_eq "  paid_late" "$(q "select paid_late from invoices_internal.invoices where id = '$late'")" "t"
 
 echo "garbage answers"
-read -r inv addr < <(invoice 0.25 1)
+read -r inv addr < <(invoice BTC 0.25 1)
 for mode in garbage truncate wrong error; do
   proxy_mode "$mode"
   since=$(q "select now()")
@@ -121,7 +109,7 @@ proxy_mode pass
 expect_status "good answers again: the payment made meanwhile is found" "$inv" confirmed 40
 
 echo "reorg"
-read -r inv addr < <(invoice 0.3 3)
+read -r inv addr < <(invoice BTC 0.3 3)
 btc send "$addr" 0.3 >/dev/null
 btc mine 1
 if wait_for 15 "select count(*) = 1 from invoices.payments where invoice_id = '$inv' and status = 'in_block'"; then

@@ -8,6 +8,7 @@ set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
+source "$here/lib.sh"
 PORT="${ANVIL_TEST_PORT:-18545}"
 PROXY_PORT="${RPC_PROXY_PORT:-18546}"
 CHAIN="anvil-$(date +%s)"
@@ -52,20 +53,6 @@ if wait_for 10 "select tip_height is not null from invoices.chains where id = '$
 else
   bad "the worker polls the chain" "$(q "select last_error from invoices.chains where id = '$CHAIN'")"
 fi
-# invoice ASSET AMOUNT CONFIRMATIONS -> "id address"
-invoice() {
-  psql_ -tA -F ' ' -c "select invoices.act_as('$mid') is not null" -c "
-    select r->>'id', r->>'address' from invoices.create_invoice(currency => '$1', asset => '$1',
-      lines => '[{\"description\": \"Goods\", \"unit_price\": \"$2\"}]', confirmations => $3,
-      pause_minutes => 10, send => true) r" | tail -1
-}
-status() { q "select status from invoices_internal.invoices where id = '$1'"; }
-expect_status() {  # name invoice status seconds
-  if wait_for "${4:-10}" "select status = '$3' from invoices_internal.invoices where id = '$2'"; then ok "$1"; else
-    bad "$1" "status $(status "$2"), payments: $(q "select string_agg(status || ' ' || amount, ', ') from invoices_internal.payments where invoice_id = '$2'"), chain error: $(q "select last_error from invoices.chains where id = '$CHAIN'")"
-  fi
-}
-events() { q "select string_agg(event, ',' order by created_at) from invoices_internal.events where invoice_id = '$1'"; }
 
 echo "exact payment in ETH, 2 confirmations"
 read -r inv addr < <(invoice ETH 0.5 2)
