@@ -49,6 +49,8 @@ struct Chain {
     task: Task,
     adapter: Option<Box<dyn ChainAdapter>>,
     in_flight: Option<Receiver<Finished>>,
+    /// The row changed while a poll was in flight: its adapter is not kept.
+    adapter_stale: bool,
 }
 
 fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
@@ -112,14 +114,13 @@ impl Chains {
                     // changed by SQL: a new adapter at the next poll
                     chain.task.every = Duration::from_millis(config.poll_interval_ms);
                     chain.config = config;
-                    if chain.in_flight.is_none() {
-                        chain.adapter = None;
-                    }
+                    chain.adapter = None;
+                    chain.adapter_stale = chain.in_flight.is_some();
                 }
                 None => {
                     let name: &'static str = Box::leak(format!("chain {}", config.id).into_boxed_str());
                     let task = Task::new(name, Duration::from_millis(config.poll_interval_ms));
-                    self.chains.insert(config.id.clone(), Chain { config, task, adapter: None, in_flight: None });
+                    self.chains.insert(config.id.clone(), Chain { config, task, adapter: None, in_flight: None, adapter_stale: false });
                 }
             }
         }
@@ -140,7 +141,9 @@ impl Chain {
                 }
             };
             self.in_flight = None;
-            self.adapter = Some(finished.adapter);
+            if !std::mem::take(&mut self.adapter_stale) {
+                self.adapter = Some(finished.adapter);
+            }
             let outcome = self.record(finished.result, finished.watch_at, finished.watched, finished.elapsed);
             self.task.finished(outcome);
             return true;

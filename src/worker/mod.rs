@@ -1,6 +1,7 @@
 //! The background worker: one process, registered through `shared_preload_libraries`, connected
-//! to `invoices.database`. It runs its tasks on a loop (expiry and overdue sweeps, exchange
-//! rates; chain polling and webhook delivery arrive with their issues). Each task runs in its
+//! to `invoices.database`. It runs its tasks on a loop: expiry and overdue sweeps, exchange
+//! rates, housekeeping, webhook delivery (webhooks.rs) and one poll per chain (chains.rs). Each
+//! task runs in its
 //! own transaction; a failing task is recorded in `invoices.worker_status` and retried with
 //! back-off, and never stops the others. Network I/O happens on plain threads, outside any
 //! transaction; only the main thread talks to PostgreSQL.

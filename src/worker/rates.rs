@@ -39,16 +39,15 @@ fn fetch_one(source: Source) -> Outcome {
 }
 
 fn fetch(source: &Source) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(source.timeout_ms)))
-        .user_agent("invoices-worker")
-        .build()
-        .into();
+    let agent = super::http::agent("invoices-worker", Duration::from_millis(source.timeout_ms), 1);
     let mut response = agent.get(&source.url).call().map_err(|e| match e {
-        ureq::Error::StatusCode(code) => format!("HTTP {code}"),
         ureq::Error::Timeout(_) => format!("timed out after {} ms", source.timeout_ms),
         other => other.to_string(),
     })?;
+    let status = response.status().as_u16();
+    if !(200..300).contains(&status) {
+        return Err(format!("HTTP {status}"));
+    }
     let body = response
         .body_mut()
         .with_config()

@@ -17,3 +17,53 @@ expect_status() {
   fi
 }
 events() { q "select string_agg(event, ',' order by created_at) from invoices_internal.events where invoice_id = '$1'"; }
+
+# The account key the EVM tests derive deposit addresses from.
+EVM_XPUB=xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt
+
+# evm_merchant NAME -> merchant id: configures chain $CHAIN on $ETH_RPC (ETH, 1 confirmation,
+# scanned from genesis, polled every 100 ms) and a merchant with an ETH wallet. Other merchants
+# of this database (earlier runs, the demo) share the xpub: this one derives from an index of
+# its own, so no address is shared with them.
+evm_merchant() {
+  psql_ -tA <<SQL | tail -1
+select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453,
+                                poll_interval_ms => 100, start_height => 0) is not null as c \gset
+select invoices.act_as((invoices.create_merchant('$1') ->> 'id')::uuid) is not null as acting \gset
+select invoices.create_wallet('ETH', xpub => '$EVM_XPUB', gap_limit => 1000) is not null as w \gset
+update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
+ where merchant_id = current_setting('invoices.merchant_id')::uuid;
+select current_setting('invoices.merchant_id');
+SQL
+}
+
+# A JSON-RPC proxy in front of the node that can corrupt its answers (tests/stubs/rpc_proxy.py).
+# start_proxy PORT UPSTREAM sets $proxy (its pid) and $PROXY_PORT.
+start_proxy() {
+  PROXY_PORT=$1
+  python3 "$(dirname "${BASH_SOURCE[0]}")/../stubs/rpc_proxy.py" "$1" "$2" & proxy=$!
+  for _ in $(seq 50); do curl -fs "http://127.0.0.1:$1/mode" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+proxy_mode() { curl -fs "http://127.0.0.1:$PROXY_PORT/mode?set=$1" >/dev/null; }
+
+# garbage_answers PAY: the proxy answers garbage, truncated JSON, wrong types and 502 in turn;
+# each error must be recorded for the chain while the other tasks go on. PAY (a command) pays
+# while the node answers garbage; then answers are good again.
+garbage_answers() {
+  local mode since
+  for mode in garbage truncate wrong error; do
+    proxy_mode "$mode"
+    since=$(q "select now()")
+    if wait_for 10 "select last_error_at > '$since' from invoices.chains where id = '$CHAIN'"; then
+      ok "$mode: the error is recorded ($(q "select left(last_error, 60) from invoices.chains where id = '$CHAIN'"))"
+    else
+      bad "$mode: the error is recorded"
+    fi
+    [ "$mode" = garbage ] && "$@"
+  done
+  expect_eq "  worker_status shows the chain's failures" \
+    "$(q "select consecutive_failures > 0 and last_error is not null from invoices.worker_status where task = 'chain $CHAIN'")" "t"
+  expect_eq "  the other tasks go on" \
+    "$(q "select last_run_at > now() - interval '3 seconds' from invoices.worker_status where task = 'expiry'")" "t"
+  proxy_mode pass
+}

@@ -8,6 +8,7 @@ set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
+source "$here/../chains/lib.sh"
 SECONDS_RUN="${RACE_SECONDS:-60}"
 CLIENTS="${RACE_CLIENTS:-64}"
 PORT="${RACE_ANVIL_PORT:-18547}"
@@ -18,14 +19,7 @@ export ETH_RPC="http://127.0.0.1:$PORT"
 trap 'kill $anvil ${payer:-} 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do python3 "$here/../chains/evm_rpc.py" height >/dev/null 2>&1 && break; sleep 0.05; done
 log_start=$(wc -c < "$PG_LOG")
-MID=$(psql_ -tA <<SQL | tail -1
-select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100, start_height => 0) is not null as c \gset
-select invoices.act_as((invoices.create_merchant('Race') ->> 'id')::uuid) is not null as acting \gset
-select invoices.create_wallet('ETH', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', gap_limit => 1000) is not null as w \gset
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer where merchant_id = current_setting('invoices.merchant_id')::uuid;
-select current_setting('invoices.merchant_id');
-SQL
-)
+MID=$(evm_merchant "Race")
 inv="invoices.create_invoice(currency => 'ETH', asset => 'ETH', lines => '[{\"description\": \"r\", \"unit_price\": \"0.01\"}]'"
 cat > "$work/cancel.sql" <<SQL
 select set_config('invoices.merchant_id', '$MID', false);

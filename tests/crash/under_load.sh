@@ -9,6 +9,7 @@ set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
+source "$here/../chains/lib.sh"
 PORT="${CRASH_ANVIL_PORT:-18548}"
 CHAIN="crash-$(date +%s)"
 work=$(mktemp -d)
@@ -17,14 +18,7 @@ export ETH_RPC="http://127.0.0.1:$PORT"
 pids=()
 trap 'kill $anvil "${pids[@]}" 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 for _ in $(seq 100); do python3 "$here/../chains/evm_rpc.py" height >/dev/null 2>&1 && break; sleep 0.05; done
-MID=$(psql_ -tA <<SQL | tail -1
-select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453, poll_interval_ms => 100, start_height => 0) is not null as c \gset
-select invoices.act_as((invoices.create_merchant('Crash load') ->> 'id')::uuid) is not null as acting \gset
-select invoices.create_wallet('ETH', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', gap_limit => 1000) is not null as w \gset
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer where merchant_id = current_setting('invoices.merchant_id')::uuid;
-select current_setting('invoices.merchant_id');
-SQL
-)
+MID=$(evm_merchant "Crash load")
 # writers: an id is written to the log only after psql returned it, i.e. after the commit
 for w in $(seq 8); do
   (while :; do
