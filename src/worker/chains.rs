@@ -51,6 +51,8 @@ struct Chain {
     in_flight: Option<Receiver<Finished>>,
     /// The row changed while a poll was in flight: its adapter is not kept.
     adapter_stale: bool,
+    /// The row is gone or inactive: no new poll starts.
+    removed: bool,
 }
 
 fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
@@ -94,7 +96,10 @@ impl Chains {
                     .map_err(|e| e.to_string())
                     .map(|v| v.map(|j| j.0).unwrap_or_default())
             }) {
-                Ok(rows) => self.reconcile(serde_json::from_value::<Vec<ChainConfig>>(rows).unwrap_or_default()),
+                Ok(rows) => match serde_json::from_value::<Vec<ChainConfig>>(rows) {
+                    Ok(configs) => self.reconcile(configs),
+                    Err(e) => warning!("invoices worker: could not read the chains: {e}"),
+                },
                 Err(e) => warning!("invoices worker: could not read the chains: {e}"),
             }
         }
@@ -106,7 +111,11 @@ impl Chains {
     }
 
     fn reconcile(&mut self, configs: Vec<ChainConfig>) {
-        self.chains.retain(|id, c| c.in_flight.is_some() || configs.iter().any(|k| &k.id == id));
+        // a chain removed or deactivated by SQL: gone now, or once its poll in flight is recorded
+        self.chains.retain(|id, c| {
+            c.removed = !configs.iter().any(|k| &k.id == id);
+            !c.removed || c.in_flight.is_some()
+        });
         for config in configs {
             match self.chains.get_mut(&config.id) {
                 Some(chain) if chain.config == config => {}
@@ -120,7 +129,7 @@ impl Chains {
                 None => {
                     let name: &'static str = Box::leak(format!("chain {}", config.id).into_boxed_str());
                     let task = Task::new(name, Duration::from_millis(config.poll_interval_ms));
-                    self.chains.insert(config.id.clone(), Chain { config, task, adapter: None, in_flight: None, adapter_stale: false });
+                    self.chains.insert(config.id.clone(), Chain { config, task, adapter: None, in_flight: None, adapter_stale: false, removed: false });
                 }
             }
         }
@@ -148,7 +157,7 @@ impl Chain {
             self.task.finished(outcome);
             return true;
         }
-        if Instant::now() < self.task.next_run {
+        if self.removed || Instant::now() < self.task.next_run {
             return false;
         }
         if self.adapter.is_none() {

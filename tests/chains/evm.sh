@@ -125,4 +125,11 @@ wait_for 10 "select last_error_at > '$since' from invoices.chains where id = '$C
 start_anvil
 expect_status "node back (same chain): the payment is there" "$inv" confirmed 40
 
+echo "changed by SQL, no restart"
+q "update invoices_internal.chains set active = false where id = '$CHAIN'" >/dev/null
+sleep 2
+polled=$(q "select last_poll_at from invoices.chains where id = '$CHAIN'"); sleep 1.5
+expect_eq "a deactivated chain is no longer polled" "$(q "select last_poll_at from invoices.chains where id = '$CHAIN'")" "$polled"
+q "update invoices_internal.chains set active = true where id = '$CHAIN'" >/dev/null
+if wait_for 5 "select last_poll_at > '$polled' from invoices.chains where id = '$CHAIN'"; then ok "reactivated: polled again"; else bad "reactivated: polled again"; fi
 finish
