@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod chains;
 pub mod detect;
+pub mod document;
 pub mod error;
 pub mod http;
 pub mod invoice;
