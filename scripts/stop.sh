@@ -8,6 +8,11 @@ if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   kill "$pid"
   rm -f "$LOCAL_DIR/run/postgrest.pid"
 fi
+pid=$(cat "$LOCAL_DIR/run/nginx.pid" 2>/dev/null || true)
+if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+  log "stopping nginx"
+  kill "$pid"
+fi
 pid=$(cat "$LOCAL_DIR/run/anvil.pid" 2>/dev/null || true)
 if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
   log "stopping Anvil"

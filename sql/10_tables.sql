@@ -85,6 +85,7 @@ create table invoices_internal.invoices (
   overdue_at         timestamptz,
   cancelled_at       timestamptz,
   sent_at            timestamptz,
+  viewed_at          timestamptz,           -- first opening of the hosted page (invoice.viewed)
   primary key (merchant_id, id),
   unique (merchant_id, invoice_number)
   -- The row rules (consistent totals, ranges, known currency and status) are checked by

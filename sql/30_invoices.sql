@@ -70,6 +70,38 @@ $$;
 
 -- The invoice object of SPEC.md: the row of the invoices view with amounts as strings in the
 -- currency's exponent.
+-- The invoice a document or status poll is for: the caller's own (number, id or slug), or for anyone a
+-- finalized invoice by slug or id. Unknown, draft or foreign → 404, the same for all three.
+create function invoices_internal.document_invoice(ref text, out merchant_id uuid, out id uuid)
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.current_merchant_id();
+  r text := btrim(coalesce(ref, ''));
+begin
+  if mid is not null then
+    document_invoice.merchant_id := mid;
+    document_invoice.id := invoices_internal.resolve_invoice(mid, ref);
+    return;
+  end if;
+  if r = '' then
+    perform invoices_internal.raise('22023', 'invalid invoice reference: ref is required',
+      '{"errors":[{"field":"ref","message":"is required"}]}', 'pass the invoice''s slug (from its hosted URL)');
+  end if;
+  if r ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoices i where i.id = r::uuid and i.finalized_at is not null;
+  else
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoices i where i.slug = r and i.finalized_at is not null;
+  end if;
+  if document_invoice.id is null then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', r), null,
+      'without an API key an invoice is found by its slug (from its hosted URL) once it is finalized');
+  end if;
+end
+$$;
+
 create function invoices_internal.invoice_object(mid uuid, invoice_id uuid) returns jsonb
 language plpgsql stable
 as $$
@@ -207,6 +239,9 @@ begin
   if send and p->>'asset' is not null then
     perform invoices_internal.open_for_payment(mid, new_id);
   end if;
+  if send and p->>'customer_email' is not null then
+    perform invoices_internal.queue_invoice_email(mid, new_id);  -- e-mailed by the worker
+  end if;
 
   if current_setting('invoices.idempotency_key', true) <> '' then
     return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, new_id));
@@ -277,9 +312,8 @@ as $$
            'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
            'address', r.address,
            'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
-    from invoices_internal.invoice_rows r
-   where r.merchant_id = invoices_internal.require_merchant()
-     and r.id = invoices_internal.resolve_invoice(invoices_internal.require_merchant(), ref)
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
 $$;
 comment on function invoices.invoice_status(text) is
-  'Lightweight poll of one invoice: number, status, total, amount_paid, amount_due, currency, asset amount, deposit address and quote deadline.';
+  'Lightweight poll of one invoice: number, status, total, amount_paid, amount_due, currency, asset amount, deposit address and quote deadline. With an API key: the merchant''s invoice by number, id or slug; without one (the hosted page polls it): a finalized invoice by slug or id.';

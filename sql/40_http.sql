@@ -212,7 +212,7 @@ begin
     presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
   end if;
   if presented is null then
-    if need = 'anonymous' then
+    if need in ('anonymous', 'public_read') then
       return;
     end if;
     perform invoices_internal.raise('28000', 'an API key is required', null,
@@ -249,6 +249,7 @@ begin
              current_setting('request.path', true)), null,
       'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
   end if;
+  need := replace(need, 'public_', '');  -- with a key, a public function needs its scope
   if need <> 'anonymous' and not (need = any (k.scopes) or 'admin' = any (k.scopes)) then
     perform invoices_internal.raise('42501',
       format('this API key lacks the %s scope', need), null,

@@ -117,3 +117,12 @@ grant select on invoices.payment_links, invoices.public_payment_links to invoice
 grant execute on function invoices.create_payment_link(text, text, text, numeric, text, text, text, jsonb),
   invoices.deactivate_payment_link(text), invoices.pay_payment_link(text, numeric) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_links', '');
+
+-- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
+grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
+  invoices.invoice_viewed(text) to invoices_api;
+
+-- E-mail: merchants send (write scope) and follow their e-mails (read).
+grant select on invoices.emails to invoices_api;
+grant execute on function invoices.send_invoice(text, text) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');

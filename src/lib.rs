@@ -109,4 +109,14 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);
 pgrx::extension_sql_file!("../sql/75_payment_links.sql", name = "payment_links", requires = ["chains"]);
 pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["payment_links"]);
+pgrx::extension_sql_file!(
+    "../sql/85_documents.sql",
+    name = "documents",
+    requires = [
+        "analytics",
+        api::documents::invoices_internal::render_invoice_pdf,
+        api::documents::invoices_internal::render_hosted_page
+    ]
+);
+pgrx::extension_sql_file!("../sql/87_email.sql", name = "email", requires = ["documents"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

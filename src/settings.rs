@@ -23,6 +23,16 @@ pub static API_KEY_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString
 /// `rate_limit_per_minute` overrides it).
 pub static RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(100);
 
+/// `invoices.page_poll_ms`: how often the hosted invoice page polls the status.
+pub static PAGE_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(3000);
+
+/// `invoices.smtp_url`: the relay invoice e-mails go through (`smtp://[user:password@]host:port`).
+pub static SMTP_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `invoices.smtp_from`: the sender address of invoice e-mails.
+pub static SMTP_FROM: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"invoices@localhost"));
+
 /// `invoices.idempotency_key`: the `Idempotency-Key` of the current request (the pre-request
 /// check copies the header; SQL callers may `SET LOCAL` it themselves).
 pub static IDEMPOTENCY_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -99,6 +109,32 @@ pub fn register() {
         &IDEMPOTENCY_KEY,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.page_poll_ms",
+        c"Milliseconds between the hosted invoice page's status polls.",
+        c"The page's script calls invoice_status this often until the invoice is paid, expired or cancelled.",
+        &PAGE_POLL_MS,
+        1000,
+        60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.smtp_url",
+        c"SMTP relay for invoice e-mails: smtp://[user:password@]host:port.",
+        c"Unset: send_invoice queues e-mails that wait until a relay is configured. Plain SMTP with AUTH PLAIN; no TLS (use a local relay).",
+        &SMTP_URL,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.smtp_from",
+        c"Sender address (From) of invoice e-mails.",
+        c"The merchant's name is shown as the sender's display name.",
+        &SMTP_FROM,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"invoices.worker_naptime_ms",

@@ -11,6 +11,8 @@ pub enum Access {
     Anonymous,
     /// A valid key holding this scope (or `admin`).
     Scope(&'static str),
+    /// Without a key anyone (the function then shows public data only); with a key, `read`.
+    PublicOrRead,
     /// Never allowed: the views are read-only, data changes only through `/rpc/` functions.
     MethodNotAllowed,
 }
@@ -20,6 +22,7 @@ impl Access {
         match self {
             Access::Anonymous => "anonymous",
             Access::Scope(s) => s,
+            Access::PublicOrRead => "public_read",
             Access::MethodNotAllowed => "method_not_allowed",
         }
     }
@@ -33,11 +36,12 @@ pub fn required_access(method: &str, path: &str) -> Access {
     let read_only = matches!(method, "GET" | "HEAD" | "OPTIONS");
     if let Some(function) = path.strip_prefix("/rpc/") {
         return match function {
-            "verify_webhook_signature" | "invoice_pdf" | "pay_payment_link" => Access::Anonymous,
+            "verify_webhook_signature" | "pay_payment_link" | "hosted_invoice" | "invoice_viewed" => Access::Anonymous,
+            // the hosted page and its payer: a finalized invoice by slug; a key sees its own
+            "invoice_pdf" | "invoice_status" => Access::PublicOrRead,
             // keys and payout wallets change who controls the merchant's money
             "create_api_key" | "revoke_api_key" | "create_wallet" | "set_payment_tolerance" => Access::Scope("admin"),
             "create_webhook_endpoint" | "delete_webhook_endpoint" | "redeliver" => Access::Scope("webhooks"),
-            "invoice_status" => Access::Scope("read"),
             _ => Access::Scope("write"),
         };
     }
@@ -76,8 +80,8 @@ mod tests {
         assert_eq!(required_access("HEAD", "/audit_log"), Access::Scope("read"));
         assert_eq!(required_access("POST", "/rpc/create_invoice"), Access::Scope("write"));
         assert_eq!(required_access("POST", "/rpc/cancel_invoice"), Access::Scope("write"));
-        assert_eq!(required_access("POST", "/rpc/invoice_status"), Access::Scope("read"));
-        assert_eq!(required_access("GET", "/rpc/invoice_status"), Access::Scope("read"));
+        assert_eq!(required_access("POST", "/rpc/invoice_status"), Access::PublicOrRead);
+        assert_eq!(required_access("GET", "/rpc/invoice_status"), Access::PublicOrRead);
     }
 
     #[test]
@@ -109,6 +113,10 @@ mod tests {
         assert_eq!(required_access("GET", "/"), Access::Anonymous);
         assert_eq!(required_access("GET", "/public_invoices"), Access::Anonymous);
         assert_eq!(required_access("POST", "/rpc/verify_webhook_signature"), Access::Anonymous);
+        assert_eq!(required_access("POST", "/rpc/invoice_viewed"), Access::Anonymous);
+        assert_eq!(required_access("GET", "/rpc/hosted_invoice"), Access::Anonymous);
+        assert_eq!(required_access("GET", "/rpc/invoice_status").as_str(), "public_read");
+        assert_eq!(required_access("GET", "/rpc/invoice_pdf").as_str(), "public_read");
     }
 
     #[test]

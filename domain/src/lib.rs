@@ -9,6 +9,7 @@ pub mod document;
 pub mod error;
 pub mod http;
 pub mod invoice;
+pub mod mail;
 pub mod money;
 pub mod numbering;
 pub mod quote;

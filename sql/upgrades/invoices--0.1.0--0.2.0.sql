@@ -205,3 +205,525 @@ begin
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
 end
 $$;
+
+-- Documents: the invoice PDF, the hosted invoice page and invoice.viewed; invoice_status and the
+-- PDF are readable without a key for a finalized invoice by slug (the hosted page polls it).
+alter table invoices_internal.invoices add column viewed_at timestamptz;
+CREATE  FUNCTION invoices_internal."render_invoice_pdf"(
+	"doc" jsonb /* JsonB */
+) RETURNS bytea /* Vec < u8 > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'render_invoice_pdf_wrapper';
+CREATE  FUNCTION invoices_internal."render_hosted_page"(
+	"doc" jsonb, /* JsonB */
+	"api_base" TEXT, /* & str */
+	"pdf_url" TEXT, /* Option < & str > */
+	"poll_ms" INT, /* i32 */
+	"now_ms" bigint /* i64 */
+) RETURNS TEXT /* String */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'render_hosted_page_wrapper';
+-- The invoice a document or status poll is for: the caller's own (number, id or slug), or for anyone a
+-- finalized invoice by slug or id. Unknown, draft or foreign → 404, the same for all three.
+create function invoices_internal.document_invoice(ref text, out merchant_id uuid, out id uuid)
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.current_merchant_id();
+  r text := btrim(coalesce(ref, ''));
+begin
+  if mid is not null then
+    document_invoice.merchant_id := mid;
+    document_invoice.id := invoices_internal.resolve_invoice(mid, ref);
+    return;
+  end if;
+  if r = '' then
+    perform invoices_internal.raise('22023', 'invalid invoice reference: ref is required',
+      '{"errors":[{"field":"ref","message":"is required"}]}', 'pass the invoice''s slug (from its hosted URL)');
+  end if;
+  if r ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoices i where i.id = r::uuid and i.finalized_at is not null;
+  else
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoices i where i.slug = r and i.finalized_at is not null;
+  end if;
+  if document_invoice.id is null then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', r), null,
+      'without an API key an invoice is found by its slug (from its hosted URL) once it is finalized');
+  end if;
+end
+$$;
+
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+$$;
+comment on function invoices.invoice_status(text) is
+  'Lightweight poll of one invoice: number, status, total, amount_paid, amount_due, currency, asset amount, deposit address and quote deadline. With an API key: the merchant''s invoice by number, id or slug; without one (the hosted page polls it): a finalized invoice by slug or id.';
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  k record;
+  rl bigint[];   -- {allowed 0/1, limit, remaining, reset_at, retry_after}
+  limits text;
+begin
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  -- Counted in shared memory: the 429 below rolls this transaction back, the count stays.
+  rl := invoices_internal.rate_limit_hit(
+    k.id, coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int));
+  limits := format('"X-RateLimit-Limit": "%s", "X-RateLimit-Remaining": "%s", "X-RateLimit-Reset": "%s"',
+                   rl[2], rl[3], rl[4]);
+  if rl[1] = 0 then
+    perform set_config('invoices.response_headers',
+                       format('{%s, "Retry-After": "%s"}', limits, rl[5]), true);
+    perform invoices_internal.raise('54000',
+      format('rate limit exceeded: %s requests per minute for this API key', rl[2]), null,
+      format('retry after %s seconds (Retry-After)', rl[5]));
+  end if;
+  perform set_config('invoices.response_headers', '{' || limits || '}', true),
+          set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  need := replace(need, 'public_', '');  -- with a key, a public function needs its scope
+  if need <> 'anonymous' and not (need = any (k.scopes) or 'admin' = any (k.scopes)) then
+    perform invoices_internal.raise('42501',
+      format('this API key lacks the %s scope', need), null,
+      format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(k.scopes, ', ')));
+  end if;
+
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+
+create domain invoices."application/pdf" as bytea;
+comment on domain invoices."application/pdf" is
+  'A PDF document: PostgREST serves functions returning it for Accept: application/pdf.';
+create domain invoices."text/html" as text;
+comment on domain invoices."text/html" is
+  'An HTML page: PostgREST serves functions returning it for Accept: text/html (browsers).';
+
+-- The document both renderers read.
+create function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
+language sql stable
+as $$
+  select invoices_internal.invoice_object(mid, invoice_id) || jsonb_build_object(
+           'payment_chain', (
+             select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
+                                       'token_contract', c.tokens -> i.asset ->> 'contract',
+                                       'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+               from invoices_internal.chains c
+              where i.asset = any (c.assets)
+              order by c.active desc, c.created_at
+              limit 1))
+    from invoices_internal.invoices i
+   where i.merchant_id = mid and i.id = invoice_id
+$$;
+
+create function invoices.invoice_pdf(ref text) returns invoices."application/pdf"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  d record;
+begin
+  select * into d from invoices_internal.document_invoice(ref);
+  perform set_config('response.headers', json_build_array(
+            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"',
+              (select invoice_number from invoices_internal.invoices where merchant_id = d.merchant_id and id = d.id))),
+            json_build_object('Cache-Control', 'no-store'))::text, true);
+  return invoices_internal.render_invoice_pdf(invoices_internal.invoice_document(d.merchant_id, d.id));
+end
+$$;
+comment on function invoices.invoice_pdf(text) is
+  'The invoice as a PDF: merchant and customer, number and dates, the line table, subtotal / discount / tax / total, the crypto amount with rate and deadline, the deposit address with a QR code of its payment URI (BIP21 bitcoin:, EIP-681 ethereum: incl. ERC-20 transfer, kaspa:), and a PAID / EXPIRED / CANCELLED stamp. ref: the invoice number, id or slug for the merchant''s key; without a key, the slug (or id) of a finalized invoice. Over HTTP: GET /rpc/invoice_pdf?ref=<slug> with Accept: application/pdf (the pdf_url of the invoice).';
+
+create function invoices.hosted_invoice(slug text) returns invoices."text/html"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(hosted_invoice.slug, '')) and v.finalized_at is not null;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
+      'the hosted page shows a finalized invoice by the slug in its URL');
+  end if;
+  perform set_config('response.headers', '[{"Cache-Control": "no-store"}, {"X-Frame-Options": "DENY"}, {"Referrer-Policy": "no-referrer"}]', true);
+  return invoices_internal.render_hosted_page(
+    invoices_internal.invoice_document(i.merchant_id, i.id),
+    '../rpc/',
+    '../rpc/invoice_pdf?ref=' || i.slug,
+    (extract(epoch from current_setting('invoices.page_poll_ms')::interval) * 1000)::int,
+    (extract(epoch from clock_timestamp()) * 1000)::bigint);
+end
+$$;
+comment on function invoices.hosted_invoice(text) is
+  'The hosted invoice page (HTML, self-contained: no external scripts, fonts or images): amount and asset, deposit address with its QR code and an "open in wallet" link, a countdown to the quote deadline, the status refreshing by polling invoice_status, paid / expired states that follow the invoice''s success_url / failed_url, and the PDF. Served at <invoices.public_base_url>/i/<slug> (the web server maps that to GET /rpc/hosted_invoice?slug=<slug>); opening it records invoice.viewed once.';
+
+-- invoice.viewed: the page reports that it was opened (a GET over PostgREST runs read-only, so
+-- the page's script POSTs here). The first view stamps viewed_at and emits the event; later
+-- views change nothing.
+create function invoices.invoice_viewed(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null
+   for update;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
+      'pass the slug of a finalized invoice (from its hosted URL)');
+  end if;
+  if i.viewed_at is null then
+    update invoices_internal.invoices v set viewed_at = now()
+     where v.merchant_id = i.merchant_id and v.id = i.id
+    returning * into i;
+    perform invoices_internal.emit_event(i, 'invoice.viewed');
+    return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', true);
+  end if;
+  return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
+end
+$$;
+comment on function invoices.invoice_viewed(text) is
+  'Records that the payer opened the hosted page (the page calls it: POST /rpc/invoice_viewed {"slug": …}). The first call stamps viewed_at and emits invoice.viewed; later calls change nothing. Returns {slug, viewed_at, first_view}.';
+
+revoke execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
+  invoices.invoice_viewed(text) from public;
+grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
+  invoices.invoice_viewed(text) to invoices_admin;
+-- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
+grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
+  invoices.invoice_viewed(text) to invoices_api;
+revoke execute on function invoices_internal.render_invoice_pdf(jsonb),
+  invoices_internal.render_hosted_page(jsonb, text, text, integer, bigint),
+  invoices_internal.document_invoice(text), invoices_internal.invoice_document(uuid, uuid) from public;
+
+-- E-mail: send_invoice and create_invoice(send => true) queue the invoice's e-mail; the worker
+-- delivers it through invoices.smtp_url.
+create or replace function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  m invoices_internal.merchants;
+  args jsonb;
+  replay jsonb;
+  p jsonb;
+  seq bigint;
+  new_id uuid;
+begin
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
+  end if;
+  select * into m from invoices_internal.merchants where id = mid;
+  args := jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', coalesce(currency, m.default_currency),
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if current_setting('invoices.idempotency_key', true) <> '' then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+  p := invoices_internal.prepare_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  update invoices_internal.merchants set next_invoice_number = next_invoice_number + 1
+   where id = mid
+   returning next_invoice_number - 1 into seq;
+
+  -- The prepared object's keys are the column names: one jsonb_populate_record instead of a
+  -- cast per column.
+  new_id := invoices_internal.uuid_v7();
+  insert into invoices_internal.invoices
+  select * from jsonb_populate_record(null::invoices_internal.invoices, p || jsonb_build_object(
+            'merchant_id', mid, 'id', new_id,
+            'status', case when send then 'pending' else 'draft' end,
+            'number_seq', seq,
+            'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, seq),
+            'slug', invoices_internal.new_slug(),
+            'amount_paid', 0, 'asset_paid', 0, 'overpaid', false, 'paid_late', false,
+            'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+            'created_at', now(), 'updated_at', now()));
+
+  insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+  select mid, new_id, l.position, l.description, l.quantity, l.unit_price, l.amount
+    from jsonb_populate_recordset(null::invoices_internal.invoice_lines, p->'lines') l;
+  if send and p->>'asset' is not null then
+    perform invoices_internal.open_for_payment(mid, new_id);
+  end if;
+  if send and p->>'customer_email' is not null then
+    perform invoices_internal.queue_invoice_email(mid, new_id);  -- e-mailed by the worker
+  end if;
+
+  if current_setting('invoices.idempotency_key', true) <> '' then
+    return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, new_id));
+  end if;
+  return invoices_internal.invoice_object(mid, new_id);
+end
+$$;
+
+create table invoices_internal.emails (
+  merchant_id      uuid not null,
+  id               bigint generated always as identity,
+  invoice_id       uuid not null,
+  recipient        text not null check (recipient ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' and length(recipient) <= 254),
+  status           text not null default 'queued' check (status in ('queued', 'sending', 'sent', 'failed', 'dead')),
+  attempts         integer not null default 0,
+  max_attempts     integer not null,
+  next_attempt_at  timestamptz not null default now(),
+  lease_until      timestamptz,
+  last_error       text,
+  relay_response   text,
+  created_at       timestamptz not null default now(),
+  sent_at          timestamptz,
+  primary key (merchant_id, id),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+);
+create index emails_due_idx on invoices_internal.emails (next_attempt_at) where status in ('queued', 'failed', 'sending');
+create index emails_invoice_idx on invoices_internal.emails (merchant_id, invoice_id);
+
+-- Queues the e-mail of one invoice to `recipient` (default: its customer).
+create function invoices_internal.queue_invoice_email(mid uuid, invoice_id uuid, recipient text default null)
+returns invoices_internal.emails
+language plpgsql volatile
+as $$
+declare
+  i invoices_internal.invoices;
+  e invoices_internal.emails;
+  to_addr text;
+begin
+  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = invoice_id;
+  to_addr := btrim(coalesce(nullif(btrim(recipient), ''), i.customer_email, ''));
+  if to_addr = '' then
+    perform invoices_internal.raise('22023', format('invoice %s has no customer e-mail to send it to', i.invoice_number),
+      '{"errors":[{"field":"customer_email","message":"is required to send the invoice (or pass to_email)"}]}',
+      'create the invoice with customer_email, or call send_invoice(ref, to_email => ''…'')');
+  end if;
+  if to_addr !~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' or length(to_addr) > 254 then
+    perform invoices_internal.raise('22023', format('invalid e-mail address %s', to_addr),
+      '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
+  end if;
+  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+  values (mid, i.id, to_addr, cardinality(invoices_internal.retry_schedule()) + 1)
+  returning * into e;
+  return e;
+end
+$$;
+
+create function invoices_internal.email_object(e invoices_internal.emails) returns jsonb
+language sql stable
+as $$
+  select jsonb_build_object('id', e.id, 'invoice_id', e.invoice_id,
+           'invoice_number', (select invoice_number from invoices_internal.invoices i
+                               where i.merchant_id = e.merchant_id and i.id = e.invoice_id),
+           'to', e.recipient, 'status', e.status, 'attempts', e.attempts,
+           'next_attempt_at', e.next_attempt_at, 'last_error', e.last_error,
+           'created_at', e.created_at, 'sent_at', e.sent_at)
+$$;
+
+create function invoices.send_invoice(ref text, to_email text default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  iid uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+  e invoices_internal.emails;
+begin
+  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = iid for update;
+  if i.status = 'draft' then
+    perform invoices.finalize_invoice(iid::text);
+  elsif i.status in ('cancelled', 'expired') then
+    perform invoices_internal.raise('23514', format('invoice %s is %s: there is nothing to pay', i.invoice_number, i.status),
+      null, 'send an open invoice (draft, pending, partial or overdue) or a paid one as a receipt');
+  end if;
+  e := invoices_internal.queue_invoice_email(mid, iid, to_email);
+  return invoices_internal.email_object(e);
+end
+$$;
+comment on function invoices.send_invoice(text, text) is
+  'E-mail the invoice to its customer (or to_email): the hosted link and the PDF, delivered by the worker through invoices.smtp_url with retries (the webhook schedule); a draft is finalized first. The invoice''s sent_at is stamped when the relay accepts it. Returns the queued e-mail {id, invoice_number, to, status, attempts, next_attempt_at, …}; follow it in the emails view.';
+
+create view invoices.emails with (security_barrier) as
+select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to", e.status, e.attempts,
+       e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
+  from invoices_internal.emails e
+  join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.emails is
+  'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer.';
+
+-- The worker's side: claim due e-mails with a lease, each with what the message needs (the
+-- invoice document and its PDF, rendered here), then record each attempt.
+create function invoices_internal.claim_emails(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
+language plpgsql volatile
+as $$
+begin
+  return query
+  with due as (
+    select e.merchant_id, e.id from invoices_internal.emails e
+     where e.status in ('queued', 'failed', 'sending') and e.next_attempt_at <= now()
+       and (e.status <> 'sending' or e.lease_until < now())
+     order by e.next_attempt_at
+     limit n
+     for update skip locked),
+  claimed as (
+    update invoices_internal.emails e
+       set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
+           next_attempt_at = now() + make_interval(secs => lease_seconds)
+      from due where e.merchant_id = due.merchant_id and e.id = due.id
+    returning e.merchant_id, e.id, e.recipient, e.invoice_id)
+  select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
+         invoices_internal.render_invoice_pdf(d.doc)
+    from claimed c
+    join invoices_internal.invoices i on i.merchant_id = c.merchant_id and i.id = c.invoice_id
+    cross join lateral (select invoices_internal.invoice_document(c.merchant_id, c.invoice_id) as doc) d;
+end
+$$;
+
+create function invoices_internal.record_email(mid uuid, email_id bigint, error text, permanent boolean, relay_response text)
+returns void
+language plpgsql volatile
+as $$
+declare
+  e invoices_internal.emails;
+  schedule interval[] := invoices_internal.retry_schedule();
+begin
+  select * into e from invoices_internal.emails x where x.merchant_id = mid and x.id = email_id for update;
+  if not found or e.status <> 'sending' then
+    return;  -- released or recorded already
+  end if;
+  if error is null then
+    update invoices_internal.emails x
+       set status = 'sent', attempts = x.attempts + 1, sent_at = now(), lease_until = null,
+           last_error = null, relay_response = left(record_email.relay_response, 500)
+     where x.merchant_id = mid and x.id = email_id;
+    update invoices_internal.invoices i set sent_at = coalesce(i.sent_at, now())
+     where i.merchant_id = mid and i.id = e.invoice_id and i.sent_at is null;
+  elsif permanent or e.attempts + 1 >= e.max_attempts then
+    update invoices_internal.emails x
+       set status = 'dead', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500)
+     where x.merchant_id = mid and x.id = email_id;
+  else
+    update invoices_internal.emails x
+       set status = 'failed', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500),
+           next_attempt_at = now() + coalesce(schedule[x.attempts + 1], schedule[cardinality(schedule)])
+     where x.merchant_id = mid and x.id = email_id;
+  end if;
+end
+$$;
+
+revoke all on invoices_internal.emails from public;
+alter table invoices_internal.emails enable row level security;
+create policy merchant_scope on invoices_internal.emails
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+revoke execute on function invoices.send_invoice(text, text) from public;
+grant execute on function invoices.send_invoice(text, text) to invoices_admin;
+grant select on invoices.emails to invoices_admin;
+revoke execute on function invoices_internal.queue_invoice_email(uuid, uuid, text),
+  invoices_internal.email_object(invoices_internal.emails), invoices_internal.claim_emails(integer, integer),
+  invoices_internal.record_email(uuid, bigint, text, boolean, text) from public;
+-- E-mail: merchants send (write scope) and follow their e-mails (read).
+grant select on invoices.emails to invoices_api;
+grant execute on function invoices.send_invoice(text, text) to invoices_api;
+select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');

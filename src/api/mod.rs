@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod ids;
+pub mod documents;
 pub mod invoices;
 pub mod rates;
 pub mod wallets;

@@ -1,12 +1,14 @@
 //! The background worker: one process, registered through `shared_preload_libraries`, connected
 //! to `invoices.database`. It runs its tasks on a loop: expiry and overdue sweeps, exchange
-//! rates, housekeeping, webhook delivery (webhooks.rs) and one poll per chain (chains.rs). Each
+//! rates, housekeeping, webhook delivery (webhooks.rs), invoice e-mails (email.rs) and one poll
+//! per chain (chains.rs). Each
 //! task runs in its
 //! own transaction; a failing task is recorded in `invoices.worker_status` and retried with
 //! back-off, and never stops the others. Network I/O happens on plain threads, outside any
 //! transaction; only the main thread talks to PostgreSQL.
 
 mod chains;
+mod email;
 mod http;
 mod rates;
 mod webhooks;
@@ -259,6 +261,8 @@ struct Worker {
     rates: Task,
     housekeeping: Task,
     webhooks: Task,
+    email: Task,
+    email_sends: email::Sends,
     rate_fetches: rates::Fetches,
     deliveries: webhooks::Deliveries,
     chains: chains::Chains,
@@ -273,6 +277,8 @@ impl Worker {
             rates: Task::new("rates", Duration::from_millis(500)),
             housekeeping: Task::new("housekeeping", Duration::from_secs(30)),
             webhooks: Task::new("webhooks", Duration::ZERO),
+            email: Task::new("email", Duration::from_millis(500)),
+            email_sends: email::Sends::default(),
             rate_fetches: rates::Fetches::default(),
             deliveries: webhooks::Deliveries::default(),
             chains: chains::Chains::default(),
@@ -335,6 +341,10 @@ impl Worker {
             let outcome = self.deliveries.step();
             busy |= outcome.is_ok() && self.deliveries.busy;
             self.webhooks.finished(outcome);
+        }
+        if now >= self.email.next_run {
+            let outcome = self.email_sends.step();
+            self.email.finished(outcome);
         }
         if now >= self.rates.next_run {
             let outcome = self.rate_fetches.step();

@@ -233,6 +233,43 @@ impl InvoiceDoc {
     }
 }
 
+/// The invoice e-mail: subject and plain-text body (the PDF goes along as an attachment).
+pub fn email_text(doc: &InvoiceDoc) -> (String, String) {
+    let merchant = doc.merchant_name();
+    let from = if merchant.is_empty() { String::new() } else { format!(" from {merchant}") };
+    let due = if dec(&doc.amount_due).is_some() { &doc.amount_due } else { &doc.total };
+    let subject = format!("Invoice {}{} - {}", doc.invoice_number, from, doc.money(due));
+    let mut body = String::new();
+    let greeting = doc.customer_name.as_deref().filter(|n| !n.trim().is_empty()).unwrap_or("there");
+    body.push_str(&format!("Hello {greeting},\n\n"));
+    body.push_str(&format!(
+        "{} sent you invoice {} for {}.\n",
+        if merchant.is_empty() { "We" } else { &merchant },
+        doc.invoice_number,
+        doc.money(&doc.total)
+    ));
+    if let Some(due) = &doc.due_date {
+        body.push_str(&format!("It is due on {due}.\n"));
+    }
+    if let (Some(asset_money), Some(address)) = (doc.asset_money(), doc.address.as_deref().filter(|a| !a.is_empty())) {
+        body.push_str(&format!("\nPay {asset_money} to\n  {address}\n"));
+        if let Some(exp) = &doc.expires_at {
+            body.push_str(&format!("before {} (the quoted rate holds until then).\n", short_time(exp)));
+        }
+    }
+    if let Some(url) = &doc.hosted_url {
+        body.push_str(&format!("\nView and pay the invoice online:\n  {url}\n"));
+    }
+    body.push_str("\nThe invoice is attached as a PDF.\n");
+    if let Some(notes) = doc.notes.as_deref().filter(|n| !n.trim().is_empty()) {
+        body.push_str(&format!("\n{notes}\n"));
+    }
+    if !merchant.is_empty() {
+        body.push_str(&format!("\n-- \n{merchant}\n"));
+    }
+    (subject, body)
+}
+
 /// A decimal from a JSON number or string (exact: never through a float).
 pub fn dec(v: &Option<Value>) -> Option<Decimal> {
     let text = match v.as_ref()? {
@@ -321,6 +358,9 @@ mod tests {
         assert_eq!(doc.customer_lines(), vec!["Bob", "bob@example.com"]);
         assert!(doc.payment_uri().unwrap().starts_with("bitcoin:bcrt1qxyz?amount=0.00338462"));
         assert!(InvoiceDoc::from_json(&json!({"lines": 3})).is_err());
+        let (subject, body) = email_text(&doc);
+        assert_eq!(subject, "Invoice INV-0001 from Acme - 220.00 USD");
+        assert!(body.starts_with("Hello Bob,") && body.contains("Pay 0.00338462 BTC to\n  bcrt1qxyz"));
     }
 
     #[test]

@@ -1,0 +1,110 @@
+-- ============================================================================================
+-- invoices — documents: the invoice PDF and the hosted invoice page
+-- ============================================================================================
+-- Both render in Rust (domain::document) from one jsonb document: the invoice object plus
+-- what its payment URI needs (EIP-681 chain id, ERC-20 contract). PostgREST serves them
+-- through media-type handlers: a function returning the domain "application/pdf" answers
+-- Accept: application/pdf, one returning "text/html" answers a browser.
+--
+-- Who may see which invoice: a caller with an API key (or act_as in SQL) reads its own invoices
+-- by number, id or slug; anyone else reads a finalized invoice by its slug or id, as the
+-- public_invoices view allows. The hosted URL <invoices.public_base_url>/i/<slug> is this
+-- page: the web server in front of PostgREST maps it to /rpc/hosted_invoice?slug=<slug>
+-- (see the README; scripts/setup.sh runs such an nginx).
+
+create domain invoices."application/pdf" as bytea;
+comment on domain invoices."application/pdf" is
+  'A PDF document: PostgREST serves functions returning it for Accept: application/pdf.';
+create domain invoices."text/html" as text;
+comment on domain invoices."text/html" is
+  'An HTML page: PostgREST serves functions returning it for Accept: text/html (browsers).';
+
+-- The document both renderers read.
+create function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
+language sql stable
+as $$
+  select invoices_internal.invoice_object(mid, invoice_id) || jsonb_build_object(
+           'payment_chain', (
+             select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
+                                       'token_contract', c.tokens -> i.asset ->> 'contract',
+                                       'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+               from invoices_internal.chains c
+              where i.asset = any (c.assets)
+              order by c.active desc, c.created_at
+              limit 1))
+    from invoices_internal.invoices i
+   where i.merchant_id = mid and i.id = invoice_id
+$$;
+
+create function invoices.invoice_pdf(ref text) returns invoices."application/pdf"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  d record;
+begin
+  select * into d from invoices_internal.document_invoice(ref);
+  perform set_config('response.headers', json_build_array(
+            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"',
+              (select invoice_number from invoices_internal.invoices where merchant_id = d.merchant_id and id = d.id))),
+            json_build_object('Cache-Control', 'no-store'))::text, true);
+  return invoices_internal.render_invoice_pdf(invoices_internal.invoice_document(d.merchant_id, d.id));
+end
+$$;
+comment on function invoices.invoice_pdf(text) is
+  'The invoice as a PDF: merchant and customer, number and dates, the line table, subtotal / discount / tax / total, the crypto amount with rate and deadline, the deposit address with a QR code of its payment URI (BIP21 bitcoin:, EIP-681 ethereum: incl. ERC-20 transfer, kaspa:), and a PAID / EXPIRED / CANCELLED stamp. ref: the invoice number, id or slug for the merchant''s key; without a key, the slug (or id) of a finalized invoice. Over HTTP: GET /rpc/invoice_pdf?ref=<slug> with Accept: application/pdf (the pdf_url of the invoice).';
+
+create function invoices.hosted_invoice(slug text) returns invoices."text/html"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(hosted_invoice.slug, '')) and v.finalized_at is not null;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
+      'the hosted page shows a finalized invoice by the slug in its URL');
+  end if;
+  perform set_config('response.headers', '[{"Cache-Control": "no-store"}, {"X-Frame-Options": "DENY"}, {"Referrer-Policy": "no-referrer"}]', true);
+  return invoices_internal.render_hosted_page(
+    invoices_internal.invoice_document(i.merchant_id, i.id),
+    '../rpc/',
+    '../rpc/invoice_pdf?ref=' || i.slug,
+    (extract(epoch from current_setting('invoices.page_poll_ms')::interval) * 1000)::int,
+    (extract(epoch from clock_timestamp()) * 1000)::bigint);
+end
+$$;
+comment on function invoices.hosted_invoice(text) is
+  'The hosted invoice page (HTML, self-contained: no external scripts, fonts or images): amount and asset, deposit address with its QR code and an "open in wallet" link, a countdown to the quote deadline, the status refreshing by polling invoice_status, paid / expired states that follow the invoice''s success_url / failed_url, and the PDF. Served at <invoices.public_base_url>/i/<slug> (the web server maps that to GET /rpc/hosted_invoice?slug=<slug>); opening it records invoice.viewed once.';
+
+-- invoice.viewed: the page reports that it was opened (a GET over PostgREST runs read-only, so
+-- the page's script POSTs here). The first view stamps viewed_at and emits the event; later
+-- views change nothing.
+create function invoices.invoice_viewed(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null
+   for update;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
+      'pass the slug of a finalized invoice (from its hosted URL)');
+  end if;
+  if i.viewed_at is null then
+    update invoices_internal.invoices v set viewed_at = now()
+     where v.merchant_id = i.merchant_id and v.id = i.id
+    returning * into i;
+    perform invoices_internal.emit_event(i, 'invoice.viewed');
+    return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', true);
+  end if;
+  return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
+end
+$$;
+comment on function invoices.invoice_viewed(text) is
+  'Records that the payer opened the hosted page (the page calls it: POST /rpc/invoice_viewed {"slug": …}). The first call stamps viewed_at and emits invoice.viewed; later calls change nothing. Returns {slug, viewed_at, first_view}.';

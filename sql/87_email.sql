@@ -1,0 +1,162 @@
+-- ============================================================================================
+-- invoices — sending invoices by e-mail
+-- ============================================================================================
+-- send_invoice(ref) (and create_invoice(..., send => true) for an invoice with a customer
+-- e-mail) queues one e-mail in the same transaction: the customer gets the hosted link and the
+-- PDF. The worker delivers the queue through the relay in invoices.smtp_url with the webhooks'
+-- machinery: a lease per attempt, retries after invoices.webhook_retry_schedule, dead after
+-- the last one (a relay's permanent 5xx refusal is dead at once). The invoice's sent_at is
+-- stamped when the relay accepts the first message. Without a relay the e-mails wait.
+
+create table invoices_internal.emails (
+  merchant_id      uuid not null,
+  id               bigint generated always as identity,
+  invoice_id       uuid not null,
+  recipient        text not null check (recipient ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' and length(recipient) <= 254),
+  status           text not null default 'queued' check (status in ('queued', 'sending', 'sent', 'failed', 'dead')),
+  attempts         integer not null default 0,
+  max_attempts     integer not null,
+  next_attempt_at  timestamptz not null default now(),
+  lease_until      timestamptz,
+  last_error       text,
+  relay_response   text,
+  created_at       timestamptz not null default now(),
+  sent_at          timestamptz,
+  primary key (merchant_id, id),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+);
+create index emails_due_idx on invoices_internal.emails (next_attempt_at) where status in ('queued', 'failed', 'sending');
+create index emails_invoice_idx on invoices_internal.emails (merchant_id, invoice_id);
+
+-- Queues the e-mail of one invoice to `recipient` (default: its customer).
+create function invoices_internal.queue_invoice_email(mid uuid, invoice_id uuid, recipient text default null)
+returns invoices_internal.emails
+language plpgsql volatile
+as $$
+declare
+  i invoices_internal.invoices;
+  e invoices_internal.emails;
+  to_addr text;
+begin
+  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = invoice_id;
+  to_addr := btrim(coalesce(nullif(btrim(recipient), ''), i.customer_email, ''));
+  if to_addr = '' then
+    perform invoices_internal.raise('22023', format('invoice %s has no customer e-mail to send it to', i.invoice_number),
+      '{"errors":[{"field":"customer_email","message":"is required to send the invoice (or pass to_email)"}]}',
+      'create the invoice with customer_email, or call send_invoice(ref, to_email => ''…'')');
+  end if;
+  if to_addr !~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' or length(to_addr) > 254 then
+    perform invoices_internal.raise('22023', format('invalid e-mail address %s', to_addr),
+      '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
+  end if;
+  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+  values (mid, i.id, to_addr, cardinality(invoices_internal.retry_schedule()) + 1)
+  returning * into e;
+  return e;
+end
+$$;
+
+create function invoices_internal.email_object(e invoices_internal.emails) returns jsonb
+language sql stable
+as $$
+  select jsonb_build_object('id', e.id, 'invoice_id', e.invoice_id,
+           'invoice_number', (select invoice_number from invoices_internal.invoices i
+                               where i.merchant_id = e.merchant_id and i.id = e.invoice_id),
+           'to', e.recipient, 'status', e.status, 'attempts', e.attempts,
+           'next_attempt_at', e.next_attempt_at, 'last_error', e.last_error,
+           'created_at', e.created_at, 'sent_at', e.sent_at)
+$$;
+
+create function invoices.send_invoice(ref text, to_email text default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  iid uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+  e invoices_internal.emails;
+begin
+  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = iid for update;
+  if i.status = 'draft' then
+    perform invoices.finalize_invoice(iid::text);
+  elsif i.status in ('cancelled', 'expired') then
+    perform invoices_internal.raise('23514', format('invoice %s is %s: there is nothing to pay', i.invoice_number, i.status),
+      null, 'send an open invoice (draft, pending, partial or overdue) or a paid one as a receipt');
+  end if;
+  e := invoices_internal.queue_invoice_email(mid, iid, to_email);
+  return invoices_internal.email_object(e);
+end
+$$;
+comment on function invoices.send_invoice(text, text) is
+  'E-mail the invoice to its customer (or to_email): the hosted link and the PDF, delivered by the worker through invoices.smtp_url with retries (the webhook schedule); a draft is finalized first. The invoice''s sent_at is stamped when the relay accepts it. Returns the queued e-mail {id, invoice_number, to, status, attempts, next_attempt_at, …}; follow it in the emails view.';
+
+create view invoices.emails with (security_barrier) as
+select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to", e.status, e.attempts,
+       e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
+  from invoices_internal.emails e
+  join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+comment on view invoices.emails is
+  'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer.';
+
+-- The worker's side: claim due e-mails with a lease, each with what the message needs (the
+-- invoice document and its PDF, rendered here), then record each attempt.
+create function invoices_internal.claim_emails(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
+language plpgsql volatile
+as $$
+begin
+  return query
+  with due as (
+    select e.merchant_id, e.id from invoices_internal.emails e
+     where e.status in ('queued', 'failed', 'sending') and e.next_attempt_at <= now()
+       and (e.status <> 'sending' or e.lease_until < now())
+     order by e.next_attempt_at
+     limit n
+     for update skip locked),
+  claimed as (
+    update invoices_internal.emails e
+       set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
+           next_attempt_at = now() + make_interval(secs => lease_seconds)
+      from due where e.merchant_id = due.merchant_id and e.id = due.id
+    returning e.merchant_id, e.id, e.recipient, e.invoice_id)
+  select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
+         invoices_internal.render_invoice_pdf(d.doc)
+    from claimed c
+    join invoices_internal.invoices i on i.merchant_id = c.merchant_id and i.id = c.invoice_id
+    cross join lateral (select invoices_internal.invoice_document(c.merchant_id, c.invoice_id) as doc) d;
+end
+$$;
+
+create function invoices_internal.record_email(mid uuid, email_id bigint, error text, permanent boolean, relay_response text)
+returns void
+language plpgsql volatile
+as $$
+declare
+  e invoices_internal.emails;
+  schedule interval[] := invoices_internal.retry_schedule();
+begin
+  select * into e from invoices_internal.emails x where x.merchant_id = mid and x.id = email_id for update;
+  if not found or e.status <> 'sending' then
+    return;  -- released or recorded already
+  end if;
+  if error is null then
+    update invoices_internal.emails x
+       set status = 'sent', attempts = x.attempts + 1, sent_at = now(), lease_until = null,
+           last_error = null, relay_response = left(record_email.relay_response, 500)
+     where x.merchant_id = mid and x.id = email_id;
+    update invoices_internal.invoices i set sent_at = coalesce(i.sent_at, now())
+     where i.merchant_id = mid and i.id = e.invoice_id and i.sent_at is null;
+  elsif permanent or e.attempts + 1 >= e.max_attempts then
+    update invoices_internal.emails x
+       set status = 'dead', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500)
+     where x.merchant_id = mid and x.id = email_id;
+  else
+    update invoices_internal.emails x
+       set status = 'failed', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500),
+           next_attempt_at = now() + coalesce(schedule[x.attempts + 1], schedule[cardinality(schedule)])
+     where x.merchant_id = mid and x.id = email_id;
+  end if;
+end
+$$;

@@ -1,0 +1,32 @@
+//! Invoice documents (see `sql/85_documents.sql`): the PDF and the hosted page render in
+//! `domain::document` from the jsonb `invoices_internal.invoice_document` builds.
+
+use crate::domain::document::{html, pdf, InvoiceDoc};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+#[pg_schema]
+pub mod invoices_internal {
+    use super::*;
+
+    /// The invoice as a PDF.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn render_invoice_pdf(doc: JsonB) -> Vec<u8> {
+        match InvoiceDoc::from_json(&doc.0) {
+            Ok(d) => pdf::render(&d),
+            Err(e) => crate::error::raise(e),
+        }
+    }
+
+    /// The hosted invoice page; `now_ms` is the server's clock for the countdown.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn render_hosted_page(doc: JsonB, api_base: &str, pdf_url: Option<&str>, poll_ms: i32, now_ms: i64) -> String {
+        match InvoiceDoc::from_json(&doc.0) {
+            Ok(d) => html::render(
+                &d,
+                &html::PageOptions { api_base, pdf_url, poll_ms: poll_ms.clamp(1000, 60_000) as u32, now_ms },
+            ),
+            Err(e) => crate::error::raise(e),
+        }
+    }
+}
