@@ -51,7 +51,14 @@ echo
 echo "== over HTTP: POST $PGRST_URL/rpc/create_invoice with X-API-Key (the Living Invoices payload) =="
 curl -s "$PGRST_URL/rpc/create_invoice" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
   -d '{"to_email": "customer@example.com", "items": [{"description": "Web Design", "unit_price": 500}], "send": true}' \
+  | tee "$LOCAL_DIR/demo-invoice.json" \
   | python3 -c 'import json,sys; d=json.load(sys.stdin); print({k: d[k] for k in ("invoice_number", "status", "total", "hosted_url")})'
+slug=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["slug"])' "$LOCAL_DIR/demo-invoice.json")
+echo
+echo "== its PDF and hosted page, public by slug through the web front ($PUBLIC_URL) =="
+curl -s -o "$LOCAL_DIR/demo-invoice.pdf" -w "PDF  $PUBLIC_URL/rpc/invoice_pdf?ref=$slug -> %{http_code} %{content_type}, %{size_download} bytes (.local/demo-invoice.pdf)\n" \
+  "$PUBLIC_URL/rpc/invoice_pdf?ref=$slug"
+curl -s -o /dev/null -w "page $PUBLIC_URL/i/$slug -> %{http_code} %{content_type}\n" "$PUBLIC_URL/i/$slug"
 echo
 echo "== GET $PGRST_URL/invoices?status=eq.pending&limit=3 with Authorization: Bearer (rate-limit headers shown) =="
 curl -s -D - "$PGRST_URL/invoices?status=eq.pending&limit=3&select=invoice_number,status,total&order=created_at.desc" \

@@ -8,10 +8,13 @@
 #                     postgrest-py (clients installed into .local/ by tests/http/install_clients.sh)
 #   5. webhooks     — outbox to a real receiver, both signatures, retries, dead letter, redeliver;
 #                     kill -9 of the postmaster during a 10,000-event flush (at least once)
-#   6. chains       — payment detection on a real Anvil (ETH + an ERC-20) and a real Bitcoin
+#   6. documents    — the invoice PDF (text, pages, QR codes read back), the hosted page in headless
+#                     Chromium (countdown, polling, redirects, invoice.viewed), e-mail through a
+#                     real SMTP server (aiosmtpd) with retries and dead letters
+#   7. chains       — payment detection on a real Anvil (ETH + an ERC-20) and a real Bitcoin
 #                     full node (bcoin, regtest): exact, partial, over, late, confirmations,
 #                     garbage answers, reorg, node restart
-#   7. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
+#   8. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
 #                     a second, restart after SIGTERM and kill -9 (last: it crash-restarts the
 #                     cluster)
 set -euo pipefail
@@ -31,6 +34,8 @@ step "http: postgrest-py" bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m
 step "http: schemathesis fuzzing" bash "$ROOT/tests/http/fuzz.sh"
 step "security: attacker" bash "$ROOT/tests/security/attacker.sh"
 step "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
+step "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"
+step "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 step "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"
 step "webhooks: kill -9 mid-flush" bash "$ROOT/tests/webhooks/crash.sh"

@@ -25,6 +25,7 @@ const fixture = process.env.FIXTURE
   : JSON.parse(execFileSync('bash', [path.join(HERE, 'fixture.sh'), 'postgrest-js'],
                             { cwd: ROOT, encoding: 'utf8' }));
 const URL_ = fixture.url;
+const PUBLIC_URL = fixture.public_url;  // invoices.public_base_url: the web front of the hosted pages
 const A = fixture.a;
 const B = fixture.b;
 // Tags this run's invoices so listing assertions do not depend on what else merchant A has.
@@ -177,8 +178,8 @@ test('create_invoice with the Living Invoices payload (to_email, items) makes a 
   assert.equal(inv.lines[0].quantity, '1');
   assert.equal(inv.lines[0].amount, '500.00');
   assert.match(inv.invoice_number, /^INV-\d{4,}$/);
-  assert.equal(inv.hosted_url, `${URL_}/i/${inv.slug}`);
-  assert.equal(inv.pdf_url, `${URL_}/rpc/invoice_pdf?ref=${inv.slug}`);
+  assert.equal(inv.hosted_url, `${PUBLIC_URL}/i/${inv.slug}`);
+  assert.equal(inv.pdf_url, `${PUBLIC_URL}/rpc/invoice_pdf?ref=${inv.slug}`);
   assert.ok(!('callback_secret' in inv), 'the callback secret is never returned');
 });
 
@@ -427,7 +428,7 @@ test('public_invoices needs no key, shows a finalized invoice by slug or id with
     assert.equal(row.status, 'pending');
     assert.equal(row.total, 999);
     assert.match(row.merchant_name, / merchant B$/);
-    assert.equal(row.hosted_url, `${URL_}/i/${bInv.slug}`);
+    assert.equal(row.hosted_url, `${PUBLIC_URL}/i/${bInv.slug}`);
     for (const f of PRIVATE_FIELDS) assert.ok(!(f in row), `public_invoices has no ${f}`);
     const text = JSON.stringify(row);
     for (const secret of ['b-callback-secret', 'client-of-b@example.com', 'B only', 'b.example.com/hook', B.id]) {
