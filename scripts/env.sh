@@ -33,6 +33,9 @@ export NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 export ANVIL_VERSION="1.7.1"
 export ANVIL_BIN="$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 export ANVIL_PORT="${ANVIL_PORT:-8545}"
+# kaspad (rusty-kaspa, crates.io), the Kaspa node of the chain tests (simnet), built once
+export KASPAD_VERSION="2.1.0"
+export KASPAD_BIN="$LOCAL_DIR/kaspad/bin/kaspad"
 # bcoin, the Bitcoin full node of the chain tests (npm; regtest)
 export BCOIN_VERSION="1.0.2"
 export BCOIN_DIR="$LOCAL_DIR/bcoin"

@@ -7,7 +7,7 @@
 
 use super::http::HttpTransport;
 use super::{in_transaction, Task};
-use crate::domain::detect::{self, bitcoin::Bitcoin, evm, ChainAdapter, PollInput, PollResult, RpcError, Watched};
+use crate::domain::detect::{self, bitcoin::Bitcoin, evm, kaspa::Kaspa, ChainAdapter, PollInput, PollResult, RpcError, Watched};
 use pgrx::prelude::*;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -56,6 +56,11 @@ struct Chain {
 }
 
 fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
+    if c.family == "kaspa" {
+        // wRPC JSON over a WebSocket (kaspad --rpclisten-json)
+        let transport = Box::new(super::ws::WsTransport::new(&c.rpc_url, Duration::from_secs(10)));
+        return Ok(Box::new(Kaspa::new(transport, "KAS")));
+    }
     let transport = Box::new(HttpTransport::new(&c.rpc_url, Duration::from_secs(10)));
     match c.family.as_str() {
         "evm" => {

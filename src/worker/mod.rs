@@ -12,6 +12,7 @@ mod email;
 mod http;
 mod rates;
 mod webhooks;
+mod ws;
 
 use crate::settings;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};

@@ -95,7 +95,7 @@ impl ChainAdapter for Bitcoin {
         }
     }
 
-    fn scan(&mut self, from: u64, to: u64, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError> {
+    fn scan(&mut self, from: u64, to: u64, _after: Option<&BlockRef>, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError> {
         let mut blocks = Vec::new();
         let mut transfers = Vec::new();
         for height in from..=to {

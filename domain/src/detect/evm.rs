@@ -129,7 +129,7 @@ impl ChainAdapter for Evm {
         Ok(block_ref(&block, "block")?.hash)
     }
 
-    fn scan(&mut self, from: u64, to: u64, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError> {
+    fn scan(&mut self, from: u64, to: u64, _after: Option<&BlockRef>, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError> {
         let mut calls: Vec<(&str, Value)> =
             (from..=to).map(|h| ("eth_getBlockByNumber", json!([format!("0x{h:x}"), true]))).collect();
         if !self.tokens.is_empty() {

@@ -8,9 +8,11 @@
 //! |---------|------------------------------------------------|-------------------------------------------|
 //! | EVM     | `eth_blockNumber`, `eth_getBlockByNumber`      | native value of transactions; ERC-20 `Transfer` logs (`eth_getLogs`) |
 //! | Bitcoin | `getblockchaininfo`, `getblockhash`, `getblock` (verbosity 2) | transaction outputs (`vout`), `getrawmempool` + `getrawtransaction` |
+//! | Kaspa   | wRPC JSON: `getSink`, `getBlock`, `getVirtualChainFromBlockV2` (heights are blue scores of the selected chain) | outputs of the transactions each chain block accepts; `getMempoolEntriesByAddresses` |
 
 pub mod bitcoin;
 pub mod evm;
+pub mod kaspa;
 pub mod rpc;
 
 use rust_decimal::Decimal;
@@ -70,6 +72,11 @@ impl Watched {
         self.by_key.get(&address.to_ascii_lowercase()).map(String::as_str)
     }
 
+    /// The stored forms of the watched addresses.
+    pub fn stored(&self) -> impl Iterator<Item = &str> {
+        self.by_key.values().map(String::as_str)
+    }
+
     pub fn len(&self) -> usize {
         self.by_key.len()
     }
@@ -86,8 +93,15 @@ pub trait ChainAdapter: Send {
     fn tip(&mut self) -> Result<BlockRef, RpcError>;
     /// The hash of the block at `height` on the node's best chain.
     fn block_hash(&mut self, height: u64) -> Result<String, RpcError>;
-    /// The blocks `from..=to` and the transfers in them to watched addresses.
-    fn scan(&mut self, from: u64, to: u64, watched: &Watched) -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError>;
+    /// Is `block` (scanned earlier) still on the node's best chain? By default: the node's
+    /// block at that height has that hash. (Kaspa, a DAG, asks whether it is a chain block.)
+    fn on_best_chain(&mut self, block: &BlockRef, tip: &BlockRef) -> Result<bool, RpcError> {
+        Ok(block.height <= tip.height && self.block_hash(block.height)? == block.hash)
+    }
+    /// The blocks `from..=to` and the transfers in them to watched addresses. `after` is the
+    /// scanned block just below `from` when there is one (Kaspa walks its chain from it).
+    fn scan(&mut self, from: u64, to: u64, after: Option<&BlockRef>, watched: &Watched)
+        -> Result<(Vec<BlockRef>, Vec<Transfer>), RpcError>;
     /// Transfers to watched addresses waiting in the mempool; `None` if the node does not
     /// expose its mempool.
     fn mempool(&mut self, watched: &Watched) -> Result<Option<Vec<Transfer>>, RpcError>;
@@ -133,12 +147,12 @@ pub fn poll(adapter: &mut dyn ChainAdapter, input: &PollInput, watched: &Watched
         Some(c) => c.height + 1,
     };
     if let Some(cursor) = &input.cursor {
-        let same = cursor.height <= tip.height && adapter.block_hash(cursor.height)? == cursor.hash;
+        let same = adapter.on_best_chain(cursor, &tip)?;
         if !same {
             // walk back through the blocks we saw to the last one the node still has
             let mut ancestor = None;
             for b in input.recent.iter().rev().filter(|b| b.height < cursor.height) {
-                if b.height <= tip.height && adapter.block_hash(b.height)? == b.hash {
+                if adapter.on_best_chain(b, &tip)? {
                     ancestor = Some(b.height);
                     break;
                 }
@@ -155,7 +169,13 @@ pub fn poll(adapter: &mut dyn ChainAdapter, input: &PollInput, watched: &Watched
     }
     let (blocks, transfers) = if from <= tip.height {
         let to = tip.height.min(from + input.max_blocks.max(1) - 1);
-        adapter.scan(from, to, watched)?
+        // the block below `from` that the node still has: the cursor, or the fork's ancestor
+        let after = input
+            .cursor
+            .iter()
+            .chain(input.recent.iter().rev())
+            .find(|b| b.height < from && fork_height.is_none_or(|f| b.height <= f));
+        adapter.scan(from, to, after, watched)?
     } else {
         (Vec::new(), Vec::new())
     };

@@ -174,6 +174,16 @@ proptest::proptest! {
         let leaked: &'static str = Box::leak(junk.into_boxed_str());
         let _ = poll(&mut Evm::new(Box::new(Garbage(leaked)), "ETH", vec![]), &input, &watched);
         let _ = poll(&mut Bitcoin::new(Box::new(Garbage(leaked)), "BTC"), &input, &watched);
+        let _ = poll(&mut kaspa::Kaspa::new(Box::new(Garbage(leaked)), "KAS"), &input, &Watched::new([KAS_ADDR], false));
+        // kaspad's shapes with random values where amounts and hashes go
+        let (v, h) = (value.clone(), value.clone());
+        let k = Box::new(FakeKaspad { answer: Arc::new(move |m, _| match m {
+            "getSink" => json!({"sink": h}),
+            "getBlock" => json!({"block": {"header": {"blueScore": v}, "verboseData": {"isChainBlock": v}}}),
+            _ => json!({"entries": [{"receiving": [{"transaction": {"outputs": [{"value": v, "verboseData": {"scriptPublicKeyAddress": KAS_ADDR}}],
+                                                                     "verboseData": {"transactionId": v}}}]}]}),
+        })});
+        let _ = poll(&mut kaspa::Kaspa::new(k, "KAS"), &input, &Watched::new([KAS_ADDR], false));
         let v = value.clone();
         let t = Fake::boxed(move |m, _| match m {
             "eth_getBlockByNumber" => json!({"number": "0x1", "hash": "0x1", "transactions": [{"hash": "0x2", "to": ALICE, "value": v}]}),
@@ -283,4 +293,166 @@ fn a_rescan_goes_over_the_last_polls_blocks_again_with_the_new_watched_set() {
     let r = poll(&mut adapter, &again, &watched).unwrap();
     assert_eq!(r.blocks.first().unwrap().height, 2);
     assert_eq!(r.transfers.len(), 2, "the payments in block 2 are found on the rescan");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kaspa: wRPC JSON replies in kaspad 2.1.0's shapes
+// ---------------------------------------------------------------------------------------------
+
+/// A kaspad that answers `answer(method, params)` in wRPC JSON (`{"__error": msg}` → error).
+struct FakeKaspad {
+    answer: Arc<dyn Fn(&str, &Value) -> Value + Send + Sync>,
+}
+
+impl Transport for FakeKaspad {
+    fn post(&self, body: &str) -> Result<String, RpcError> {
+        let req: Value = serde_json::from_str(body).unwrap();
+        let result = (self.answer)(req["method"].as_str().unwrap(), &req["params"]);
+        Ok(match result.get("__error") {
+            Some(m) => json!({"id": req["id"], "method": req["method"], "error": {"code": 0, "message": m, "data": null}}),
+            None => json!({"id": req["id"], "method": req["method"], "params": result}),
+        }
+        .to_string())
+    }
+}
+
+const KAS_ADDR: &str = "kaspasim:qp2v7h0vp7nln0adpdxz2hphapc29qxhcjgnljjpxkywn3tvpvu4umwj4mfcm";
+const OTHER_KAS: &str = "kaspasim:qr0lr4ml9fn3chekrqmjdkergxl93l4wrk3dankcgvjq776s9wn9jeadh9sjw";
+
+fn khash(tag: &str, score: u64) -> String {
+    format!("{:0>60}{:04x}", tag.bytes().map(|b| format!("{b:02x}")).collect::<String>(), score)
+}
+
+/// The chain `tag`'s block at blue score `s`: chains "a" and "b" share the blocks up to 11.
+fn chash(tag: &str, s: u64) -> String {
+    khash(if s <= 11 { "a" } else { tag }, s)
+}
+
+fn kas_tx(id: &str, coinbase: bool, outputs: &[(&str, u64)]) -> Value {
+    json!({
+        "subnetworkId": if coinbase { "0100000000000000000000000000000000000000" } else { "0000000000000000000000000000000000000000" },
+        "outputs": outputs.iter().map(|(a, v)| json!({"value": v, "scriptPublicKey": "0000", "verboseData": {"scriptPublicKeyAddress": a, "scriptPublicKeyType": "PubKey"}})).collect::<Vec<_>>(),
+        "verboseData": {"transactionId": id, "blockHash": "00", "hash": id}
+    })
+}
+
+/// A selected chain of blue scores 10..=tip named `tag`; the chain block at 12 accepts a
+/// payment of 1.5 KAS (and a coinbase) to KAS_ADDR; `chain_tag` says which chain is current.
+fn kaspad(chain_tag: Arc<Mutex<String>>, tip: u64) -> Box<dyn Transport> {
+    Box::new(FakeKaspad {
+        answer: Arc::new(move |method, params| {
+            let tag = chain_tag.lock().unwrap().clone();
+            let pay = |t: &str| format!("{:0>62}{}", "", if t == "a" { "aa" } else { "bb" });
+            match method {
+                "getSink" => json!({"sink": chash(&tag, tip)}),
+                "getBlock" => {
+                    let hash = params["hash"].as_str().unwrap().to_string();
+                    let score = u64::from_str_radix(&hash[60..], 16).unwrap();
+                    let on_chain = hash == chash(&tag, score);
+                    if hash[..60] != khash("a", 0)[..60] && hash[..60] != khash("b", 0)[..60] {
+                        return json!({"__error": format!("cannot find header {hash}")});
+                    }
+                    json!({"block": {"header": {"hash": hash, "blueScore": score, "daaScore": score - 1},
+                                     "verboseData": {"hash": hash, "blueScore": score, "isChainBlock": on_chain}}})
+                }
+                "getBlockDagInfo" => json!({"pruningPointHash": chash(&tag, 10), "sink": chash(&tag, tip), "virtualDaaScore": tip}),
+                "getVirtualChainFromBlockV2" => {
+                    assert_eq!(params["dataVerbosityLevel"], "Low");
+                    let start = params["startHash"].as_str().unwrap();
+                    let score = u64::from_str_radix(&start[60..], 16).unwrap();
+                    let removed: Vec<String> = if start == chash(&tag, score) { vec![] } else { vec![start.to_string()] };
+                    let blocks: Vec<Value> = ((score + 1)..=tip)
+                        .map(|s| {
+                            let txs = if s == 12 {
+                                json!([kas_tx(&format!("{:0>64}", "c0"), true, &[(KAS_ADDR, 5_000_000_000)]),
+                                       kas_tx(&pay(&tag), false, &[(OTHER_KAS, 7), (KAS_ADDR, 150_000_000)])])
+                            } else {
+                                json!([])
+                            };
+                            json!({"chainBlockHeader": {"hash": chash(&tag, s), "blueScore": s, "daaScore": s - 1}, "acceptedTransactions": txs})
+                        })
+                        .collect();
+                    json!({"removedChainBlockHashes": removed,
+                           "addedChainBlockHashes": blocks.iter().map(|b| b["chainBlockHeader"]["hash"].clone()).collect::<Vec<_>>(),
+                           "chainBlockAcceptedTransactions": blocks})
+                }
+                "getMempoolEntriesByAddresses" => json!({"entries": [{"address": KAS_ADDR, "sending": [], "receiving": [
+                    {"fee": 1, "is_orphan": false, "transaction": kas_tx(&format!("{:0>64}", "dd"), false, &[(KAS_ADDR, 2)])}]}]}),
+                _ => json!({"__error": "unknown method"}),
+            }
+        }),
+    })
+}
+
+#[test]
+fn kaspa_finds_accepted_payments_and_their_chain_block() {
+    let tag = Arc::new(Mutex::new("a".to_string()));
+    let mut node = kaspa::Kaspa::new(kaspad(tag.clone(), 15), "KAS");
+    let watched = Watched::new([KAS_ADDR], false);
+    let input = PollInput { cursor: Some(BlockRef { height: 10, hash: khash("a", 10) }), recent: vec![], start_height: None, rescan_from: None, max_blocks: 100 };
+    let r = poll(&mut node, &input, &watched).unwrap();
+    assert_eq!(r.tip, BlockRef { height: 15, hash: khash("a", 15) });
+    assert_eq!(r.fork_height, None);
+    assert_eq!(r.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![11, 12, 13, 14, 15]);
+    // the payment, not the coinbase, at the chain block that accepted it
+    assert_eq!(r.transfers.len(), 1);
+    let t = &r.transfers[0];
+    assert_eq!((t.index, t.amount_base.as_str(), t.amount.to_string().as_str(), t.asset.as_str()), (1, "150000000", "1.5", "KAS"));
+    assert_eq!(t.block, Some(BlockRef { height: 12, hash: khash("a", 12) }));
+    let mempool = r.mempool.unwrap();
+    assert_eq!(mempool.len(), 1);
+    assert_eq!((mempool[0].amount_base.as_str(), mempool[0].block.clone()), ("2", None));
+    // max_blocks caps the scan, the rest comes next time
+    let capped = PollInput { max_blocks: 2, ..input.clone() };
+    assert_eq!(poll(&mut node, &capped, &watched).unwrap().blocks.len(), 2);
+}
+
+#[test]
+fn kaspa_first_poll_starts_at_the_tip_or_at_the_pruning_point() {
+    let tag = Arc::new(Mutex::new("a".to_string()));
+    let mut node = kaspa::Kaspa::new(kaspad(tag, 15), "KAS");
+    let watched = Watched::new([KAS_ADDR], false);
+    let first = PollInput { cursor: None, recent: vec![], start_height: None, rescan_from: None, max_blocks: 100 };
+    let r = poll(&mut node, &first, &watched).unwrap();
+    assert_eq!(r.blocks, vec![BlockRef { height: 15, hash: khash("a", 15) }]);
+    assert!(r.transfers.is_empty());
+    let from_start = PollInput { start_height: Some(0), ..first };
+    let r = poll(&mut node, &from_start, &watched).unwrap();
+    assert_eq!(r.blocks.first().map(|b| b.height), Some(11));
+    assert_eq!(r.transfers.len(), 1);
+}
+
+#[test]
+fn kaspa_reorg_is_a_chain_block_that_left_the_chain() {
+    let tag = Arc::new(Mutex::new("a".to_string()));
+    let mut node = kaspa::Kaspa::new(kaspad(tag.clone(), 15), "KAS");
+    let watched = Watched::new([KAS_ADDR], false);
+    let recent: Vec<BlockRef> = (10..=15).map(|s| BlockRef { height: s, hash: chash("a", s) }).collect();
+    let input = PollInput { cursor: recent.last().cloned(), recent: recent.clone(), start_height: None, rescan_from: None, max_blocks: 100 };
+    let same = poll(&mut node, &input, &watched).unwrap();
+    assert_eq!((same.fork_height, same.blocks.len()), (None, 0));
+    // the chain switches to "b" above 11: its block 12 accepts the payment in another transaction
+    *tag.lock().unwrap() = "b".to_string();
+    let r = poll(&mut node, &input, &watched).unwrap();
+    assert_eq!(r.fork_height, Some(11));
+    assert_eq!(r.blocks.iter().map(|b| b.hash.clone()).collect::<Vec<_>>(), (12..=15).map(|s| chash("b", s)).collect::<Vec<_>>());
+    assert_eq!(r.transfers.len(), 1);
+    assert!(r.transfers[0].txid.ends_with("bb"));
+    assert_eq!(r.transfers[0].block.as_ref().map(|b| b.hash.clone()), Some(chash("b", 12)));
+    // a block the node never heard of is simply not on its chain
+    let unknown = BlockRef { height: 13, hash: "ff".repeat(32) };
+    assert!(!node.on_best_chain(&unknown, &r.tip).unwrap());
+    // the chain moving between the check and the scan: an error, read again next poll
+    let stale = BlockRef { height: 14, hash: chash("a", 14) };
+    assert!(node.scan(15, 15, Some(&stale), &watched).is_err());
+}
+
+#[test]
+fn kaspa_answers_that_are_not_kaspa() {
+    let watched = Watched::new([KAS_ADDR], false);
+    for garbage in ["", "[]", "{\"id\": 1}", "{\"id\": 1, \"params\": {\"sink\": \"zz\"}}", "{\"id\": 99, \"params\": {}}"] {
+        let mut node = kaspa::Kaspa::new(Box::new(Garbage(garbage)), "KAS");
+        assert!(node.tip().is_err(), "{garbage}");
+        assert!(node.mempool(&watched).is_err(), "{garbage}");
+    }
 }
