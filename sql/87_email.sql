@@ -102,11 +102,27 @@ comment on view invoices.emails is
 
 -- The worker's side: claim due e-mails with a lease, each with what the message needs (the
 -- invoice document and its PDF, rendered here), then record each attempt.
+-- A setting's value for this database as it is now: the worker's session began before a later
+-- ALTER DATABASE … SET (such as invoices.public_base_url, in the e-mails' links) and would
+-- otherwise keep the old one.
+create function invoices_internal.database_setting(setting text) returns text
+language sql stable
+as $$
+  select coalesce(
+    (select substr(c, length(setting) + 2)
+       from pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+      where s.setdatabase = (select oid from pg_catalog.pg_database where datname = current_database())
+        and s.setrole = 0 and c like setting || '=%'
+      limit 1),
+    current_setting(setting, true))
+$$;
+
 create function invoices_internal.claim_emails(n integer, lease_seconds integer)
 returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
 language plpgsql volatile
 as $$
 begin
+  perform set_config('invoices.public_base_url', invoices_internal.database_setting('invoices.public_base_url'), true);
   return query
   with due as (
     select e.merchant_id, e.id from invoices_internal.emails e

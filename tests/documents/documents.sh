@@ -13,7 +13,12 @@ source "$here/../chains/lib.sh"
 bash "$here/install_tools.sh"
 work=$(mktemp -d); chmod 755 "$work"
 site_pid=""
-trap '[ -n "$site_pid" ] && kill $site_pid 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  if [ -n "$site_pid" ]; then kill "$site_pid" 2>/dev/null || true; fi
+  pkill -f -- "--user-data-dir=$work" 2>/dev/null || true; sleep 0.2   # Chromium's helpers may linger
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
 API="$PGRST_URL"; PUB="$PUBLIC_URL"
 
 read -r mid key other_key < <(psql_ -tA -F ' ' <<SQL | tail -1
