@@ -11,9 +11,10 @@
 #   6. documents    — the invoice PDF (text, pages, QR codes read back), the hosted page in headless
 #                     Chromium (countdown, polling, redirects, invoice.viewed), e-mail through a
 #                     real SMTP server (aiosmtpd) with retries and dead letters
-#   7. chains       — payment detection on a real Anvil (ETH + an ERC-20) and a real Bitcoin
-#                     full node (bcoin, regtest): exact, partial, over, late, confirmations,
-#                     garbage answers, reorg, node restart
+#   7. chains       — payment detection on a real Anvil (ETH + an ERC-20), a real Bitcoin
+#                     full node (bcoin, regtest) and a real kaspad (simnet; built from crates.io
+#                     once, 20-35 min): exact, partial, over, late, confirmations, garbage
+#                     answers, reorg, node restart
 #   8. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
 #                     a second, restart after SIGTERM and kill -9 (last: it crash-restarts the
 #                     cluster)
@@ -38,6 +39,7 @@ step "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"
 step "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 step "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"
+step "chains: Kaspa on kaspad" bash "$ROOT/tests/chains/kaspa.sh"
 step "webhooks: kill -9 mid-flush" bash "$ROOT/tests/webhooks/crash.sh"
 step "crash: kill -9 under load" bash "$ROOT/tests/crash/under_load.sh"
 step "worker: rates" bash "$ROOT/tests/worker/rates.sh"

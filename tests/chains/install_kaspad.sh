@@ -4,7 +4,8 @@
 # the test payments (tests/http/requirements.txt, installed with the other Python clients).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
-if ! "$KASPAD_BIN" --version 2>/dev/null | grep -q "kaspad $KASPAD_VERSION"; then
+have=$("$KASPAD_BIN" --version 2>&1 || true)   # (kaspad exits 1 after printing it)
+if [[ "$have" != *"kaspad $KASPAD_VERSION"* ]]; then
   dpkg-query -W -f='${Status}' protobuf-compiler 2>/dev/null | grep -q "install ok installed" || {
     log "installing Debian package protobuf-compiler (kaspad's build needs protoc)"
     sudo_ apt-get update -qq

@@ -33,7 +33,7 @@ start_node() {
 stop_node() { pkill -f -- "--appdir $work/node$1" 2>/dev/null || true; for _ in $(seq 100); do pgrep -f -- "--appdir $work/node$1" >/dev/null || return 0; sleep 0.1; done; }
 kas() { local port=$1; shift; "$PY" "$here/kaspa/node.py" "ws://127.0.0.1:$port" "$@"; }
 # pay ADDRESS KAS [NODE_URL] [BLOCKS] [PRIVATE_KEY]: signs with the SDK, submits, mines BLOCKS
-pay() { "$PY" "$here/kaspa/pay.py" "$1" "$2" --url "${3:-$URL1}" --blocks "${4:-1}" ${5:+--key "$5"} | sed -n 's/^txid: //p'; }
+pay() { "$PY" "$here/kaspa/pay.py" "$1" "$2" --url "${3:-$URL1}" --blocks "${4:-1}" ${5:+--key "$5"} 2>>"$work/pay.log" | sed -n 's/^txid: //p'; }
 # same_sink: waits until both nodes agree on the chain (nudging node 2 once)
 same_sink() {
   for i in $(seq 150); do
