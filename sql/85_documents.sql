@@ -42,13 +42,14 @@ set search_path = pg_catalog
 as $$
 declare
   d record;
+  doc jsonb;
 begin
   select * into d from invoices_internal.document_invoice(ref);
+  doc := invoices_internal.invoice_document(d.merchant_id, d.id);
   perform set_config('response.headers', json_build_array(
-            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"',
-              (select invoice_number from invoices_internal.invoices where merchant_id = d.merchant_id and id = d.id))),
+            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"', doc ->> 'invoice_number')),
             json_build_object('Cache-Control', 'no-store'))::text, true);
-  return invoices_internal.render_invoice_pdf(invoices_internal.invoice_document(d.merchant_id, d.id));
+  return invoices_internal.render_invoice_pdf(doc);
 end
 $$;
 comment on function invoices.invoice_pdf(text) is

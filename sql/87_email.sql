@@ -12,7 +12,7 @@ create table invoices_internal.emails (
   merchant_id      uuid not null,
   id               bigint generated always as identity,
   invoice_id       uuid not null,
-  recipient        text not null check (recipient ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' and length(recipient) <= 254),
+  recipient        text not null check (invoices_internal.is_email(recipient)),
   status           text not null default 'queued' check (status in ('queued', 'sending', 'sent', 'failed', 'dead')),
   attempts         integer not null default 0,
   max_attempts     integer not null,
@@ -45,7 +45,7 @@ begin
       '{"errors":[{"field":"customer_email","message":"is required to send the invoice (or pass to_email)"}]}',
       'create the invoice with customer_email, or call send_invoice(ref, to_email => ''…'')');
   end if;
-  if to_addr !~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' or length(to_addr) > 254 then
+  if not invoices_internal.is_email(to_addr) then
     perform invoices_internal.raise('22023', format('invalid e-mail address %s', to_addr),
       '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
   end if;

@@ -118,5 +118,9 @@ pgrx::extension_sql_file!(
         api::documents::invoices_internal::render_hosted_page
     ]
 );
-pgrx::extension_sql_file!("../sql/87_email.sql", name = "email", requires = ["documents"]);
+pgrx::extension_sql_file!(
+    "../sql/87_email.sql",
+    name = "email",
+    requires = ["documents", api::documents::invoices_internal::is_email]
+);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

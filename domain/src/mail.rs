@@ -60,16 +60,9 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A plausible mailbox: one @, no spaces or line breaks, no angle brackets.
+/// A mailbox the relay is given: the one e-mail check of the project (`validate::is_email`).
 pub fn valid_address(addr: &str) -> bool {
-    let Some((local, domain)) = addr.split_once('@') else { return false };
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !addr.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"@".contains(c) && c != '@')
-        && addr.matches('@').count() == 1
-        && addr.len() <= 254
+    crate::validate::is_email(addr)
 }
 
 /// What one e-mail says.

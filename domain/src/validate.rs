@@ -1,7 +1,8 @@
 //! Small validators for outside input: e-mail addresses, URLs, ISO dates, invoice prefixes.
 
 /// A practical e-mail check (what Stripe and most forms accept): one `@`, a non-empty local part,
-/// a dotted domain of letters, digits and hyphens, no spaces, at most 254 characters.
+/// a dotted domain of letters, digits and hyphens, no spaces, at most 254 characters; no
+/// RFC 5322 specials (`<>()[]\,;:"`) in the local part, so it is also a safe SMTP path.
 pub fn is_email(s: &str) -> bool {
     if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return false;
@@ -14,6 +15,7 @@ pub fn is_email(s: &str) -> bool {
         || local.contains('@')
         || local.starts_with('.')
         || local.ends_with('.')
+        || local.chars().any(|c| "<>()[]\\,;:\"".contains(c))
     {
         return false;
     }
@@ -114,6 +116,8 @@ mod tests {
             "alice@.com",
             "a@b@c.com",
             "alice@example.c",
+            "a<b@example.com",
+            "bob>\r\nRCPT TO:<evil@x.test",
         ] {
             assert!(!is_email(bad), "{bad}");
         }

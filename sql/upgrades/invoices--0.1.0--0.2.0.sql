@@ -371,13 +371,14 @@ set search_path = pg_catalog
 as $$
 declare
   d record;
+  doc jsonb;
 begin
   select * into d from invoices_internal.document_invoice(ref);
+  doc := invoices_internal.invoice_document(d.merchant_id, d.id);
   perform set_config('response.headers', json_build_array(
-            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"',
-              (select invoice_number from invoices_internal.invoices where merchant_id = d.merchant_id and id = d.id))),
+            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"', doc ->> 'invoice_number')),
             json_build_object('Cache-Control', 'no-store'))::text, true);
-  return invoices_internal.render_invoice_pdf(invoices_internal.invoice_document(d.merchant_id, d.id));
+  return invoices_internal.render_invoice_pdf(doc);
 end
 $$;
 comment on function invoices.invoice_pdf(text) is
@@ -560,11 +561,18 @@ begin
 end
 $$;
 
+CREATE  FUNCTION invoices_internal."is_email"(
+	"address" TEXT /* & str */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'is_email_wrapper';
+
 create table invoices_internal.emails (
   merchant_id      uuid not null,
   id               bigint generated always as identity,
   invoice_id       uuid not null,
-  recipient        text not null check (recipient ~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' and length(recipient) <= 254),
+  recipient        text not null check (invoices_internal.is_email(recipient)),
   status           text not null default 'queued' check (status in ('queued', 'sending', 'sent', 'failed', 'dead')),
   attempts         integer not null default 0,
   max_attempts     integer not null,
@@ -597,7 +605,7 @@ begin
       '{"errors":[{"field":"customer_email","message":"is required to send the invoice (or pass to_email)"}]}',
       'create the invoice with customer_email, or call send_invoice(ref, to_email => ''…'')');
   end if;
-  if to_addr !~ '^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$' or length(to_addr) > 254 then
+  if not invoices_internal.is_email(to_addr) then
     perform invoices_internal.raise('22023', format('invalid e-mail address %s', to_addr),
       '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
   end if;
@@ -738,7 +746,7 @@ grant execute on function invoices.send_invoice(text, text) to invoices_admin;
 grant select on invoices.emails to invoices_admin;
 revoke execute on function invoices_internal.queue_invoice_email(uuid, uuid, text),
   invoices_internal.email_object(invoices_internal.emails), invoices_internal.claim_emails(integer, integer),
-  invoices_internal.database_setting(text),
+  invoices_internal.database_setting(text), invoices_internal.is_email(text),
   invoices_internal.record_email(uuid, bigint, text, boolean, text) from public;
 -- E-mail: merchants send (write scope) and follow their e-mails (read).
 grant select on invoices.emails to invoices_api;

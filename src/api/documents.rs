@@ -18,6 +18,12 @@ pub mod invoices_internal {
         }
     }
 
+    /// The project's one e-mail check (`domain::validate::is_email`), for SQL.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    pub fn is_email(address: &str) -> bool {
+        crate::domain::validate::is_email(address)
+    }
+
     /// The hosted invoice page; `now_ms` is the server's clock for the countdown.
     #[pg_extern(immutable, parallel_safe)]
     pub fn render_hosted_page(doc: JsonB, api_base: &str, pdf_url: Option<&str>, poll_ms: i32, now_ms: i64) -> String {

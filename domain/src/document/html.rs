@@ -36,10 +36,7 @@ pub fn esc(s: &str) -> String {
 
 /// Only http(s) URLs become links or redirects.
 fn safe_url(u: Option<&str>) -> Option<&str> {
-    u.filter(|u| {
-        let l = u.to_ascii_lowercase();
-        (l.starts_with("https://") || l.starts_with("http://")) && !u.chars().any(|c| c.is_control() || c == ' ')
-    })
+    u.filter(|u| crate::validate::is_http_url(u))
 }
 
 /// Human status line.
@@ -212,19 +209,11 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
             esc(&amount_json(&l.amount))
         ));
     }
-    let mut totals = vec![("Subtotal", doc.money(&doc.subtotal), false)];
-    if dec(&doc.discount_amount).is_some_and(|d| d != Decimal::ZERO) {
-        totals.push(("Discount", format!("-{}", doc.money(&doc.discount_amount)), false));
-    }
-    if dec(&doc.tax_amount).is_some_and(|d| d != Decimal::ZERO) {
-        totals.push(("Tax", doc.money(&doc.tax_amount), false));
-    }
-    totals.push(("Total", doc.money(&doc.total), true));
-    for (k, v, strong) in totals {
+    for (k, v, strong) in doc.total_rows() {
         h.push_str(&format!(
             "<tr{}><td colspan=\"2\">{}</td><td class=\"n\">{}</td></tr>",
             if strong { " class=\"total\"" } else { "" },
-            k,
+            esc(&k),
             esc(&v)
         ));
     }

@@ -218,6 +218,25 @@ impl InvoiceDoc {
         }
     }
 
+    /// The totals block both documents show: (label, amount, emphasized). Discount and tax only
+    /// when there are any; amount paid and due once something was paid.
+    pub fn total_rows(&self) -> Vec<(String, String, bool)> {
+        let nonzero = |v: &Option<Value>| dec(v).is_some_and(|d| d != Decimal::ZERO);
+        let mut rows = vec![("Subtotal".to_string(), self.money(&self.subtotal), false)];
+        if nonzero(&self.discount_amount) {
+            rows.push(("Discount".into(), format!("-{}", self.money(&self.discount_amount)), false));
+        }
+        if nonzero(&self.tax_amount) {
+            rows.push((format!("Tax ({}%)", dec_text(&self.tax_rate)), self.money(&self.tax_amount), false));
+        }
+        rows.push(("Total".into(), self.money(&self.total), true));
+        if nonzero(&self.amount_paid) {
+            rows.push(("Amount paid".into(), self.money(&self.amount_paid), false));
+            rows.push(("Amount due".into(), self.money(&self.amount_due), true));
+        }
+        rows
+    }
+
     /// "0.0123 BTC"
     pub fn asset_money(&self) -> Option<String> {
         let a = self.asset.as_deref()?;

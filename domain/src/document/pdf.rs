@@ -274,18 +274,7 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
     }
 
     // totals
-    let mut totals: Vec<(String, String, bool)> = vec![("Subtotal".into(), doc.money(&doc.subtotal), false)];
-    if dec(&doc.discount_amount).is_some_and(|d| d != Decimal::ZERO) {
-        totals.push(("Discount".into(), format!("-{}", doc.money(&doc.discount_amount)), false));
-    }
-    if dec(&doc.tax_amount).is_some_and(|d| d != Decimal::ZERO) {
-        totals.push((format!("Tax ({}%)", dec_text(&doc.tax_rate)), doc.money(&doc.tax_amount), false));
-    }
-    totals.push(("Total".into(), doc.money(&doc.total), true));
-    if dec(&doc.amount_paid).is_some_and(|d| d != Decimal::ZERO) {
-        totals.push(("Amount paid".into(), doc.money(&doc.amount_paid), false));
-        totals.push(("Amount due".into(), doc.money(&doc.amount_due), true));
-    }
+    let totals = doc.total_rows();
     w.y -= 6.0;
     w.room(16.0 * totals.len() as f32);
     for (k, v, bold) in totals {
@@ -374,7 +363,9 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
     let footer = doc.hosted_url.as_deref().map(|u| format!("View and pay online: {u}"));
     for i in 0..n {
         let bytes_f = footer.as_deref().map(win_ansi);
-        let page_no = win_ansi(&format!("{} - page {} of {}", doc.invoice_number, i + 1, n));
+        let label = format!("{} - page {} of {}", doc.invoice_number, i + 1, n);
+        let label_x = RIGHT - width(&label, Font::Regular, 8.0);
+        let page_no = win_ansi(&label);
         let c = &mut w.pages[i];
         c.set_fill_rgb(0.4, 0.4, 0.4);
         if let Some(b) = &bytes_f {
@@ -386,7 +377,7 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
         }
         c.begin_text();
         c.set_font(Font::Regular.name(), 8.0);
-        c.next_line(RIGHT - width(&String::from_utf8_lossy(&page_no), Font::Regular, 8.0), 28.0);
+        c.next_line(label_x, 28.0);
         c.show(Str(&page_no));
         c.end_text();
     }
