@@ -262,7 +262,7 @@ begin
     end case;
     insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
     values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
-    perform invoices_internal.emit_event(new, t[2]);   -- the outbox, same transaction
+    perform invoices_internal.emit_events(new, array[t[2]]);   -- the outbox, same transaction
     -- expiry, cancellation and confirmation release the deposit address after its pause
     -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
     -- a late payment or a reorg never claims an address the carousel has handed on)
@@ -310,10 +310,9 @@ begin
     from (values (1, null, 'draft', 'invoice.created'), (2, 'draft', 'pending', 'invoice.finalized')) e(n, from_status, to_status, event)
    where e.n = 1 or new.status = 'pending'
    order by e.n;
-  perform invoices_internal.emit_event(new, 'invoice.created');
-  if new.status = 'pending' then
-    perform invoices_internal.emit_event(new, 'invoice.finalized');
-  end if;
+  perform invoices_internal.emit_events(new, case when new.status = 'pending'
+                                                   then '{invoice.created,invoice.finalized}'::text[]
+                                                   else '{invoice.created}' end);
   return null;
 end
 $$;

@@ -69,34 +69,42 @@ create table invoices_internal.webhook_attempts (
   primary key (merchant_id, delivery_id, attempt)
 );
 
--- The event of a status change, and its deliveries, in the caller's transaction.
--- Payment events carry the payment too (data.payment).
-create function invoices_internal.emit_event(i invoices_internal.invoices, event text, payment jsonb default null)
+-- The events of a status change (one, or created + finalized for an invoice created finalized)
+-- and their deliveries, in the caller's transaction, in one statement. Payment events carry the
+-- payment too (data.payment).
+create function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null)
 returns void
 language plpgsql volatile
 as $$
 declare
-  ev_id uuid := invoices_internal.uuid_v7();
   data jsonb := jsonb_build_object(
     'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
     'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
     'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
     'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
+  -- cardinality(retry_schedule()) without parsing the intervals
+  retries integer := cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','));
 begin
   if payment is not null then
     data := data || jsonb_build_object('payment', payment);
   end if;
-  insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
-  values (i.merchant_id, ev_id, event, i.id, data);
-  insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, max_retries)
-  select e.merchant_id, ev_id, e.id, e.url, cardinality(invoices_internal.retry_schedule())
-    from invoices_internal.webhook_endpoints e
-   where e.merchant_id = i.merchant_id and e.active and ('*' = any (e.events) or event = any (e.events));
-  if i.callback_url is not null then
-    insert into invoices_internal.webhook_deliveries (merchant_id, event_id, url, secret, max_retries)
-    values (i.merchant_id, ev_id, i.callback_url, i.callback_secret,
-            coalesce(i.attempts_callback, cardinality(invoices_internal.retry_schedule())));
-  end if;
+  with ev as (
+    insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
+    select i.merchant_id, invoices_internal.uuid_v7(), e.event, i.id, data
+      from unnest(events) with ordinality e(event, n)
+     order by e.n
+    returning id, event)
+  insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, secret, max_retries)
+  select i.merchant_id, d.event_id, d.endpoint_id, d.url, d.secret, d.max_retries
+    from (select ev.id as event_id, ev.event, w.id as endpoint_id, w.url, null::text as secret,
+                 retries as max_retries, 1 as kind
+            from ev join invoices_internal.webhook_endpoints w
+              on w.merchant_id = i.merchant_id and w.active and ('*' = any (w.events) or ev.event = any (w.events))
+          union all
+          select ev.id, ev.event, null, i.callback_url, i.callback_secret, coalesce(i.attempts_callback, retries), 2
+            from ev
+           where i.callback_url is not null) d
+   order by array_position(events, d.event), d.kind, d.endpoint_id;
 end
 $$;
 

@@ -428,7 +428,7 @@ begin
      where merchant_id = a.merchant_id and id = a.id;
     received := received + 1;
     if inv.id is not null then
-      perform invoices_internal.emit_event(inv, 'payment.received', invoices_internal.payment_object(pay, tip));
+      perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
     end if;
     touched := touched || pay.id;
   end loop;
@@ -446,7 +446,7 @@ begin
     reverted := reverted + 1;
     select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
     if inv.id is not null then
-      perform invoices_internal.emit_event(inv, 'payment.reverted', invoices_internal.payment_object(pay, tip));
+      perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
       invoices_touched := invoices_touched || inv.id;
     end if;
   end loop;
@@ -475,7 +475,7 @@ begin
         confirmed := confirmed + 1;
         select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
         if inv.id is not null then
-          perform invoices_internal.emit_event(inv, 'payment.confirmed', invoices_internal.payment_object(pay, tip));
+          perform invoices_internal.emit_events(inv, '{payment.confirmed}', invoices_internal.payment_object(pay, tip));
         end if;
       end if;
     elsif pay.id = any (touched) then

@@ -101,7 +101,7 @@ begin
     update invoices_internal.invoices v set viewed_at = now()
      where v.merchant_id = i.merchant_id and v.id = i.id
     returning * into i;
-    perform invoices_internal.emit_event(i, 'invoice.viewed');
+    perform invoices_internal.emit_events(i, '{invoice.viewed}');
     return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', true);
   end if;
   return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);

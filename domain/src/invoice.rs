@@ -477,6 +477,36 @@ pub fn prepare(payload: &Value) -> Result<Value, DomainError> {
     }))
 }
 
+/// The invoice object of a new invoice, from `prepare`'s output, in the shape the invoice object
+/// has (SPEC.md): the lines without their position, and the amounts and payment fields every new
+/// invoice starts with. What the database assigns (id, number, slug, status, merchant, URLs,
+/// timestamps) is added by `create_invoice`; the prepared fields stay, so the same value also
+/// fills the row (keys that are not columns are ignored there).
+pub fn new_invoice_object(mut prepared: Value) -> Value {
+    let Some(obj) = prepared.as_object_mut() else {
+        return prepared;
+    };
+    if let Some(Value::Array(lines)) = obj.get_mut("lines") {
+        for line in lines.iter_mut().filter_map(Value::as_object_mut) {
+            line.remove("position");
+        }
+    }
+    let exponent = obj.get("exponent").and_then(Value::as_u64).unwrap_or(0) as u32;
+    let total = obj.get("total").cloned().unwrap_or(Value::Null);
+    obj.insert("amount_paid".into(), json!(format_amount(Decimal::ZERO, exponent)));
+    obj.insert("amount_due".into(), total);
+    obj.insert("asset_paid".into(), json!(0));
+    obj.insert("overpaid".into(), json!(false));
+    obj.insert("paid_late".into(), json!(false));
+    for key in [
+        "asset_amount", "rate", "address", "expires_at", "partially_paid_at", "paid_at",
+        "confirmed_at", "expired_at", "overdue_at", "cancelled_at", "sent_at",
+    ] {
+        obj.insert(key.into(), Value::Null);
+    }
+    prepared
+}
+
 /// Validates `create_merchant`'s input; returns the normalized merchant.
 pub fn prepare_merchant(payload: &Value) -> Result<Value, DomainError> {
     let mut errs = FieldErrors::new();
@@ -528,6 +558,21 @@ mod tests {
 
     fn fields(e: &DomainError) -> Vec<String> {
         e.fields.iter().map(|f| f.field.clone()).collect()
+    }
+
+    #[test]
+    fn new_invoice_object_has_the_object_shape_and_zero_payments() {
+        let out = new_invoice_object(
+            prepare(&json!({"currency": "JPY", "lines": [{"description": "A", "unit_price": 1000}]})).unwrap(),
+        );
+        assert_eq!(out["lines"], json!([{"description": "A", "quantity": "1", "unit_price": "1000", "amount": "1000"}]));
+        assert_eq!(out["amount_paid"], "0");
+        assert_eq!(out["amount_due"], "1000");
+        assert_eq!(out["asset_paid"], 0);
+        assert_eq!(out["paid_at"], Value::Null);
+        assert_eq!(out["total"], "1000", "prepared fields stay");
+        let usd = new_invoice_object(prepare(&json!({"currency": "USD", "lines": [{"description": "A", "unit_price": 1}]})).unwrap());
+        assert_eq!(usd["amount_paid"], "0.00");
     }
 
     #[test]

@@ -16,6 +16,17 @@ pub mod invoices_internal {
         JsonB(invoice::prepare(&payload.0).unwrap_or_else(|e| error::as_json(&e)))
     }
 
+    /// create_invoice's input check: prepare_invoice's result in the shape of the invoice
+    /// object of a new invoice (it also fills the row).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn prepare_new_invoice(payload: JsonB) -> JsonB {
+        JsonB(
+            invoice::prepare(&payload.0)
+                .map(invoice::new_invoice_object)
+                .unwrap_or_else(|e| error::as_json(&e)),
+        )
+    }
+
     /// Validates create_merchant's input.
     #[pg_extern(immutable, parallel_safe)]
     pub fn prepare_merchant(payload: JsonB) -> JsonB {

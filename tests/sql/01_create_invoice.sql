@@ -71,3 +71,26 @@ select inv->'metadata' as metadata, inv->>'due_date' as due, inv->>'order_id' as
   from invoices.create_invoice(lines => '[{"description": "x", "unit_price": 1}]',
                                issue_date => '2026-05-01', due_date => '2026-05-31',
                                metadata => '{"customer_id": "cus_42", "plan": "pro"}', order_id => 'ORD-9') as inv;
+
+-- create_invoice builds the object of a new invoice without reading it back: it is the same
+-- object invoice_object() reads from the tables (draft, sent, fiat, JPY, crypto, every option).
+create temp table made (o jsonb);
+insert into made
+select invoices.create_invoice(lines => '[{"description": "A", "quantity": 2, "unit_price": "150.00"}, {"description": "B", "quantity": "1.5", "unit_price": "19.99"}]',
+                               customer_email => 'a@example.com', customer_name => 'A', customer_company => 'Co',
+                               customer_address => '1 Road', tax_rate => 10, send => true)
+union all
+select invoices.create_invoice(lines => '[{"description": "A", "unit_price": 1000}]', currency => 'JPY', notes => 'n',
+                               metadata => '{"k": 1}', due_date => '2026-06-30', issue_date => '2026-06-01',
+                               discount_amount => 100, tax_rate => 8.25)
+union all
+select invoices.create_invoice(lines => '[{"description": "A", "unit_price": "0.5"}]', asset => 'BTC', markup_percent => 1.5,
+                               callback_url => 'https://example.com/cb', callback_secret => 'cb-secret-1',
+                               order_id => 'o1', success_url => 'https://example.com/ok', failed_url => 'https://example.com/no',
+                               confirmations => 2, expiry_minutes => 60, pause_minutes => 5, attempts_callback => 3)
+union all
+select invoices.create_invoice(lines => '[{"description": "sats", "quantity": 3, "unit_price": "0.00000001"}]', currency => 'BTC', send => true);
+select m.o ->> 'currency' as currency, m.o ->> 'status' as status,
+       m.o = invoices_internal.invoice_object((m.o ->> 'merchant_id')::uuid, (m.o ->> 'id')::uuid) as same_object,
+       not m.o ? 'callback_secret' as secret_hidden
+  from made m order by m.o ->> 'invoice_number';
