@@ -94,8 +94,11 @@ create table invoices_internal.invoices (
   -- trigger's expressions are compiled once per session (create_invoice is the hot path).
 );
 create index invoices_merchant_status_idx on invoices_internal.invoices (merchant_id, status, created_at desc);
--- Slugs are random (~79 bits) and globally unique: the public page finds an invoice by slug alone.
-create unique index invoices_slug_key on invoices_internal.invoices (slug);
+-- Slugs are random (~79 bits): unique per merchant by this index (every unique index leads with
+-- merchant_id, so the table can be distributed by it on Citus) and, by their randomness, across
+-- merchants. The public page finds an invoice by its slug alone through the second index.
+create unique index invoices_slug_key on invoices_internal.invoices (merchant_id, slug);
+create index invoices_slug_idx on invoices_internal.invoices (slug);
 create index invoices_id_idx on invoices_internal.invoices (id);
 -- the worker's sweeps: unpaid invoices past their quote deadline, open invoices past due
 create index invoices_expiring_idx on invoices_internal.invoices (expires_at)

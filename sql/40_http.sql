@@ -109,8 +109,15 @@ create table invoices_internal.api_keys (
   last_used_at          timestamptz,     -- persisted from the shared-memory counters
   primary key (merchant_id, id)
 );
-create unique index api_keys_key_hash_key on invoices_internal.api_keys (key_hash);
-create unique index api_keys_id_key on invoices_internal.api_keys (id);
+
+-- Every request finds its key by the key's hash alone. The hash's owner lives in a table of its
+-- own, keyed by the hash (globally unique), so api_keys keeps merchant_id first in every key and
+-- index; on Citus this table is distributed by key_hash and each lookup goes to one shard.
+create table invoices_internal.api_key_hashes (
+  key_hash    text primary key,
+  merchant_id uuid not null,
+  key_id      uuid not null
+);
 
 -- Creates a key for merchant mid; the only place a key exists in clear text is the result.
 create function invoices_internal.insert_api_key(mid uuid, name text, scopes text[],
@@ -137,6 +144,8 @@ begin
   insert into invoices_internal.api_keys (merchant_id, name, prefix, key_hash, scopes, rate_limit_per_minute)
   values (mid, btrim(name), issued.prefix, issued.key_hash, canonical, rate_limit_per_minute)
   returning * into k;
+  insert into invoices_internal.api_key_hashes (key_hash, merchant_id, key_id)
+  values (k.key_hash, k.merchant_id, k.id);
   return jsonb_build_object(
     'id', k.id, 'merchant_id', k.merchant_id, 'name', k.name, 'prefix', k.prefix,
     'scopes', to_jsonb(k.scopes), 'rate_limit_per_minute', k.rate_limit_per_minute,
@@ -204,6 +213,7 @@ declare
   need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
                                                 coalesce(current_setting('request.path', true), '/'));
   presented text := nullif(btrim(headers->>'x-api-key'), '');
+  owner record;
   k record;
   rl bigint[];   -- {allowed 0/1, limit, remaining, reset_at, retry_after}
   limits text;
@@ -219,9 +229,12 @@ begin
       'send it as X-API-Key: <key> or Authorization: Bearer <key>');
   end if;
 
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
   select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
     from invoices_internal.api_keys
-   where key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+   where merchant_id = owner.merchant_id and id = owner.key_id;
   if not found or k.revoked_at is not null then
     perform invoices_internal.raise('28000',
       case when found then 'this API key was revoked' else 'invalid API key' end, null,

@@ -40,16 +40,16 @@ create table invoices_internal.addresses (
   unique (merchant_id, wallet_id, address),
   foreign key (merchant_id, wallet_id) references invoices_internal.wallets (merchant_id, id)
 );
-create unique index addresses_id_key on invoices_internal.addresses (id);
+create unique index addresses_id_key on invoices_internal.addresses (merchant_id, id);
 -- the carousel's pick: free addresses of a wallet, oldest freed first
 create index addresses_free_idx on invoices_internal.addresses (wallet_id, available_at, id)
   where invoice_id is null;
-create unique index addresses_one_invoice on invoices_internal.addresses (invoice_id)
+create unique index addresses_one_invoice on invoices_internal.addresses (merchant_id, invoice_id)
   where invoice_id is not null;
 -- payment detection finds the address of an output
 create index addresses_address_idx on invoices_internal.addresses (address);
 -- No address is ever assigned to two live invoices.
-create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (address_id)
+create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (merchant_id, address_id)
   where status in ('pending', 'partial', 'paid', 'overdue');
 
 -- Who held which address when: payment detection credits a payment to the invoice that held
@@ -155,7 +155,7 @@ begin
   end if;
   -- 1. the oldest free address whose pause is over (concurrent finalizers skip each other's)
   select * into a from invoices_internal.addresses
-   where wallet_id = w.id and invoice_id is null and available_at <= now()
+   where merchant_id = mid and wallet_id = w.id and invoice_id is null and available_at <= now()
    order by available_at, id
    limit 1
    for update skip locked;
@@ -168,9 +168,9 @@ begin
         'a bring-your-own wallet has one address: wait until its invoice is paid, expires or is cancelled, or create_wallet with an xpub');
     end if;
     select count(*) into unused from invoices_internal.addresses
-     where wallet_id = w.id and derivation_index is not null and first_paid_at is null
+     where merchant_id = mid and wallet_id = w.id and derivation_index is not null and first_paid_at is null
        and derivation_index > coalesce((select max(derivation_index) from invoices_internal.addresses
-                                         where wallet_id = w.id and first_paid_at is not null), -1);
+                                         where merchant_id = mid and wallet_id = w.id and first_paid_at is not null), -1);
     if unused >= w.gap_limit then
       perform invoices_internal.raise('55000',
         format('gap limit reached: %s derived %s addresses have no payment yet', unused, inv.asset),
@@ -205,7 +205,7 @@ as $$
 begin
   update invoices_internal.addresses
      set invoice_id = null, available_at = now() + make_interval(mins => pause_minutes)
-   where id = addr_id and invoice_id = inv_id;
+   where merchant_id = mid and id = addr_id and invoice_id = inv_id;
   update invoices_internal.address_assignments set released_at = now()
    where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;
 end

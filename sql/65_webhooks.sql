@@ -53,7 +53,6 @@ create table invoices_internal.webhook_deliveries (
   created_at       timestamptz not null default clock_timestamp(),
   primary key (merchant_id, id)
 );
-create unique index webhook_deliveries_id_key on invoices_internal.webhook_deliveries (id);
 create index webhook_deliveries_due_idx on invoices_internal.webhook_deliveries (next_attempt_at)
   where status in ('pending', 'delivering');
 

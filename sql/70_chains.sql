@@ -70,7 +70,7 @@ create table invoices_internal.payments (
   primary key (merchant_id, id),
   unique (merchant_id, chain, txid, output_index)
 );
-create unique index payments_id_key on invoices_internal.payments (id);
+create index payments_id_idx on invoices_internal.payments (id);
 create index payments_tx_idx on invoices_internal.payments (chain, txid, output_index);
 create index payments_invoice_idx on invoices_internal.payments (merchant_id, invoice_id);
 -- what a poll re-examines: payments not yet confirmed, and those in recent blocks (reorgs)

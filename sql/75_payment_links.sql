@@ -22,8 +22,17 @@ create table invoices_internal.payment_links (
   deactivated_at timestamptz,
   primary key (merchant_id, id)
 );
--- public: a link is found by its slug alone
-create unique index payment_links_slug_key on invoices_internal.payment_links (slug);
+create unique index payment_links_slug_key on invoices_internal.payment_links (merchant_id, slug);
+create index payment_links_slug_idx on invoices_internal.payment_links (slug);
+
+-- A link is public and found by its slug alone, so slugs are unique across merchants: the
+-- slug's owner lives in a table keyed by the slug (on Citus distributed by slug, one shard per
+-- lookup), which keeps merchant_id first in every key and index of payment_links.
+create table invoices_internal.payment_link_slugs (
+  slug        text primary key,
+  merchant_id uuid not null,
+  link_id     uuid not null
+);
 
 -- "Annual Pro plan!" -> "annual-pro-plan" (-2, -3 … if taken).
 create function invoices_internal.link_slug(title text) returns text
@@ -38,7 +47,7 @@ begin
     base := 'link';
   end if;
   candidate := base;
-  while exists (select 1 from invoices_internal.payment_links l where l.slug = candidate) loop
+  while exists (select 1 from invoices_internal.payment_link_slugs l where l.slug = candidate) loop
     n := n + 1;
     candidate := base || '-' || n;
   end loop;
@@ -70,7 +79,7 @@ begin
   end if;
   if slug is not null and slug !~ '^[a-z0-9][a-z0-9-]{0,79}$' then
     errors := errors || '[{"field": "slug", "message": "lowercase letters, digits and -, at most 80"}]';
-  elsif slug is not null and exists (select 1 from invoices_internal.payment_links p where p.slug = create_payment_link.slug) then
+  elsif slug is not null and exists (select 1 from invoices_internal.payment_link_slugs p where p.slug = create_payment_link.slug) then
     errors := errors || '[{"field": "slug", "message": "already taken"}]';
   end if;
   if amount is not null and amount <= 0 then
@@ -99,6 +108,7 @@ begin
   values (mid, coalesce(slug, invoices_internal.link_slug(title)), btrim(title), description, amount, cur,
           upper(asset), redirect_url, coalesce(metadata, '{}'::jsonb))
   returning * into l;
+  insert into invoices_internal.payment_link_slugs (slug, merchant_id, link_id) values (l.slug, l.merchant_id, l.id);
   return invoices_internal.payment_link_object(l);
 end
 $$;
@@ -144,12 +154,18 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  owner record;
   l invoices_internal.payment_links;
   price numeric;
   inv jsonb;
   caller text := current_setting('invoices.merchant_id', true);
 begin
-  select * into l from invoices_internal.payment_links p where p.slug = pay_payment_link.slug for update;
+  -- the slug's owner first, then the link by its key: one shard each on Citus
+  select s.merchant_id, s.link_id into owner from invoices_internal.payment_link_slugs s
+   where s.slug = pay_payment_link.slug;
+  select * into l from invoices_internal.payment_links p
+   where p.merchant_id = owner.merchant_id and p.id = owner.link_id
+     for update;
   if not found or not l.active then
     perform invoices_internal.raise('P0002', format('payment link %s not found or no longer active', pay_payment_link.slug),
       null, 'ask the merchant for a current link');

@@ -71,6 +71,7 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.invoices', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_lines', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.audit_log', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.api_keys', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.api_key_hashes', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.server_secrets', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.idempotency_keys', '');
 
@@ -117,6 +118,7 @@ grant select on invoices.payment_links, invoices.public_payment_links to invoice
 grant execute on function invoices.create_payment_link(text, text, text, numeric, text, text, text, jsonb),
   invoices.deactivate_payment_link(text), invoices.pay_payment_link(text, numeric) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_links', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs', '');
 
 -- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
 grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),

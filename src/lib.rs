@@ -123,4 +123,5 @@ pgrx::extension_sql_file!(
     name = "email",
     requires = ["documents", api::documents::invoices_internal::is_email]
 );
+pgrx::extension_sql_file!("../sql/89_distribution.sql", name = "distribution", requires = ["email"]);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

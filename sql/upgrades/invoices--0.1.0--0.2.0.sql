@@ -290,6 +290,7 @@ declare
   need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
                                                 coalesce(current_setting('request.path', true), '/'));
   presented text := nullif(btrim(headers->>'x-api-key'), '');
+  owner record;
   k record;
   rl bigint[];   -- {allowed 0/1, limit, remaining, reset_at, retry_after}
   limits text;
@@ -305,9 +306,12 @@ begin
       'send it as X-API-Key: <key> or Authorization: Bearer <key>');
   end if;
 
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
   select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
     from invoices_internal.api_keys
-   where key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+   where merchant_id = owner.merchant_id and id = owner.key_id;
   if not found or k.revoked_at is not null then
     perform invoices_internal.raise('28000',
       case when found then 'this API key was revoked' else 'invalid API key' end, null,
@@ -894,3 +898,373 @@ end
 $$;
 revoke execute on function invoices_internal.emit_events(invoices_internal.invoices, text[], jsonb) from public;
 drop function invoices_internal.emit_event(invoices_internal.invoices, text, jsonb);
+
+-- Distributable on Citus: every unique index of a tenant table leads with merchant_id; the
+-- lookups by an API key's hash and by a payment link's slug go through routing tables keyed by
+-- them (invoices_internal.distribution_plan says how each table is laid out).
+drop index invoices_internal.invoices_slug_key;
+create unique index invoices_slug_key on invoices_internal.invoices (merchant_id, slug);
+create index invoices_slug_idx on invoices_internal.invoices (slug);
+drop index invoices_internal.addresses_id_key;
+create unique index addresses_id_key on invoices_internal.addresses (merchant_id, id);
+drop index invoices_internal.addresses_one_invoice;
+create unique index addresses_one_invoice on invoices_internal.addresses (merchant_id, invoice_id)
+  where invoice_id is not null;
+drop index invoices_internal.invoices_one_live_invoice_per_address;
+create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (merchant_id, address_id)
+  where status in ('pending', 'partial', 'paid', 'overdue');
+drop index invoices_internal.webhook_deliveries_id_key;
+drop index invoices_internal.payments_id_key;
+create index payments_id_idx on invoices_internal.payments (id);
+drop index invoices_internal.api_keys_key_hash_key;
+drop index invoices_internal.api_keys_id_key;
+create table invoices_internal.api_key_hashes (
+  key_hash    text primary key,
+  merchant_id uuid not null,
+  key_id      uuid not null
+);
+insert into invoices_internal.api_key_hashes (key_hash, merchant_id, key_id)
+select key_hash, merchant_id, id from invoices_internal.api_keys;
+drop index invoices_internal.payment_links_slug_key;
+create unique index payment_links_slug_key on invoices_internal.payment_links (merchant_id, slug);
+create index payment_links_slug_idx on invoices_internal.payment_links (slug);
+create table invoices_internal.payment_link_slugs (
+  slug        text primary key,
+  merchant_id uuid not null,
+  link_id     uuid not null
+);
+insert into invoices_internal.payment_link_slugs (slug, merchant_id, link_id)
+select slug, merchant_id, id from invoices_internal.payment_links;
+revoke all on invoices_internal.api_key_hashes, invoices_internal.payment_link_slugs from public;
+alter table invoices_internal.api_key_hashes enable row level security;
+create policy merchant_scope on invoices_internal.api_key_hashes
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+alter table invoices_internal.payment_link_slugs enable row level security;
+create policy merchant_scope on invoices_internal.payment_link_slugs
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+select pg_catalog.pg_extension_config_dump('invoices_internal.api_key_hashes', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs', '');
+
+create or replace function invoices_internal.insert_api_key(mid uuid, name text, scopes text[],
+                                                 rate_limit_per_minute integer default null)
+returns jsonb
+language plpgsql volatile
+as $$
+declare
+  prepared jsonb := invoices_internal.prepare_api_key(name, scopes);
+  canonical text[];
+  issued record;
+  k invoices_internal.api_keys;
+begin
+  if prepared ? 'error' then
+    perform invoices_internal.raise_error(prepared);
+  end if;
+  canonical := array(select jsonb_array_elements_text(prepared->'scopes'));
+  if rate_limit_per_minute is not null and rate_limit_per_minute < 1 then
+    perform invoices_internal.raise('22023', 'invalid API key: rate_limit_per_minute must be at least 1',
+      '{"errors":[{"field":"rate_limit_per_minute","message":"must be at least 1"}]}',
+      'leave it null to use the invoices.rate_limit_per_minute setting');
+  end if;
+  select * into issued from invoices_internal.issue_api_key(invoices_internal.jwt_secret(), 'invoices_api');
+  insert into invoices_internal.api_keys (merchant_id, name, prefix, key_hash, scopes, rate_limit_per_minute)
+  values (mid, btrim(name), issued.prefix, issued.key_hash, canonical, rate_limit_per_minute)
+  returning * into k;
+  insert into invoices_internal.api_key_hashes (key_hash, merchant_id, key_id)
+  values (k.key_hash, k.merchant_id, k.id);
+  return jsonb_build_object(
+    'id', k.id, 'merchant_id', k.merchant_id, 'name', k.name, 'prefix', k.prefix,
+    'scopes', to_jsonb(k.scopes), 'rate_limit_per_minute', k.rate_limit_per_minute,
+    'created_at', k.created_at, 'api_key', issued.key);
+end
+$$;
+
+create or replace function invoices_internal.release_address(mid uuid, inv_id uuid, addr_id bigint, pause_minutes integer)
+returns void
+language plpgsql volatile
+as $$
+begin
+  update invoices_internal.addresses
+     set invoice_id = null, available_at = now() + make_interval(mins => pause_minutes)
+   where merchant_id = mid and id = addr_id and invoice_id = inv_id;
+  update invoices_internal.address_assignments set released_at = now()
+   where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;
+end
+$$;
+
+create or replace function invoices_internal.assign_address(mid uuid, inv_id uuid) returns void
+language plpgsql volatile
+as $$
+declare
+  inv invoices_internal.invoices;
+  w invoices_internal.wallets;
+  a invoices_internal.addresses;
+  derived jsonb;
+  unused integer;
+begin
+  select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id;
+  if inv.asset is null then
+    return;
+  end if;
+  select * into w from invoices_internal.wallets
+   where merchant_id = mid and asset = inv.asset and active;
+  if not found then
+    return;
+  end if;
+  -- 1. the oldest free address whose pause is over (concurrent finalizers skip each other's)
+  select * into a from invoices_internal.addresses
+   where merchant_id = mid and wallet_id = w.id and invoice_id is null and available_at <= now()
+   order by available_at, id
+   limit 1
+   for update skip locked;
+  if not found then
+    -- 2. derive the next index; the wallet row serializes derivation
+    select * into w from invoices_internal.wallets where merchant_id = mid and id = w.id for update;
+    if w.xpub is null then
+      perform invoices_internal.raise('55000',
+        format('the %s address of this merchant is in use by another live invoice', inv.asset), null,
+        'a bring-your-own wallet has one address: wait until its invoice is paid, expires or is cancelled, or create_wallet with an xpub');
+    end if;
+    select count(*) into unused from invoices_internal.addresses
+     where merchant_id = mid and wallet_id = w.id and derivation_index is not null and first_paid_at is null
+       and derivation_index > coalesce((select max(derivation_index) from invoices_internal.addresses
+                                         where merchant_id = mid and wallet_id = w.id and first_paid_at is not null), -1);
+    if unused >= w.gap_limit then
+      perform invoices_internal.raise('55000',
+        format('gap limit reached: %s derived %s addresses have no payment yet', unused, inv.asset),
+        jsonb_build_object('errors', jsonb_build_array(jsonb_build_object('field', 'gap_limit',
+          'message', format('%s unused addresses in a row; a wallet scanning %s would miss the next', unused, w.gap_limit))))::text,
+        'wait for payments or expiries to free addresses, or raise the wallet''s gap_limit');
+    end if;
+    derived := invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, w.next_index);
+    if derived ? 'error' then
+      perform invoices_internal.raise_error(derived);
+    end if;
+    insert into invoices_internal.addresses (merchant_id, wallet_id, address, derivation_index)
+    values (mid, w.id, derived->>'address', w.next_index)
+    returning * into a;
+    update invoices_internal.wallets set next_index = next_index + 1 where merchant_id = mid and id = w.id;
+  end if;
+  update invoices_internal.addresses
+     set invoice_id = inv_id, last_invoice_id = inv_id, times_assigned = times_assigned + 1
+   where merchant_id = mid and wallet_id = a.wallet_id and id = a.id;
+  insert into invoices_internal.address_assignments (merchant_id, address_id, invoice_id)
+  values (mid, a.id, inv_id);
+  update invoices_internal.invoices set address_id = a.id, deposit_address = a.address
+   where merchant_id = mid and id = inv_id;
+end
+$$;
+
+create or replace function invoices_internal.link_slug(title text) returns text
+language plpgsql volatile
+as $$
+declare
+  base text := left(trim(both '-' from regexp_replace(lower(coalesce(title, '')), '[^a-z0-9]+', '-', 'g')), 60);
+  candidate text;
+  n integer := 1;
+begin
+  if base = '' then
+    base := 'link';
+  end if;
+  candidate := base;
+  while exists (select 1 from invoices_internal.payment_link_slugs l where l.slug = candidate) loop
+    n := n + 1;
+    candidate := base || '-' || n;
+  end loop;
+  return candidate;
+end
+$$;
+
+create or replace function invoices.create_payment_link(
+  title        text,
+  slug         text default null,
+  description  text default null,
+  amount       numeric default null,
+  currency     text default null,
+  asset        text default null,
+  redirect_url text default null,
+  metadata     jsonb default '{}'::jsonb
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  cur text := upper(coalesce(currency, (select m.default_currency from invoices_internal.merchants m where m.id = mid)));
+  errors jsonb := '[]';
+  l invoices_internal.payment_links;
+begin
+  if title is null or length(btrim(title)) = 0 or length(title) > 200 then
+    errors := errors || '[{"field": "title", "message": "required, at most 200 characters"}]';
+  end if;
+  if slug is not null and slug !~ '^[a-z0-9][a-z0-9-]{0,79}$' then
+    errors := errors || '[{"field": "slug", "message": "lowercase letters, digits and -, at most 80"}]';
+  elsif slug is not null and exists (select 1 from invoices_internal.payment_link_slugs p where p.slug = create_payment_link.slug) then
+    errors := errors || '[{"field": "slug", "message": "already taken"}]';
+  end if;
+  if amount is not null and amount <= 0 then
+    errors := errors || '[{"field": "amount", "message": "must be positive (or null: the payer chooses)"}]';
+  end if;
+  if not exists (select 1 from invoices_internal.currencies c where c.code = cur) then
+    errors := errors || '[{"field": "currency", "message": "unknown currency"}]';
+  end if;
+  if asset is not null and asset not in ('BTC', 'ETH', 'USDC', 'KAS') then
+    errors := errors || '[{"field": "asset", "message": "must be BTC, ETH, USDC or KAS"}]';
+  end if;
+  if redirect_url is not null and redirect_url !~ '^https?://' then
+    errors := errors || '[{"field": "redirect_url", "message": "must be an http(s) URL"}]';
+  end if;
+  if metadata is not null and jsonb_typeof(metadata) <> 'object' then
+    errors := errors || '[{"field": "metadata", "message": "must be a JSON object"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid payment link: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text,
+      'create_payment_link(''Annual plan'', amount => 99, currency => ''USD'', asset => ''BTC'')');
+  end if;
+  insert into invoices_internal.payment_links (merchant_id, slug, title, description, amount, currency, asset,
+                                               redirect_url, metadata)
+  values (mid, coalesce(slug, invoices_internal.link_slug(title)), btrim(title), description, amount, cur,
+          upper(asset), redirect_url, coalesce(metadata, '{}'::jsonb))
+  returning * into l;
+  insert into invoices_internal.payment_link_slugs (slug, merchant_id, link_id) values (l.slug, l.merchant_id, l.id);
+  return invoices_internal.payment_link_object(l);
+end
+$$;
+
+create or replace function invoices.pay_payment_link(slug text, amount numeric default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  owner record;
+  l invoices_internal.payment_links;
+  price numeric;
+  inv jsonb;
+  caller text := current_setting('invoices.merchant_id', true);
+begin
+  -- the slug's owner first, then the link by its key: one shard each on Citus
+  select s.merchant_id, s.link_id into owner from invoices_internal.payment_link_slugs s
+   where s.slug = pay_payment_link.slug;
+  select * into l from invoices_internal.payment_links p
+   where p.merchant_id = owner.merchant_id and p.id = owner.link_id
+     for update;
+  if not found or not l.active then
+    perform invoices_internal.raise('P0002', format('payment link %s not found or no longer active', pay_payment_link.slug),
+      null, 'ask the merchant for a current link');
+  end if;
+  if l.amount is not null and amount is not null and amount <> l.amount then
+    perform invoices_internal.raise('22023', 'this payment link has a fixed amount',
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object('field', 'amount',
+        'message', format('must be %s %s or left out', l.amount, l.currency))))::text,
+      'leave amount out for a fixed-amount link');
+  end if;
+  price := coalesce(l.amount, amount);
+  if price is null or price <= 0 then
+    perform invoices_internal.raise('22023', 'this payment link needs an amount',
+      '{"errors":[{"field":"amount","message":"the payer chooses the amount: give a positive amount"}]}',
+      'pay_payment_link(''<slug>'', amount => 25)');
+  end if;
+  -- the invoice is created for the link's merchant; the caller's merchant is restored after
+  perform set_config('invoices.merchant_id', l.merchant_id::text, true);
+  inv := invoices.create_invoice(
+    lines => jsonb_build_array(jsonb_build_object('description', l.title, 'unit_price', price::text)),
+    currency => l.currency, asset => l.asset, notes => l.description,
+    metadata => l.metadata || jsonb_build_object('payment_link', l.slug),
+    success_url => l.redirect_url, send => true);
+  perform set_config('invoices.merchant_id', coalesce(caller, ''), true);
+  update invoices_internal.payment_links set invoices_created = invoices_created + 1
+   where merchant_id = l.merchant_id and id = l.id;
+  return jsonb_build_object(
+    'id', inv->'id', 'slug', inv->'slug', 'invoice_number', inv->'invoice_number', 'status', inv->'status',
+    'total', inv->'total', 'currency', inv->'currency', 'asset', inv->'asset', 'asset_amount', inv->'asset_amount',
+    'rate', inv->'rate', 'address', inv->'address', 'expires_at', inv->'expires_at', 'hosted_url', inv->'hosted_url',
+    'redirect_url', l.redirect_url);
+end
+$$;
+
+-- The distribution plan on Citus and the function that applies it.
+create view invoices_internal.distribution_plan as
+select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
+  from (values
+    -- reference: small, global, read by joins with tenant tables on every node
+    ('invoices_internal.currencies'::text,  'reference'::text, null::text, null::text, 10),
+    ('invoices_internal.chains',            'reference', null, null, 20),
+    ('invoices_internal.chain_blocks',      'reference', null, null, 30),
+    ('invoices_internal.rate_sources',      'reference', null, null, 40),
+    ('invoices_internal.rate_observations', 'reference', null, null, 50),
+    ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    -- tenant: the colocation anchor, then every table carrying merchant_id
+    ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
+    ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
+    ('invoices_internal.invoice_lines',       'tenant', 'merchant_id', 'invoices_internal.merchants', 120),
+    ('invoices_internal.quotes',              'tenant', 'merchant_id', 'invoices_internal.merchants', 130),
+    ('invoices_internal.audit_log',           'tenant', 'merchant_id', 'invoices_internal.merchants', 140),
+    ('invoices_internal.api_keys',            'tenant', 'merchant_id', 'invoices_internal.merchants', 150),
+    ('invoices_internal.idempotency_keys',    'tenant', 'merchant_id', 'invoices_internal.merchants', 160),
+    ('invoices_internal.wallets',             'tenant', 'merchant_id', 'invoices_internal.merchants', 170),
+    ('invoices_internal.addresses',           'tenant', 'merchant_id', 'invoices_internal.merchants', 180),
+    ('invoices_internal.address_assignments', 'tenant', 'merchant_id', 'invoices_internal.merchants', 190),
+    ('invoices_internal.events',              'tenant', 'merchant_id', 'invoices_internal.merchants', 200),
+    ('invoices_internal.webhook_endpoints',   'tenant', 'merchant_id', 'invoices_internal.merchants', 210),
+    ('invoices_internal.webhook_deliveries',  'tenant', 'merchant_id', 'invoices_internal.merchants', 220),
+    ('invoices_internal.webhook_attempts',    'tenant', 'merchant_id', 'invoices_internal.merchants', 230),
+    ('invoices_internal.payments',            'tenant', 'merchant_id', 'invoices_internal.merchants', 240),
+    ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
+    ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
+    -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
+    ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    -- local: written by the coordinator's background worker several times a second, read
+    -- only by invoices.worker_status; replicating it to every node would buy nothing
+    ('invoices_internal.worker_tasks',        'local', null, null, 900)
+  ) as p(table_name, kind, distribution_column, colocate_with, position);
+comment on view invoices_internal.distribution_plan is
+  'How each table of invoices_internal is laid out on Citus: kind tenant (distributed by distribution_column, colocated with colocate_with, or the anchor when null), reference (copied to every node), routing (a global lookup distributed by its own key, in a colocation group of its own) or local (coordinator only); position is the order of the create_reference_table / create_distributed_table calls. Checked without Citus by tests/citus/catalog.sh; applied by invoices.distribute_on_citus().';
+
+-- Applies the plan on a Citus coordinator. Not SECURITY DEFINER: create_distributed_table
+-- requires the tables' owner (the superuser who created the extension).
+create function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+end
+$$;
+comment on function invoices.distribute_on_citus() is
+  'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';
+revoke all on invoices_internal.distribution_plan from public;
+revoke execute on function invoices.distribute_on_citus() from public;
+grant execute on function invoices.distribute_on_citus() to invoices_admin;

@@ -42,10 +42,12 @@ select invoices.cancel_invoice(:'e') ->> 'status' as cancelled;
 select derivation_index, state, available_at > now() + interval '59 minutes' as paused_an_hour
   from invoices.addresses order by derivation_index;
 -- one live invoice per address, whatever writes the row
+\set VERBOSITY terse
 update invoices_internal.invoices
    set address_id = (select address_id from invoices_internal.invoices
                       where id = (select id from invoices.invoices where invoice_number = :'d'))
  where id = (select id from invoices.invoices where invoice_number = 'INV-0003');
+\set VERBOSITY default
 -- who held which address, for late payments
 select i.invoice_number, a.address_id is not null as had_address, a.released_at is not null as released
   from invoices_internal.address_assignments a

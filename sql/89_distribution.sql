@@ -1,0 +1,100 @@
+-- ============================================================================================
+-- invoices — scaling out with Citus: the distribution plan
+-- ============================================================================================
+-- Citus is never required: the plan is plain data, checked without Citus by
+-- tests/citus/catalog.sh, and invoices.distribute_on_citus() only acts when the citus extension
+-- is installed.
+--
+-- Every table of invoices_internal has exactly one row here:
+--   tenant     distributed by merchant_id (merchants: by id), colocated with merchants, so every
+--              statement of one merchant is routed to one shard group and every foreign key
+--              between tenant tables is enforced inside that group;
+--   reference  small global tables, copied to every node (currencies, chains, rate sources …);
+--   routing    global lookups distributed by their own key (a slug, a key hash) that map it to
+--              the merchant: the public doors find a merchant's row without its merchant_id;
+--   local      stays on the coordinator only (the worker's bookkeeping); never distributed.
+-- position is the call order: reference tables first, then the colocation anchor (merchants),
+-- then the tables colocated with it (a referenced table before the tables referencing it),
+-- then the routing tables.
+
+create view invoices_internal.distribution_plan as
+select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
+  from (values
+    -- reference: small, global, read by joins with tenant tables on every node
+    ('invoices_internal.currencies'::text,  'reference'::text, null::text, null::text, 10),
+    ('invoices_internal.chains',            'reference', null, null, 20),
+    ('invoices_internal.chain_blocks',      'reference', null, null, 30),
+    ('invoices_internal.rate_sources',      'reference', null, null, 40),
+    ('invoices_internal.rate_observations', 'reference', null, null, 50),
+    ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    -- tenant: the colocation anchor, then every table carrying merchant_id
+    ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
+    ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
+    ('invoices_internal.invoice_lines',       'tenant', 'merchant_id', 'invoices_internal.merchants', 120),
+    ('invoices_internal.quotes',              'tenant', 'merchant_id', 'invoices_internal.merchants', 130),
+    ('invoices_internal.audit_log',           'tenant', 'merchant_id', 'invoices_internal.merchants', 140),
+    ('invoices_internal.api_keys',            'tenant', 'merchant_id', 'invoices_internal.merchants', 150),
+    ('invoices_internal.idempotency_keys',    'tenant', 'merchant_id', 'invoices_internal.merchants', 160),
+    ('invoices_internal.wallets',             'tenant', 'merchant_id', 'invoices_internal.merchants', 170),
+    ('invoices_internal.addresses',           'tenant', 'merchant_id', 'invoices_internal.merchants', 180),
+    ('invoices_internal.address_assignments', 'tenant', 'merchant_id', 'invoices_internal.merchants', 190),
+    ('invoices_internal.events',              'tenant', 'merchant_id', 'invoices_internal.merchants', 200),
+    ('invoices_internal.webhook_endpoints',   'tenant', 'merchant_id', 'invoices_internal.merchants', 210),
+    ('invoices_internal.webhook_deliveries',  'tenant', 'merchant_id', 'invoices_internal.merchants', 220),
+    ('invoices_internal.webhook_attempts',    'tenant', 'merchant_id', 'invoices_internal.merchants', 230),
+    ('invoices_internal.payments',            'tenant', 'merchant_id', 'invoices_internal.merchants', 240),
+    ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
+    ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
+    -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
+    ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    -- local: written by the coordinator's background worker several times a second, read
+    -- only by invoices.worker_status; replicating it to every node would buy nothing
+    ('invoices_internal.worker_tasks',        'local', null, null, 900)
+  ) as p(table_name, kind, distribution_column, colocate_with, position);
+comment on view invoices_internal.distribution_plan is
+  'How each table of invoices_internal is laid out on Citus: kind tenant (distributed by distribution_column, colocated with colocate_with, or the anchor when null), reference (copied to every node), routing (a global lookup distributed by its own key, in a colocation group of its own) or local (coordinator only); position is the order of the create_reference_table / create_distributed_table calls. Checked without Citus by tests/citus/catalog.sh; applied by invoices.distribute_on_citus().';
+
+-- Applies the plan on a Citus coordinator. Not SECURITY DEFINER: create_distributed_table
+-- requires the tables' owner (the superuser who created the extension).
+create function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+end
+$$;
+comment on function invoices.distribute_on_citus() is
+  'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';
