@@ -2,7 +2,7 @@
 # Benchmark: the worker delivers 20,000 events (BENCH_EVENTS) to a loopback receiver that
 # answers 200 at once (tests/stubs/counting_receiver.mjs, which also checks every
 # X-Webhook-Signature with Node's crypto). The events are committed in transactions of 1,000
-# by emit_event, the function every status change calls. Prints deliveries/s (from the first
+# by emit_events, the function every status change calls. Prints deliveries/s (from the first
 # commit to the last receipt) and the p50/p99 latency from each event's commit to its first
 # receipt. Target: >= 5,000 deliveries/s.
 set -euo pipefail
@@ -34,7 +34,7 @@ batches=$(( (EVENTS + BATCH - 1) / BATCH ))
   for b in $(seq "$batches"); do
     cat <<SQL
 begin;
-select invoices_internal.emit_event(i, 'invoice.viewed')
+select invoices_internal.emit_events(i, '{invoice.viewed}')
   from invoices_internal.invoices i, generate_series(1, $BATCH)
  where i.merchant_id = '$mid' and i.id = '$inv' \\g /dev/null
 select $b, (extract(epoch from clock_timestamp()) * 1000)::bigint, (select max(id::text) from invoices_internal.events where merchant_id = '$mid');

@@ -26,7 +26,7 @@ secret=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" \
 curl -fs "http://127.0.0.1:$PORT/secret?value=$secret" >/dev/null
 
 echo "committing $EVENTS events, then kill -9 of the postmaster mid-flush"
-psql_ -c "select count(invoices_internal.emit_event(i, 'invoice.viewed')) from invoices_internal.invoices i, generate_series(1, $EVENTS) where i.merchant_id = '$mid' and i.id = '$inv'" >/dev/null
+psql_ -c "select count(invoices_internal.emit_events(i, '{invoice.viewed}')) from invoices_internal.invoices i, generate_series(1, $EVENTS) where i.merchant_id = '$mid' and i.id = '$inv'" >/dev/null
 for _ in $(seq 400); do [ "$(stat unique)" -ge $((EVENTS / 10)) ] && break; sleep 0.02; done
 postmaster=$(head -1 "$PGDATA/postmaster.pid")
 kill -9 "$postmaster"
