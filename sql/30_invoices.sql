@@ -182,6 +182,8 @@ declare
   new_id uuid := invoices_internal.uuid_v7();
   new_slug text := invoices_internal.new_slug();
   idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
   obj jsonb;
 begin
   if mid is null then
@@ -224,6 +226,7 @@ begin
     perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
       'act as an existing merchant: invoices.act_as(merchant_id)');
   end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
   if currency is null then
     args := args || jsonb_build_object('currency', m.default_currency);
   end if;
@@ -239,9 +242,9 @@ begin
     insert into invoices_internal.invoices
     select * from jsonb_populate_record(null::invoices_internal.invoices, p || jsonb_build_object(
               'merchant_id', mid, 'id', new_id,
-              'status', case when send then 'pending' else 'draft' end,
+              'status', new_status,
               'number_seq', m.seq,
-              'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, m.seq),
+              'invoice_number', new_number,
               'slug', new_slug,
               'amount_paid', 0, 'asset_paid', 0, 'overpaid', false, 'paid_late', false,
               'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
@@ -254,8 +257,7 @@ begin
                              as (description text, quantity numeric, unit_price numeric, amount numeric))
                 with ordinality l(description, quantity, unit_price, amount, n))
   insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  select inv.merchant_id, inv.id, p->>'customer_email',
-         cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ',')) + 1
+  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
     from inv
    where send and p->>'customer_email' is not null;
 
@@ -268,8 +270,7 @@ begin
     -- two equal).
     obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
       'id', new_id, 'merchant_id', mid,
-      'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, m.seq),
-      'slug', new_slug, 'status', case when send then 'pending' else 'draft' end,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
       'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
       'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
       'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,

@@ -81,8 +81,7 @@ declare
     'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
     'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
     'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
-  -- cardinality(retry_schedule()) without parsing the intervals
-  retries integer := cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','));
+  retries integer := invoices_internal.retry_count();
 begin
   if payment is not null then
     data := data || jsonb_build_object('payment', payment);
@@ -105,6 +104,14 @@ begin
            where i.callback_url is not null) d
    order by array_position(events, d.event), d.kind, d.endpoint_id;
 end
+$$;
+
+-- How many retries invoices.webhook_retry_schedule allows (a delivery's max_retries), without
+-- parsing the intervals; inlined into the statements that use it.
+create function invoices_internal.retry_count() returns integer
+language sql stable
+as $$
+  select cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','))
 $$;
 
 -- invoices.webhook_retry_schedule as intervals ('1min,5min,15min,1h,2h').

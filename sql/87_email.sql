@@ -50,7 +50,7 @@ begin
       '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
   end if;
   insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  values (mid, i.id, to_addr, cardinality(invoices_internal.retry_schedule()) + 1)
+  values (mid, i.id, to_addr, invoices_internal.retry_count() + 1)
   returning * into e;
   return e;
 end

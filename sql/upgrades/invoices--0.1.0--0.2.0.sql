@@ -209,6 +209,12 @@ $$;
 -- Documents: the invoice PDF, the hosted invoice page and invoice.viewed; invoice_status and the
 -- PDF are readable without a key for a finalized invoice by slug (the hosted page polls it).
 alter table invoices_internal.invoices add column viewed_at timestamptz;
+create or replace function invoices_internal.retry_count() returns integer
+language sql stable
+as $$
+  select cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','))
+$$;
+revoke execute on function invoices_internal.retry_count() from public;
 CREATE  FUNCTION invoices_internal."prepare_new_invoice"(
 	"payload" jsonb /* JsonB */
 ) RETURNS jsonb /* JsonB */
@@ -504,6 +510,8 @@ declare
   new_id uuid := invoices_internal.uuid_v7();
   new_slug text := invoices_internal.new_slug();
   idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
   obj jsonb;
 begin
   if mid is null then
@@ -546,6 +554,7 @@ begin
     perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
       'act as an existing merchant: invoices.act_as(merchant_id)');
   end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
   if currency is null then
     args := args || jsonb_build_object('currency', m.default_currency);
   end if;
@@ -561,9 +570,9 @@ begin
     insert into invoices_internal.invoices
     select * from jsonb_populate_record(null::invoices_internal.invoices, p || jsonb_build_object(
               'merchant_id', mid, 'id', new_id,
-              'status', case when send then 'pending' else 'draft' end,
+              'status', new_status,
               'number_seq', m.seq,
-              'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, m.seq),
+              'invoice_number', new_number,
               'slug', new_slug,
               'amount_paid', 0, 'asset_paid', 0, 'overpaid', false, 'paid_late', false,
               'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
@@ -576,8 +585,7 @@ begin
                              as (description text, quantity numeric, unit_price numeric, amount numeric))
                 with ordinality l(description, quantity, unit_price, amount, n))
   insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  select inv.merchant_id, inv.id, p->>'customer_email',
-         cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ',')) + 1
+  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
     from inv
    where send and p->>'customer_email' is not null;
 
@@ -590,8 +598,7 @@ begin
     -- two equal).
     obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
       'id', new_id, 'merchant_id', mid,
-      'invoice_number', invoices_internal.format_invoice_number(m.invoice_prefix, m.seq),
-      'slug', new_slug, 'status', case when send then 'pending' else 'draft' end,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
       'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
       'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
       'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
@@ -653,7 +660,7 @@ begin
       '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
   end if;
   insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  values (mid, i.id, to_addr, cardinality(invoices_internal.retry_schedule()) + 1)
+  values (mid, i.id, to_addr, invoices_internal.retry_count() + 1)
   returning * into e;
   return e;
 end
@@ -806,8 +813,7 @@ declare
     'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
     'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
     'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
-  -- cardinality(retry_schedule()) without parsing the intervals
-  retries integer := cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','));
+  retries integer := invoices_internal.retry_count();
 begin
   if payment is not null then
     data := data || jsonb_build_object('payment', payment);
