@@ -306,13 +306,18 @@ create trigger invoice_starts_as_draft
 create function invoices_internal.invoice_after_insert() returns trigger
 language plpgsql
 as $$
+declare
+  actor text := invoices_internal.current_actor();
 begin
   -- one statement for both entries of an invoice created finalized
-  insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-  select new.merchant_id, new.id, e.from_status, e.to_status, e.event, invoices_internal.current_actor()
-    from (values (1, null, 'draft', 'invoice.created'), (2, 'draft', 'pending', 'invoice.finalized')) e(n, from_status, to_status, event)
-   where e.n = 1 or new.status = 'pending'
-   order by e.n;
+  if new.status = 'pending' then
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor),
+           (new.merchant_id, new.id, 'draft', 'pending', 'invoice.finalized', actor);
+  else
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor);
+  end if;
   perform invoices_internal.emit_events(new, case when new.status = 'pending'
                                                    then '{invoice.created,invoice.finalized}'::text[]
                                                    else '{invoice.created}' end);

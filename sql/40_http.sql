@@ -177,9 +177,12 @@ declare
   k invoices_internal.api_keys;
 begin
   update invoices_internal.api_keys
-     set revoked_at = coalesce(revoked_at, now())
-   where merchant_id = mid and api_keys.id = revoke_api_key.id
+     set revoked_at = now()
+   where merchant_id = mid and api_keys.id = revoke_api_key.id and revoked_at is null
   returning * into k;
+  if not found then   -- revoked before, or not this merchant's
+    select * into k from invoices_internal.api_keys where merchant_id = mid and api_keys.id = revoke_api_key.id;
+  end if;
   if not found then
     perform invoices_internal.raise('P0002', format('API key %s not found', revoke_api_key.id), null,
       'list your keys with GET /api_keys or select * from invoices.api_keys');

@@ -229,23 +229,57 @@ comment on function invoices.requote_invoice(text) is
 create function invoices_internal.expire_and_mark_overdue(out expired integer, out overdue integer)
 language plpgsql volatile
 as $$
+declare
+  g record;
+  k record;
+  locked uuid[];
+  n integer;
 begin
-  -- each row changes through the status trigger: stamped and audited
-  -- rows locked by someone else (being paid, cancelled, swept) are left for the next tick, and
-  -- rows are locked in one order, so sweeps never wait on or deadlock with other work
-  update invoices_internal.invoices i set status = 'expired'
-   where (i.merchant_id, i.id) in (
-     select merchant_id, id from invoices_internal.invoices
-      where status in ('pending', 'overdue') and amount_paid = 0 and expires_at <= now()
-      order by merchant_id, id
-      for update skip locked);
-  get diagnostics expired = row_count;
-  update invoices_internal.invoices i set status = 'overdue'
-   where (i.merchant_id, i.id) in (
-     select merchant_id, id from invoices_internal.invoices
-      where status in ('pending', 'partial') and due_date < current_date
-      order by merchant_id, id
-      for update skip locked);
-  get diagnostics overdue = row_count;
+  -- each row changes through the status trigger: stamped and audited. Candidates are read
+  -- without locks, then each merchant's are locked with SKIP LOCKED (rows being paid, cancelled
+  -- or swept by someone else are left for the next tick) in one order, so sweeps never wait on
+  -- or deadlock with other work; every statement that locks or writes names one merchant (on
+  -- Citus: routed to one shard).
+  expired := 0;
+  overdue := 0;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'overdue') and i.amount_paid = 0 and i.expires_at <= now()
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.amount_paid, i.expires_at from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      -- checked again on the locked (latest) version
+      if k.status in ('pending', 'overdue') and k.amount_paid = 0 and k.expires_at <= now() then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'expired'
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    expired := expired + n;
+  end loop;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'partial') and i.due_date < current_date
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.due_date from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      if k.status in ('pending', 'partial') and k.due_date < current_date then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'overdue'
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    overdue := overdue + n;
+  end loop;
 end
 $$;

@@ -202,9 +202,11 @@ create function invoices_internal.release_address(mid uuid, inv_id uuid, addr_id
 returns void
 language plpgsql volatile
 as $$
+declare
+  available timestamptz := now() + make_interval(mins => pause_minutes);
 begin
   update invoices_internal.addresses
-     set invoice_id = null, available_at = now() + make_interval(mins => pause_minutes)
+     set invoice_id = null, available_at = available
    where merchant_id = mid and id = addr_id and invoice_id = inv_id;
   update invoices_internal.address_assignments set released_at = now()
    where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;

@@ -58,14 +58,24 @@ comment on view invoices.worker_status is
 -- slow fetch is not started twice.
 create function invoices_internal.claim_due_rate_sources()
 returns setof invoices_internal.rate_sources
-language sql volatile
+language plpgsql volatile
 as $$
-  update invoices_internal.rate_sources s
-     set next_fetch_at = now() + make_interval(secs => s.interval_seconds), last_fetch_at = now()
-   where s.id in (select id from invoices_internal.rate_sources
-                   where enabled and next_fetch_at <= now()
-                   for update skip locked)
-  returning s.*
+declare
+  s invoices_internal.rate_sources;
+  next_at timestamptz;
+begin
+  for s in select * from invoices_internal.rate_sources
+            where enabled and next_fetch_at <= now()
+            order by id
+            for update skip locked
+  loop
+    next_at := now() + make_interval(secs => s.interval_seconds);
+    update invoices_internal.rate_sources set next_fetch_at = next_at, last_fetch_at = now()
+     where id = s.id
+    returning * into s;
+    return next s;
+  end loop;
+end
 $$;
 
 -- The outcome of one fetch: a rate (recorded as an observation) or an error (the source backs
@@ -76,23 +86,26 @@ language plpgsql volatile
 as $$
 declare
   s invoices_internal.rate_sources;
+  next_at timestamptz;
 begin
+  select * into s from invoices_internal.rate_sources where id = source_id for update;
+  if not found then
+    return;
+  end if;
   if error is null and rate is not null and rate > 0 then
+    next_at := now() + make_interval(secs => s.interval_seconds);
     update invoices_internal.rate_sources
        set last_success_at = now(), last_rate = rate, successes = successes + 1,
-           consecutive_failures = 0, next_fetch_at = now() + make_interval(secs => interval_seconds)
-     where id = source_id
-    returning * into s;
-    if found then
-      insert into invoices_internal.rate_observations (asset, currency, source, rate)
-      values (s.asset, s.currency, s.name, rate);
-    end if;
+           consecutive_failures = 0, next_fetch_at = next_at
+     where id = source_id;
+    insert into invoices_internal.rate_observations (asset, currency, source, rate)
+    values (s.asset, s.currency, s.name, rate);
   else
+    next_at := now() + least(make_interval(secs => s.interval_seconds) * power(2, least(s.consecutive_failures + 1, 12)),
+                             interval '1 hour');
     update invoices_internal.rate_sources
        set last_error = coalesce(error, 'no rate'), last_error_at = now(), failures = failures + 1,
-           consecutive_failures = consecutive_failures + 1,
-           next_fetch_at = now() + least(make_interval(secs => interval_seconds) * power(2, least(consecutive_failures + 1, 12)),
-                                         interval '1 hour')
+           consecutive_failures = consecutive_failures + 1, next_fetch_at = next_at
      where id = source_id;
   end if;
 end
@@ -103,12 +116,22 @@ $$;
 create function invoices_internal.housekeeping(out keys_touched integer, out idempotency_keys_expired integer)
 language plpgsql volatile
 as $$
+declare
+  u record;
+  mid uuid;
+  n integer;
 begin
-  update invoices_internal.api_keys k set last_used_at = to_timestamp(u.last_used_unix)
-    from invoices_internal.api_key_usage() u
-   where u.key_id = k.id and k.last_used_at is distinct from to_timestamp(u.last_used_unix)
-     and (k.last_used_at is null or k.last_used_at < to_timestamp(u.last_used_unix));
-  get diagnostics keys_touched = row_count;
+  -- the counters live in this node's shared memory: read here, then each key written by its
+  -- owner's key (one merchant per statement)
+  keys_touched := 0;
+  for u in select c.key_id, to_timestamp(c.last_used_unix) as used_at from invoices_internal.api_key_usage() c
+  loop
+    select x.merchant_id into mid from invoices_internal.api_keys x where x.id = u.key_id;
+    update invoices_internal.api_keys k set last_used_at = u.used_at
+     where k.merchant_id = mid and k.id = u.key_id and (k.last_used_at is null or k.last_used_at < u.used_at);
+    get diagnostics n = row_count;
+    keys_touched := keys_touched + n;
+  end loop;
   delete from invoices_internal.idempotency_keys where created_at < now() - interval '24 hours';
   get diagnostics idempotency_keys_expired = row_count;
 end

@@ -166,9 +166,13 @@ declare
   e invoices_internal.webhook_endpoints;
 begin
   update invoices_internal.webhook_endpoints
-     set active = false, deleted_at = coalesce(deleted_at, now())
-   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id
+     set active = false, deleted_at = now()
+   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id and deleted_at is null
   returning * into e;
+  if not found then   -- deleted before, or not this merchant's
+    select * into e from invoices_internal.webhook_endpoints
+     where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id;
+  end if;
   if not found then
     perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
       'list them with GET /webhook_endpoints');
@@ -245,31 +249,55 @@ comment on view invoices.webhook_deliveries is
 -- again), with everything needed to send them.
 create function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
 returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
-language sql volatile
+language plpgsql volatile
 as $$
-  with due as (
-    select d.merchant_id, d.id from invoices_internal.webhook_deliveries d
-     where (d.status = 'pending' and d.next_attempt_at <= now())
-        or (d.status = 'delivering' and d.lease_until < now())
-     order by d.next_attempt_at
-     limit n
-     for update skip locked
-  ), claimed as (
-    update invoices_internal.webhook_deliveries d
-       set status = 'delivering', lease_until = now() + make_interval(secs => lease_seconds)
-      from due where d.merchant_id = due.merchant_id and d.id = due.id
-    returning d.*
-  )
-  select c.merchant_id, c.id, c.url,
-         coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
-                              where e.merchant_id = c.merchant_id and e.id = c.endpoint_id)),
-         v.event, v.id,
-         jsonb_build_object('id', v.id, 'event', v.event,
-                            'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                            'data', v.data)::text,
-         c.attempts + 1
-    from claimed c
-    join invoices_internal.events v on v.merchant_id = c.merchant_id and v.id = c.event_id
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url,
+           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
+                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
+           v.event, v.id,
+           jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data)::text,
+           c.attempts + 1
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
+  end loop;
+end
 $$;
 
 -- The outcomes of a batch of attempts (a jsonb array of {merchant_id, id, attempt,
@@ -279,46 +307,56 @@ create function invoices_internal.record_deliveries(outcomes jsonb) returns inte
 language plpgsql volatile
 as $$
 declare
-  schedule interval[] := invoices_internal.retry_schedule();
-  n integer;
+  at_now timestamptz := now();
+  -- when each retry is due if it fails now (the schedule's steps from now)
+  retry_at timestamptz[] := array(select at_now + x from unnest(invoices_internal.retry_schedule()) with ordinality u(x, n) order by n);
+  g record;
+  m integer;
+  n integer := 0;
 begin
-  -- two statements, each reading the array: a CTE shared by both would be materialized, and
-  -- the planner then hash-joins it against every queued delivery instead of using the key
   insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
                                                   status_code, response_excerpt, error)
-  select o.merchant_id, o.id, o.attempt, timestamptz 'epoch' + o.started_unix_ms * interval '1 millisecond',
-         o.latency_ms, o.status_code, o.excerpt, o.error
-    from jsonb_to_recordset(outcomes) as o(merchant_id uuid, id bigint, attempt integer, started_unix_ms bigint,
+  select a.merchant_id, a.id, a.attempt, timestamptz 'epoch' + a.started_unix_ms * interval '1 millisecond',
+         a.latency_ms, a.status_code, a.excerpt, a.error
+    from jsonb_to_recordset(outcomes) as a(merchant_id uuid, id bigint, attempt integer, started_unix_ms bigint,
                                            latency_ms integer, status_code integer, excerpt text, error text)
   on conflict do nothing;
-  update invoices_internal.webhook_deliveries d
-     set status = case when o.ok then 'delivered' when o.attempt > d.max_retries then 'dead' else 'pending' end,
-         attempts = o.attempt,
-         lease_until = null,
-         last_status_code = o.status_code,
-         last_error = case when o.ok then null else coalesce(o.error, format('HTTP %s', o.status_code)) end,
-         delivered_at = case when o.ok then now() else d.delivered_at end,
-         next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
-                                else now() + coalesce(schedule[least(o.attempt, cardinality(schedule))],
-                                                      interval '1 minute') end
-    from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
-            from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
-                                                   status_code integer, error text)) o
-   where d.merchant_id = o.merchant_id and d.id = o.id and d.status = 'delivering';
-  get diagnostics n = row_count;
+  -- one UPDATE per merchant (on Citus: routed to its shard); times are computed here, not in
+  -- the statement (Citus refuses a mutable function inside CASE)
+  for g in select distinct x.merchant_id as mid from jsonb_to_recordset(outcomes) as x(merchant_id uuid)
+  loop
+    update invoices_internal.webhook_deliveries d
+       set status = case when o.ok then 'delivered' when o.attempt > d.max_retries then 'dead' else 'pending' end,
+           attempts = o.attempt,
+           lease_until = null,
+           last_status_code = o.status_code,
+           last_error = case when o.ok then null else coalesce(o.error, format('HTTP %s', o.status_code)) end,
+           delivered_at = case when o.ok then at_now else d.delivered_at end,
+           next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
+                                  else coalesce(retry_at[least(o.attempt, cardinality(retry_at))], at_now + interval '1 minute') end
+      from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
+              from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
+                                                     status_code integer, error text)
+             where x.merchant_id = g.mid) o
+     where d.merchant_id = g.mid and d.id = o.id and d.status = 'delivering';
+    get diagnostics m = row_count;
+    n := n + m;
+  end loop;
   return n;
 end
 $$;
 
 -- At the worker's start: leases of a previous incarnation (killed mid-delivery) are void.
 create function invoices_internal.release_delivery_leases() returns integer
-language sql volatile
+language plpgsql volatile
 as $$
-  with released as (
-    update invoices_internal.webhook_deliveries
-       set status = 'pending', lease_until = null, next_attempt_at = least(next_attempt_at, now())
-     where status = 'delivering'
-    returning 1
-  )
-  select count(*)::integer from released
+declare
+  n integer;
+begin
+  update invoices_internal.webhook_deliveries
+     set status = 'pending', lease_until = null, next_attempt_at = least(next_attempt_at, now())
+   where status = 'delivering';
+  get diagnostics n = row_count;
+  return n;
+end
 $$;

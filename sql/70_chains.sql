@@ -207,9 +207,11 @@ $$;
 -- window after an expiry, cancellation or confirmation (late payments), and those with
 -- unconfirmed payments.
 create function invoices_internal.watched_addresses(chain text) returns setof text
-language sql stable
+language plpgsql stable
 as $$
-  with c as (select * from invoices_internal.chains where id = chain),
+begin
+  return query
+  with c as (select * from invoices_internal.chains x where x.id = watched_addresses.chain),
   w as (
     select w.merchant_id, w.id
       from invoices_internal.wallets w, c
@@ -224,7 +226,8 @@ as $$
    where a.invoice_id is null and a.available_at > now()
   union
   select p.address from invoices_internal.payments p
-   where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block')
+   where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block');
+end
 $$;
 
 -- Addresses handed out while a poll ran were not in its watched set: the next poll scans the
@@ -235,24 +238,27 @@ create index address_assignments_assigned_idx on invoices_internal.address_assig
 
 -- What a poll starts from: the cursor, the recent block hashes, the watched addresses.
 create function invoices_internal.chain_poll_input(chain text) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select jsonb_build_object(
-    'cursor', case when c.cursor_height is not null
-                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
-    'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
-                          from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
-    'start_height', c.start_height,
-    'max_blocks', c.max_blocks_per_poll,
-    'confirmations', c.confirmations,
-    'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
-    'watch_at', now(),
-    'rescan_from', case when c.last_watch_at is not null and exists (
-                          select 1 from invoices_internal.address_assignments x
-                           where x.assigned_at > c.last_watch_at - interval '10 seconds')
-                        then c.last_scan_from end)
-    from invoices_internal.chains c
-   where c.id = chain
+begin
+  return (
+    select jsonb_build_object(
+      'cursor', case when c.cursor_height is not null
+                     then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+      'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
+                            from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
+      'start_height', c.start_height,
+      'max_blocks', c.max_blocks_per_poll,
+      'confirmations', c.confirmations,
+      'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
+      'watch_at', now(),
+      'rescan_from', case when c.last_watch_at is not null and exists (
+                            select 1 from invoices_internal.address_assignments x
+                             where x.assigned_at > c.last_watch_at - interval '10 seconds')
+                          then c.last_scan_from end)
+      from invoices_internal.chains c
+     where c.id = chain_poll_input.chain);
+end
 $$;
 
 -- A payment's row as events and views show it.
@@ -352,6 +358,11 @@ declare
   orphaned bigint[] := '{}';
   touched bigint[] := '{}';
   invoices_touched uuid[] := '{}';
+  is_late boolean;
+  confirmed_time timestamptz;
+  k record;
+  fork_hash text;
+  watch_at timestamptz;
   received integer := 0;
   confirmed integer := 0;
   reverted integer := 0;
@@ -363,13 +374,11 @@ begin
   -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
   if fork is not null then
     delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
-    with o as (
-      update invoices_internal.payments o
-         set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
-       where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
-      returning o.id
-    )
-    select coalesce(array_agg(o.id), '{}') into orphaned from o;
+    select coalesce(array_agg(o.id), '{}') into orphaned from invoices_internal.payments o
+     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
+    update invoices_internal.payments o
+       set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
   end if;
   insert into invoices_internal.chain_blocks (chain, height, hash)
   select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
@@ -418,14 +427,15 @@ begin
     -- locks in the order every other path takes them: the invoice, then its address
     select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
        for update;
+    is_late := coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false);
     insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
                                             asset, amount_base, amount, block_height, block_hash, status, late)
     values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
             (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
-            coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false))
+            is_late)
     returning * into pay;
-    update invoices_internal.addresses set first_paid_at = coalesce(first_paid_at, now())
-     where merchant_id = a.merchant_id and id = a.id;
+    update invoices_internal.addresses set first_paid_at = now()
+     where merchant_id = a.merchant_id and id = a.id and first_paid_at is null;
     received := received + 1;
     if inv.id is not null then
       perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
@@ -465,9 +475,9 @@ begin
     new_status := case when confs >= required then 'confirmed'
                        when pay.block_height is not null then 'in_block' else 'mempool' end;
     if new_status <> pay.status then
+      confirmed_time := case when new_status = 'confirmed' then now() end;
       update invoices_internal.payments
-         set status = new_status, updated_at = now(),
-             confirmed_at = case when new_status = 'confirmed' then now() end
+         set status = new_status, updated_at = now(), confirmed_at = confirmed_time
        where merchant_id = pay.merchant_id and id = pay.id
       returning * into pay;
       invoices_touched := invoices_touched || pay.invoice_id;
@@ -484,23 +494,28 @@ begin
   end loop;
 
   -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
-  perform invoices_internal.settle_invoice(i.merchant_id, i.id)
-     from invoices_internal.invoices i
-    where i.id = any (invoices_touched)
-    order by i.merchant_id, i.id;
+  for k in select i.merchant_id, i.id from invoices_internal.invoices i
+            where i.id = any (invoices_touched)
+            order by i.merchant_id, i.id
+  loop
+    perform invoices_internal.settle_invoice(k.merchant_id, k.id);
+  end loop;
+
+  -- the chain's row: every value computed first (no subquery or function inside its CASEs)
+  if fork is not null then
+    fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
+  end if;
+  watch_at := (result->>'watch_at')::timestamptz;
 
   update invoices_internal.chains
      set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
-         last_watch_at = coalesce((result->>'watch_at')::timestamptz, last_watch_at),
+         last_watch_at = coalesce(watch_at, last_watch_at),
          last_scan_from = case when fork is not null then fork + 1
                                when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
                                then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
                                else last_scan_from end,
          cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
-         cursor_hash = coalesce(last_block->>'hash',
-                                case when fork is not null
-                                     then (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork)
-                                     else cursor_hash end)
+         cursor_hash = coalesce(last_block->>'hash', case when fork is not null then fork_hash else cursor_hash end)
    where id = c.id;
   return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
@@ -508,10 +523,12 @@ end
 $$;
 
 create function invoices_internal.record_chain_error(chain text, error text) returns void
-language sql volatile
+language plpgsql volatile
 as $$
-  update invoices_internal.chains set last_error = error, last_error_at = now(), last_poll_at = now()
-   where id = chain
+begin
+  update invoices_internal.chains c set last_error = record_chain_error.error, last_error_at = now(), last_poll_at = now()
+   where c.id = record_chain_error.chain;
+end
 $$;
 
 -- Views ------------------------------------------------------------------------------------

@@ -135,9 +135,13 @@ declare
   l invoices_internal.payment_links;
 begin
   update invoices_internal.payment_links p
-     set active = false, deactivated_at = coalesce(p.deactivated_at, now())
-   where p.merchant_id = mid and p.slug = deactivate_payment_link.slug
+     set active = false, deactivated_at = now()
+   where p.merchant_id = mid and p.slug = deactivate_payment_link.slug and p.deactivated_at is null
   returning * into l;
+  if not found then   -- deactivated before, or not this merchant's
+    select * into l from invoices_internal.payment_links p
+     where p.merchant_id = mid and p.slug = deactivate_payment_link.slug;
+  end if;
   if not found then
     perform invoices_internal.raise('P0002', format('payment link %s not found', deactivate_payment_link.slug), null,
       'list them with GET /payment_links');

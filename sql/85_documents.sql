@@ -21,19 +21,22 @@ comment on domain invoices."text/html" is
 
 -- The document both renderers read.
 create function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select invoices_internal.invoice_object(mid, invoice_id) || jsonb_build_object(
-           'payment_chain', (
-             select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
-                                       'token_contract', c.tokens -> i.asset ->> 'contract',
-                                       'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
-               from invoices_internal.chains c
-              where i.asset = any (c.assets)
-              order by c.active desc, c.created_at
-              limit 1))
-    from invoices_internal.invoices i
-   where i.merchant_id = mid and i.id = invoice_id
+begin
+  return (
+    select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
+             'payment_chain', (
+               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
+                                         'token_contract', c.tokens -> i.asset ->> 'contract',
+                                         'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+                 from invoices_internal.chains c
+                where i.asset = any (c.assets)
+                order by c.active desc, c.created_at
+                limit 1))
+      from invoices_internal.invoices i
+     where i.merchant_id = mid and i.id = invoice_document.invoice_id);
+end
 $$;
 
 create function invoices.invoice_pdf(ref text) returns invoices."application/pdf"
@@ -89,20 +92,25 @@ set search_path = pg_catalog
 as $$
 declare
   i invoices_internal.invoices;
+  changed invoices_internal.invoices;
 begin
+  -- found by slug (any merchant), then changed by its key
   select * into i from invoices_internal.invoices v
-   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null
-   for update;
+   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null;
   if not found then
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
       'pass the slug of a finalized invoice (from its hosted URL)');
   end if;
   if i.viewed_at is null then
     update invoices_internal.invoices v set viewed_at = now()
-     where v.merchant_id = i.merchant_id and v.id = i.id
-    returning * into i;
-    perform invoices_internal.emit_events(i, '{invoice.viewed}');
-    return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', true);
+     where v.merchant_id = i.merchant_id and v.id = i.id and v.viewed_at is null
+    returning * into changed;
+    if found then
+      perform invoices_internal.emit_events(changed, '{invoice.viewed}');
+      return jsonb_build_object('slug', changed.slug, 'viewed_at', changed.viewed_at, 'first_view', true);
+    end if;
+    -- viewed by a concurrent call meanwhile
+    select * into i from invoices_internal.invoices v where v.merchant_id = i.merchant_id and v.id = i.id;
   end if;
   return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
 end

@@ -121,27 +121,45 @@ create function invoices_internal.claim_emails(n integer, lease_seconds integer)
 returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
 language plpgsql volatile
 as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
 begin
   perform set_config('invoices.public_base_url', invoices_internal.database_setting('invoices.public_base_url'), true);
-  return query
-  with due as (
-    select e.merchant_id, e.id from invoices_internal.emails e
-     where e.status in ('queued', 'failed', 'sending') and e.next_attempt_at <= now()
-       and (e.status <> 'sending' or e.lease_until < now())
-     order by e.next_attempt_at
-     limit n
-     for update skip locked),
-  claimed as (
-    update invoices_internal.emails e
-       set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
-           next_attempt_at = now() + make_interval(secs => lease_seconds)
-      from due where e.merchant_id = due.merchant_id and e.id = due.id
-    returning e.merchant_id, e.id, e.recipient, e.invoice_id)
-  select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
-         invoices_internal.render_invoice_pdf(d.doc)
-    from claimed c
-    join invoices_internal.invoices i on i.merchant_id = c.merchant_id and i.id = c.invoice_id
-    cross join lateral (select invoices_internal.invoice_document(c.merchant_id, c.invoice_id) as doc) d;
+  -- as claim_deliveries: candidates without locks, then each merchant's locked and leased
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.emails x
+                    where x.status in ('queued', 'failed', 'sending') and x.next_attempt_at <= now()
+                      and (x.status <> 'sending' or x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.emails x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if k.status in ('queued', 'failed', 'sending') and k.next_attempt_at <= now()
+         and (k.status <> 'sending' or k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    return query
+    with claimed as (
+      update invoices_internal.emails e
+         set status = 'sending', lease_until = lease, next_attempt_at = lease
+       where e.merchant_id = g.mid and e.id = any (locked)
+      returning e.merchant_id, e.id, e.recipient, e.invoice_id)
+    select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
+           invoices_internal.render_invoice_pdf(d.doc)
+      from claimed c
+      join invoices_internal.invoices i on i.merchant_id = g.mid and i.id = c.invoice_id
+      cross join lateral (select invoices_internal.invoice_document(g.mid, c.invoice_id) as doc) d;
+  end loop;
 end
 $$;
 
@@ -152,6 +170,7 @@ as $$
 declare
   e invoices_internal.emails;
   schedule interval[] := invoices_internal.retry_schedule();
+  retry_at timestamptz;
 begin
   select * into e from invoices_internal.emails x where x.merchant_id = mid and x.id = email_id for update;
   if not found or e.status <> 'sending' then
@@ -162,16 +181,17 @@ begin
        set status = 'sent', attempts = x.attempts + 1, sent_at = now(), lease_until = null,
            last_error = null, relay_response = left(record_email.relay_response, 500)
      where x.merchant_id = mid and x.id = email_id;
-    update invoices_internal.invoices i set sent_at = coalesce(i.sent_at, now())
+    update invoices_internal.invoices i set sent_at = now()
      where i.merchant_id = mid and i.id = e.invoice_id and i.sent_at is null;
   elsif permanent or e.attempts + 1 >= e.max_attempts then
     update invoices_internal.emails x
        set status = 'dead', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500)
      where x.merchant_id = mid and x.id = email_id;
   else
+    retry_at := now() + coalesce(schedule[e.attempts + 1], schedule[cardinality(schedule)]);
     update invoices_internal.emails x
        set status = 'failed', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500),
-           next_attempt_at = now() + coalesce(schedule[x.attempts + 1], schedule[cardinality(schedule)])
+           next_attempt_at = retry_at
      where x.merchant_id = mid and x.id = email_id;
   end if;
 end

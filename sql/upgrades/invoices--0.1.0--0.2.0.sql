@@ -12,24 +12,27 @@ alter table invoices_internal.chains
 create index address_assignments_assigned_idx on invoices_internal.address_assignments (assigned_at);
 
 create or replace function invoices_internal.chain_poll_input(chain text) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select jsonb_build_object(
-    'cursor', case when c.cursor_height is not null
-                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
-    'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
-                          from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
-    'start_height', c.start_height,
-    'max_blocks', c.max_blocks_per_poll,
-    'confirmations', c.confirmations,
-    'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
-    'watch_at', now(),
-    'rescan_from', case when c.last_watch_at is not null and exists (
-                          select 1 from invoices_internal.address_assignments x
-                           where x.assigned_at > c.last_watch_at - interval '10 seconds')
-                        then c.last_scan_from end)
-    from invoices_internal.chains c
-   where c.id = chain
+begin
+  return (
+    select jsonb_build_object(
+      'cursor', case when c.cursor_height is not null
+                     then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+      'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
+                            from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
+      'start_height', c.start_height,
+      'max_blocks', c.max_blocks_per_poll,
+      'confirmations', c.confirmations,
+      'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
+      'watch_at', now(),
+      'rescan_from', case when c.last_watch_at is not null and exists (
+                            select 1 from invoices_internal.address_assignments x
+                             where x.assigned_at > c.last_watch_at - interval '10 seconds')
+                          then c.last_scan_from end)
+      from invoices_internal.chains c
+     where c.id = chain_poll_input.chain);
+end
 $$;
 
 create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
@@ -51,6 +54,11 @@ declare
   orphaned bigint[] := '{}';
   touched bigint[] := '{}';
   invoices_touched uuid[] := '{}';
+  is_late boolean;
+  confirmed_time timestamptz;
+  k record;
+  fork_hash text;
+  watch_at timestamptz;
   received integer := 0;
   confirmed integer := 0;
   reverted integer := 0;
@@ -62,13 +70,11 @@ begin
   -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
   if fork is not null then
     delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
-    with o as (
-      update invoices_internal.payments o
-         set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
-       where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
-      returning o.id
-    )
-    select coalesce(array_agg(o.id), '{}') into orphaned from o;
+    select coalesce(array_agg(o.id), '{}') into orphaned from invoices_internal.payments o
+     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
+    update invoices_internal.payments o
+       set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
   end if;
   insert into invoices_internal.chain_blocks (chain, height, hash)
   select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
@@ -117,14 +123,15 @@ begin
     -- locks in the order every other path takes them: the invoice, then its address
     select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
        for update;
+    is_late := coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false);
     insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
                                             asset, amount_base, amount, block_height, block_hash, status, late)
     values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
             (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
-            coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false))
+            is_late)
     returning * into pay;
-    update invoices_internal.addresses set first_paid_at = coalesce(first_paid_at, now())
-     where merchant_id = a.merchant_id and id = a.id;
+    update invoices_internal.addresses set first_paid_at = now()
+     where merchant_id = a.merchant_id and id = a.id and first_paid_at is null;
     received := received + 1;
     if inv.id is not null then
       perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
@@ -164,9 +171,9 @@ begin
     new_status := case when confs >= required then 'confirmed'
                        when pay.block_height is not null then 'in_block' else 'mempool' end;
     if new_status <> pay.status then
+      confirmed_time := case when new_status = 'confirmed' then now() end;
       update invoices_internal.payments
-         set status = new_status, updated_at = now(),
-             confirmed_at = case when new_status = 'confirmed' then now() end
+         set status = new_status, updated_at = now(), confirmed_at = confirmed_time
        where merchant_id = pay.merchant_id and id = pay.id
       returning * into pay;
       invoices_touched := invoices_touched || pay.invoice_id;
@@ -183,23 +190,28 @@ begin
   end loop;
 
   -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
-  perform invoices_internal.settle_invoice(i.merchant_id, i.id)
-     from invoices_internal.invoices i
-    where i.id = any (invoices_touched)
-    order by i.merchant_id, i.id;
+  for k in select i.merchant_id, i.id from invoices_internal.invoices i
+            where i.id = any (invoices_touched)
+            order by i.merchant_id, i.id
+  loop
+    perform invoices_internal.settle_invoice(k.merchant_id, k.id);
+  end loop;
+
+  -- the chain's row: every value computed first (no subquery or function inside its CASEs)
+  if fork is not null then
+    fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
+  end if;
+  watch_at := (result->>'watch_at')::timestamptz;
 
   update invoices_internal.chains
      set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
-         last_watch_at = coalesce((result->>'watch_at')::timestamptz, last_watch_at),
+         last_watch_at = coalesce(watch_at, last_watch_at),
          last_scan_from = case when fork is not null then fork + 1
                                when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
                                then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
                                else last_scan_from end,
          cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
-         cursor_hash = coalesce(last_block->>'hash',
-                                case when fork is not null
-                                     then (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork)
-                                     else cursor_hash end)
+         cursor_hash = coalesce(last_block->>'hash', case when fork is not null then fork_hash else cursor_hash end)
    where id = c.id;
   return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
@@ -367,19 +379,22 @@ comment on domain invoices."text/html" is
 
 -- The document both renderers read.
 create function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select invoices_internal.invoice_object(mid, invoice_id) || jsonb_build_object(
-           'payment_chain', (
-             select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
-                                       'token_contract', c.tokens -> i.asset ->> 'contract',
-                                       'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
-               from invoices_internal.chains c
-              where i.asset = any (c.assets)
-              order by c.active desc, c.created_at
-              limit 1))
-    from invoices_internal.invoices i
-   where i.merchant_id = mid and i.id = invoice_id
+begin
+  return (
+    select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
+             'payment_chain', (
+               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
+                                         'token_contract', c.tokens -> i.asset ->> 'contract',
+                                         'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+                 from invoices_internal.chains c
+                where i.asset = any (c.assets)
+                order by c.active desc, c.created_at
+                limit 1))
+      from invoices_internal.invoices i
+     where i.merchant_id = mid and i.id = invoice_document.invoice_id);
+end
 $$;
 
 create function invoices.invoice_pdf(ref text) returns invoices."application/pdf"
@@ -435,20 +450,25 @@ set search_path = pg_catalog
 as $$
 declare
   i invoices_internal.invoices;
+  changed invoices_internal.invoices;
 begin
+  -- found by slug (any merchant), then changed by its key
   select * into i from invoices_internal.invoices v
-   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null
-   for update;
+   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null;
   if not found then
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
       'pass the slug of a finalized invoice (from its hosted URL)');
   end if;
   if i.viewed_at is null then
     update invoices_internal.invoices v set viewed_at = now()
-     where v.merchant_id = i.merchant_id and v.id = i.id
-    returning * into i;
-    perform invoices_internal.emit_events(i, '{invoice.viewed}');
-    return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', true);
+     where v.merchant_id = i.merchant_id and v.id = i.id and v.viewed_at is null
+    returning * into changed;
+    if found then
+      perform invoices_internal.emit_events(changed, '{invoice.viewed}');
+      return jsonb_build_object('slug', changed.slug, 'viewed_at', changed.viewed_at, 'first_view', true);
+    end if;
+    -- viewed by a concurrent call meanwhile
+    select * into i from invoices_internal.invoices v where v.merchant_id = i.merchant_id and v.id = i.id;
   end if;
   return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
 end
@@ -731,27 +751,45 @@ create function invoices_internal.claim_emails(n integer, lease_seconds integer)
 returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
 language plpgsql volatile
 as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
 begin
   perform set_config('invoices.public_base_url', invoices_internal.database_setting('invoices.public_base_url'), true);
-  return query
-  with due as (
-    select e.merchant_id, e.id from invoices_internal.emails e
-     where e.status in ('queued', 'failed', 'sending') and e.next_attempt_at <= now()
-       and (e.status <> 'sending' or e.lease_until < now())
-     order by e.next_attempt_at
-     limit n
-     for update skip locked),
-  claimed as (
-    update invoices_internal.emails e
-       set status = 'sending', lease_until = now() + make_interval(secs => lease_seconds),
-           next_attempt_at = now() + make_interval(secs => lease_seconds)
-      from due where e.merchant_id = due.merchant_id and e.id = due.id
-    returning e.merchant_id, e.id, e.recipient, e.invoice_id)
-  select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
-         invoices_internal.render_invoice_pdf(d.doc)
-    from claimed c
-    join invoices_internal.invoices i on i.merchant_id = c.merchant_id and i.id = c.invoice_id
-    cross join lateral (select invoices_internal.invoice_document(c.merchant_id, c.invoice_id) as doc) d;
+  -- as claim_deliveries: candidates without locks, then each merchant's locked and leased
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.emails x
+                    where x.status in ('queued', 'failed', 'sending') and x.next_attempt_at <= now()
+                      and (x.status <> 'sending' or x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.emails x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if k.status in ('queued', 'failed', 'sending') and k.next_attempt_at <= now()
+         and (k.status <> 'sending' or k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    return query
+    with claimed as (
+      update invoices_internal.emails e
+         set status = 'sending', lease_until = lease, next_attempt_at = lease
+       where e.merchant_id = g.mid and e.id = any (locked)
+      returning e.merchant_id, e.id, e.recipient, e.invoice_id)
+    select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''), d.doc,
+           invoices_internal.render_invoice_pdf(d.doc)
+      from claimed c
+      join invoices_internal.invoices i on i.merchant_id = g.mid and i.id = c.invoice_id
+      cross join lateral (select invoices_internal.invoice_document(g.mid, c.invoice_id) as doc) d;
+  end loop;
 end
 $$;
 
@@ -762,6 +800,7 @@ as $$
 declare
   e invoices_internal.emails;
   schedule interval[] := invoices_internal.retry_schedule();
+  retry_at timestamptz;
 begin
   select * into e from invoices_internal.emails x where x.merchant_id = mid and x.id = email_id for update;
   if not found or e.status <> 'sending' then
@@ -772,16 +811,17 @@ begin
        set status = 'sent', attempts = x.attempts + 1, sent_at = now(), lease_until = null,
            last_error = null, relay_response = left(record_email.relay_response, 500)
      where x.merchant_id = mid and x.id = email_id;
-    update invoices_internal.invoices i set sent_at = coalesce(i.sent_at, now())
+    update invoices_internal.invoices i set sent_at = now()
      where i.merchant_id = mid and i.id = e.invoice_id and i.sent_at is null;
   elsif permanent or e.attempts + 1 >= e.max_attempts then
     update invoices_internal.emails x
        set status = 'dead', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500)
      where x.merchant_id = mid and x.id = email_id;
   else
+    retry_at := now() + coalesce(schedule[e.attempts + 1], schedule[cardinality(schedule)]);
     update invoices_internal.emails x
        set status = 'failed', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500),
-           next_attempt_at = now() + coalesce(schedule[x.attempts + 1], schedule[cardinality(schedule)])
+           next_attempt_at = retry_at
      where x.merchant_id = mid and x.id = email_id;
   end if;
 end
@@ -841,13 +881,18 @@ $$;
 create or replace function invoices_internal.invoice_after_insert() returns trigger
 language plpgsql
 as $$
+declare
+  actor text := invoices_internal.current_actor();
 begin
   -- one statement for both entries of an invoice created finalized
-  insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-  select new.merchant_id, new.id, e.from_status, e.to_status, e.event, invoices_internal.current_actor()
-    from (values (1, null, 'draft', 'invoice.created'), (2, 'draft', 'pending', 'invoice.finalized')) e(n, from_status, to_status, event)
-   where e.n = 1 or new.status = 'pending'
-   order by e.n;
+  if new.status = 'pending' then
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor),
+           (new.merchant_id, new.id, 'draft', 'pending', 'invoice.finalized', actor);
+  else
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor);
+  end if;
   perform invoices_internal.emit_events(new, case when new.status = 'pending'
                                                    then '{invoice.created,invoice.finalized}'::text[]
                                                    else '{invoice.created}' end);
@@ -988,9 +1033,11 @@ create or replace function invoices_internal.release_address(mid uuid, inv_id uu
 returns void
 language plpgsql volatile
 as $$
+declare
+  available timestamptz := now() + make_interval(mins => pause_minutes);
 begin
   update invoices_internal.addresses
-     set invoice_id = null, available_at = now() + make_interval(mins => pause_minutes)
+     set invoice_id = null, available_at = available
    where merchant_id = mid and id = addr_id and invoice_id = inv_id;
   update invoices_internal.address_assignments set released_at = now()
    where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;
@@ -1274,3 +1321,353 @@ comment on function invoices.distribute_on_citus() is
 revoke all on invoices_internal.distribution_plan from public;
 revoke execute on function invoices.distribute_on_citus() from public;
 grant execute on function invoices.distribute_on_citus() to invoices_admin;
+
+create or replace function invoices_internal.expire_and_mark_overdue(out expired integer, out overdue integer)
+language plpgsql volatile
+as $$
+declare
+  g record;
+  k record;
+  locked uuid[];
+  n integer;
+begin
+  -- each row changes through the status trigger: stamped and audited. Candidates are read
+  -- without locks, then each merchant's are locked with SKIP LOCKED (rows being paid, cancelled
+  -- or swept by someone else are left for the next tick) in one order, so sweeps never wait on
+  -- or deadlock with other work; every statement that locks or writes names one merchant (on
+  -- Citus: routed to one shard).
+  expired := 0;
+  overdue := 0;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'overdue') and i.amount_paid = 0 and i.expires_at <= now()
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.amount_paid, i.expires_at from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      -- checked again on the locked (latest) version
+      if k.status in ('pending', 'overdue') and k.amount_paid = 0 and k.expires_at <= now() then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'expired'
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    expired := expired + n;
+  end loop;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'partial') and i.due_date < current_date
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.due_date from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      if k.status in ('pending', 'partial') and k.due_date < current_date then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'overdue'
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    overdue := overdue + n;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url,
+           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
+                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
+           v.event, v.id,
+           jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data)::text,
+           c.attempts + 1
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.record_deliveries(outcomes jsonb) returns integer
+language plpgsql volatile
+as $$
+declare
+  at_now timestamptz := now();
+  -- when each retry is due if it fails now (the schedule's steps from now)
+  retry_at timestamptz[] := array(select at_now + x from unnest(invoices_internal.retry_schedule()) with ordinality u(x, n) order by n);
+  g record;
+  m integer;
+  n integer := 0;
+begin
+  insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
+                                                  status_code, response_excerpt, error)
+  select a.merchant_id, a.id, a.attempt, timestamptz 'epoch' + a.started_unix_ms * interval '1 millisecond',
+         a.latency_ms, a.status_code, a.excerpt, a.error
+    from jsonb_to_recordset(outcomes) as a(merchant_id uuid, id bigint, attempt integer, started_unix_ms bigint,
+                                           latency_ms integer, status_code integer, excerpt text, error text)
+  on conflict do nothing;
+  -- one UPDATE per merchant (on Citus: routed to its shard); times are computed here, not in
+  -- the statement (Citus refuses a mutable function inside CASE)
+  for g in select distinct x.merchant_id as mid from jsonb_to_recordset(outcomes) as x(merchant_id uuid)
+  loop
+    update invoices_internal.webhook_deliveries d
+       set status = case when o.ok then 'delivered' when o.attempt > d.max_retries then 'dead' else 'pending' end,
+           attempts = o.attempt,
+           lease_until = null,
+           last_status_code = o.status_code,
+           last_error = case when o.ok then null else coalesce(o.error, format('HTTP %s', o.status_code)) end,
+           delivered_at = case when o.ok then at_now else d.delivered_at end,
+           next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
+                                  else coalesce(retry_at[least(o.attempt, cardinality(retry_at))], at_now + interval '1 minute') end
+      from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
+              from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
+                                                     status_code integer, error text)
+             where x.merchant_id = g.mid) o
+     where d.merchant_id = g.mid and d.id = o.id and d.status = 'delivering';
+    get diagnostics m = row_count;
+    n := n + m;
+  end loop;
+  return n;
+end
+$$;
+
+create or replace function invoices_internal.release_delivery_leases() returns integer
+language plpgsql volatile
+as $$
+declare
+  n integer;
+begin
+  update invoices_internal.webhook_deliveries
+     set status = 'pending', lease_until = null, next_attempt_at = least(next_attempt_at, now())
+   where status = 'delivering';
+  get diagnostics n = row_count;
+  return n;
+end
+$$;
+
+create or replace function invoices_internal.claim_due_rate_sources()
+returns setof invoices_internal.rate_sources
+language plpgsql volatile
+as $$
+declare
+  s invoices_internal.rate_sources;
+  next_at timestamptz;
+begin
+  for s in select * from invoices_internal.rate_sources
+            where enabled and next_fetch_at <= now()
+            order by id
+            for update skip locked
+  loop
+    next_at := now() + make_interval(secs => s.interval_seconds);
+    update invoices_internal.rate_sources set next_fetch_at = next_at, last_fetch_at = now()
+     where id = s.id
+    returning * into s;
+    return next s;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.record_rate_fetch(source_id bigint, rate numeric, error text)
+returns void
+language plpgsql volatile
+as $$
+declare
+  s invoices_internal.rate_sources;
+  next_at timestamptz;
+begin
+  select * into s from invoices_internal.rate_sources where id = source_id for update;
+  if not found then
+    return;
+  end if;
+  if error is null and rate is not null and rate > 0 then
+    next_at := now() + make_interval(secs => s.interval_seconds);
+    update invoices_internal.rate_sources
+       set last_success_at = now(), last_rate = rate, successes = successes + 1,
+           consecutive_failures = 0, next_fetch_at = next_at
+     where id = source_id;
+    insert into invoices_internal.rate_observations (asset, currency, source, rate)
+    values (s.asset, s.currency, s.name, rate);
+  else
+    next_at := now() + least(make_interval(secs => s.interval_seconds) * power(2, least(s.consecutive_failures + 1, 12)),
+                             interval '1 hour');
+    update invoices_internal.rate_sources
+       set last_error = coalesce(error, 'no rate'), last_error_at = now(), failures = failures + 1,
+           consecutive_failures = consecutive_failures + 1, next_fetch_at = next_at
+     where id = source_id;
+  end if;
+end
+$$;
+
+create or replace function invoices_internal.housekeeping(out keys_touched integer, out idempotency_keys_expired integer)
+language plpgsql volatile
+as $$
+declare
+  u record;
+  mid uuid;
+  n integer;
+begin
+  -- the counters live in this node's shared memory: read here, then each key written by its
+  -- owner's key (one merchant per statement)
+  keys_touched := 0;
+  for u in select c.key_id, to_timestamp(c.last_used_unix) as used_at from invoices_internal.api_key_usage() c
+  loop
+    select x.merchant_id into mid from invoices_internal.api_keys x where x.id = u.key_id;
+    update invoices_internal.api_keys k set last_used_at = u.used_at
+     where k.merchant_id = mid and k.id = u.key_id and (k.last_used_at is null or k.last_used_at < u.used_at);
+    get diagnostics n = row_count;
+    keys_touched := keys_touched + n;
+  end loop;
+  delete from invoices_internal.idempotency_keys where created_at < now() - interval '24 hours';
+  get diagnostics idempotency_keys_expired = row_count;
+end
+$$;
+
+create or replace function invoices_internal.watched_addresses(chain text) returns setof text
+language plpgsql stable
+as $$
+begin
+  return query
+  with c as (select * from invoices_internal.chains x where x.id = watched_addresses.chain),
+  w as (
+    select w.merchant_id, w.id
+      from invoices_internal.wallets w, c
+     where w.asset = any (c.assets) and (c.family = 'evm' or w.network = c.network)
+  )
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is not null
+  union
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is null and a.available_at > now()
+  union
+  select p.address from invoices_internal.payments p
+   where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block');
+end
+$$;
+
+create or replace function invoices_internal.record_chain_error(chain text, error text) returns void
+language plpgsql volatile
+as $$
+begin
+  update invoices_internal.chains c set last_error = record_chain_error.error, last_error_at = now(), last_poll_at = now()
+   where c.id = record_chain_error.chain;
+end
+$$;
+
+create or replace function invoices.revoke_api_key(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  k invoices_internal.api_keys;
+begin
+  update invoices_internal.api_keys
+     set revoked_at = now()
+   where merchant_id = mid and api_keys.id = revoke_api_key.id and revoked_at is null
+  returning * into k;
+  if not found then   -- revoked before, or not this merchant's
+    select * into k from invoices_internal.api_keys where merchant_id = mid and api_keys.id = revoke_api_key.id;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('API key %s not found', revoke_api_key.id), null,
+      'list your keys with GET /api_keys or select * from invoices.api_keys');
+  end if;
+  return jsonb_build_object('id', k.id, 'name', k.name, 'prefix', k.prefix,
+                            'scopes', to_jsonb(k.scopes), 'revoked_at', k.revoked_at);
+end
+$$;
+
+create or replace function invoices.delete_webhook_endpoint(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  e invoices_internal.webhook_endpoints;
+begin
+  update invoices_internal.webhook_endpoints
+     set active = false, deleted_at = now()
+   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id and deleted_at is null
+  returning * into e;
+  if not found then   -- deleted before, or not this merchant's
+    select * into e from invoices_internal.webhook_endpoints
+     where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
+      'list them with GET /webhook_endpoints');
+  end if;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
+end
+$$;
+
+create or replace function invoices.deactivate_payment_link(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  l invoices_internal.payment_links;
+begin
+  update invoices_internal.payment_links p
+     set active = false, deactivated_at = now()
+   where p.merchant_id = mid and p.slug = deactivate_payment_link.slug and p.deactivated_at is null
+  returning * into l;
+  if not found then   -- deactivated before, or not this merchant's
+    select * into l from invoices_internal.payment_links p
+     where p.merchant_id = mid and p.slug = deactivate_payment_link.slug;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('payment link %s not found', deactivate_payment_link.slug), null,
+      'list them with GET /payment_links');
+  end if;
+  return invoices_internal.payment_link_object(l);
+end
+$$;

@@ -19,14 +19,22 @@
 #     ranges of a bigint sequence);
 #   - triggers: statement-level triggers other than TRUNCATE would fire once per shard, and a
 #     trigger that depends on an extension cannot be distributed;
-#   - tenant tables keep row-level security scoped by their distribution column.
+#   - tenant tables keep row-level security scoped by their distribution column;
+#   - the worker's statements (tests/citus/statements.py, reading the functions the worker calls,
+#     the triggers of Citus tables and everything they call): row locks only on one merchant's
+#     rows and never in a subquery or CTE, no now() inside CASE/COALESCE or SET arithmetic of an
+#     UPDATE, no FROM/subquery/CTE in an UPDATE or DELETE that names no merchant, no
+#     parameterized LANGUAGE sql function over Citus tables, no writing function called inside
+#     a multi-shard read.
 # Then a self-check: the schema is copied into a throwaway database, a unique index without
-# merchant_id is added to a tenant table there, and the checker must flag it.
+# merchant_id is added to a tenant table there and a claim locking rows in a CTE replaces one of
+# the worker's functions, and the checker must flag both.
 # Each rule prints one ok line, or one FAIL line per offending table, index or constraint.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
+root="$(cd "$here/../.." && pwd)"
 
 # The plan joined with the catalog, shared by every rule.
 PLAN="with plan as (
@@ -243,12 +251,42 @@ checks() {
        and (not c.relrowsecurity
             or not exists (select 1 from pg_catalog.pg_policy pol where pol.polrelid = d.rel
                              and pg_catalog.pg_get_expr(pol.polqual, pol.polrelid) ~ ('\\m' || d.distribution_column || '\\M')))"
+
+  echo "the worker's statements (every query it runs routes by merchant_id or runs per shard)"
+  local entry lint
+  entry=$(grep -ohE 'invoices_internal\.[a-z_]+\(' "$root"/src/worker/*.rs | tr -d '(' | sort -u |
+          python3 -c 'import json, sys; print(json.dumps(sys.stdin.read().split()))')
+  lint=$(q "select json_build_object(
+       'plan', (select json_object_agg(p.table_name, json_build_array(p.kind, p.distribution_column))
+                  from invoices_internal.distribution_plan p),
+       'functions', (select json_agg(json_build_object('name', n.nspname || '.' || f.proname, 'lang', l.lanname,
+                                                       'nargs', f.pronargs, 'volatile', f.provolatile = 'v',
+                                                       'src', f.prosrc))
+                       from pg_catalog.pg_proc f
+                       join pg_catalog.pg_namespace n on n.oid = f.pronamespace
+                       join pg_catalog.pg_language l on l.oid = f.prolang
+                      where n.nspname in ('invoices', 'invoices_internal')),
+       'entry', '$entry'::json,
+       'triggers', (select coalesce(json_agg(distinct n.nspname || '.' || f.proname), '[]')
+                      from pg_catalog.pg_trigger t
+                      join pg_catalog.pg_proc f on f.oid = t.tgfoid
+                      join pg_catalog.pg_namespace n on n.oid = f.pronamespace
+                     where not t.tgisinternal
+                       and t.tgrelid in (select pg_catalog.to_regclass(p.table_name) from invoices_internal.distribution_plan p
+                                          where p.kind <> 'local')))" | python3 "$here/statements.py")
+  while IFS='|' read -r verdict rule finding; do
+    case "$verdict" in
+      ok) ok "$rule" ;;
+      bad) bad "$rule" "$finding" ;;
+      info) printf '  info %s\n' "$rule" ;;
+    esac
+  done <<< "$lint"
 }
 
 echo "the schema of database $PGDATABASE, held to Citus' rules"
 checks
 
-echo "self-check: the checker flags a unique index without merchant_id"
+echo "self-check: the checker flags a unique index without merchant_id and a multi-shard claim"
 if [ "$(q "select pg_catalog.to_regclass('invoices_internal.distribution_plan') is not null")" != t ]; then
   bad "the planted index citus_selfcheck_order_id is flagged in a copy of the schema" "cannot tell without the plan view"
 else
@@ -259,12 +297,26 @@ else
   # a planted violation: a partial unique index on a tenant table that lacks merchant_id
   psql_ -d "$scratch" -c "create unique index citus_selfcheck_order_id on invoices_internal.invoices (order_id)
                             where order_id is not null" >/dev/null
+  # and a worker statement Citus refuses: a multi-shard claim locking rows in a CTE
+  psql_ -d "$scratch" -c "create or replace function invoices_internal.release_delivery_leases() returns integer
+                            language sql volatile as \$\$
+                              with due as (select merchant_id, id from invoices_internal.webhook_deliveries
+                                            where status = 'delivering' for update skip locked)
+                              update invoices_internal.webhook_deliveries d set status = 'pending'
+                                from due where d.merchant_id = due.merchant_id and d.id = due.id
+                              returning 1 \$\$" >/dev/null
   copy=$(PGDATABASE="$scratch" checks 2>&1 || true)
   if grep -q 'FAIL .*citus_selfcheck_order_id (order_id) where order_id IS NOT NULL lacks merchant_id' <<< "$copy"; then
     ok "the planted index citus_selfcheck_order_id is flagged in a copy of the schema"
   else
     bad "the planted index citus_selfcheck_order_id is flagged in a copy of the schema" \
         "the checker said: $(grep -c FAIL <<< "$copy" || true) FAIL lines, none naming it"
+  fi
+  if grep -A1 'FAIL row locks' <<< "$copy" | grep -q 'release_delivery_leases: a row lock inside a subquery or CTE'; then
+    ok "the planted claim (FOR UPDATE SKIP LOCKED in a CTE) is flagged in the copy"
+  else
+    bad "the planted claim (FOR UPDATE SKIP LOCKED in a CTE) is flagged in the copy" \
+        "the checker said: $(grep -A1 'FAIL' <<< "$copy" | head -6)"
   fi
 fi
 finish
