@@ -49,5 +49,8 @@ as_owner() {
 }
 
 psql_() { "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -q "$@"; }
+# fresh_xpub XPUB: an account key of the same kind that no earlier run used (a wallet key
+# belongs to one merchant, and tests create a merchant per run)
+fresh_xpub() { python3 "$ROOT/scripts/fresh_xpub.py" "$1"; }
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

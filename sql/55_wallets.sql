@@ -24,6 +24,21 @@ create table invoices_internal.wallets (
 -- one active wallet per merchant and asset
 create unique index wallets_active_asset on invoices_internal.wallets (merchant_id, asset) where active;
 
+-- A wallet belongs to one merchant: its account key (or bring-your-own address) is routed to
+-- that merchant's wallet here, keyed by the key's receive address 0 (which the xpub, zpub and
+-- other encodings of one account key all derive alike) and the asset. Another merchant's key
+-- is refused, so no address string can be dealt out by two wallets; the merchant's own key
+-- reactivates its old wallet, which goes on from its next index. On Citus a routing table,
+-- distributed by first_address.
+create table invoices_internal.wallet_keys (
+  first_address text not null,            -- receive address 0 of the key, or the byo address
+  asset         text not null,
+  merchant_id   uuid not null,
+  wallet_id     uuid not null,
+  created_at    timestamptz not null default now(),
+  primary key (first_address, asset)
+);
+
 create table invoices_internal.addresses (
   merchant_id      uuid not null,
   wallet_id        uuid not null,
@@ -72,6 +87,8 @@ as $$
 declare
   mid uuid := invoices_internal.require_merchant();
   checked jsonb;
+  key text;
+  owner invoices_internal.wallet_keys;
   w invoices_internal.wallets;
 begin
   if (xpub is null) = (address is null) then
@@ -89,21 +106,54 @@ begin
   if checked ? 'error' then
     perform invoices_internal.raise_error(checked);
   end if;
-  -- a new wallet replaces the merchant's active one for that asset
+  -- one merchant per key: payments to a shared key's addresses could not be told apart
+  key := checked ->> 'address';
+  select * into owner from invoices_internal.wallet_keys k
+   where k.first_address = key and k.asset = create_wallet.asset;
+  if found and owner.merchant_id <> mid then
+    perform invoices_internal.raise('23505',
+      format('this %s %s belongs to a wallet of another merchant', create_wallet.asset,
+             case when xpub is null then 'address' else 'account key' end),
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+        'field', case when xpub is null then 'address' else 'xpub' end,
+        'message', 'already a wallet of another merchant: a key or address can belong to one merchant only')))::text,
+      'give each merchant an account key of its own (another account index, e.g. m/84''/0''/1''), or another address');
+  end if;
+  if not found and xpub is null and exists (
+       select 1 from invoices_internal.addresses a
+         join invoices_internal.wallets x on x.merchant_id = a.merchant_id and x.id = a.wallet_id
+        where a.address = key and x.asset = create_wallet.asset) then
+    perform invoices_internal.raise('23505',
+      format('this %s address is a deposit address of another wallet', create_wallet.asset),
+      '{"errors":[{"field":"address","message":"already dealt out by a wallet derived from an account key"}]}',
+      'give an address no wallet derives');
+  end if;
+  -- the new (or reactivated) wallet replaces the merchant's active one for that asset
   update invoices_internal.wallets set active = false
-   where merchant_id = mid and wallets.asset = create_wallet.asset and active;
-  insert into invoices_internal.wallets (merchant_id, asset, network, xpub, gap_limit)
-  values (mid, create_wallet.asset, create_wallet.network, btrim(create_wallet.xpub), create_wallet.gap_limit)
-  returning * into w;
-  if address is not null then
-    insert into invoices_internal.addresses (merchant_id, wallet_id, address)
-    values (mid, w.id, checked->>'address');
+   where merchant_id = mid and wallets.asset = create_wallet.asset and active
+     and id is distinct from owner.wallet_id;
+  if owner.wallet_id is not null then
+    -- the merchant's own key again: its wallet, with the addresses it derived
+    update invoices_internal.wallets
+       set active = true, gap_limit = create_wallet.gap_limit, network = create_wallet.network
+     where merchant_id = mid and id = owner.wallet_id
+    returning * into w;
+  else
+    insert into invoices_internal.wallets (merchant_id, asset, network, xpub, gap_limit)
+    values (mid, create_wallet.asset, create_wallet.network, btrim(create_wallet.xpub), create_wallet.gap_limit)
+    returning * into w;
+    insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id)
+    values (key, create_wallet.asset, mid, w.id);
+    if address is not null then
+      insert into invoices_internal.addresses (merchant_id, wallet_id, address)
+      values (mid, w.id, key);
+    end if;
   end if;
   return (select to_jsonb(v) from invoices.wallets v where v.merchant_id = mid and v.id = w.id);
 end
 $$;
 comment on function invoices.create_wallet(text, text, text, integer, text) is
-  'Watch-only wallet for an asset (BTC, ETH, USDC, KAS) of the current merchant: xpub = the account-level extended public key (BTC zpub/xpub at m/84''/0''/0'', vpub/tpub on test networks; EVM xpub at m/44''/60''/0''; Kaspa kpub/ktub at m/44''/111111''/0''), receive addresses <account>/0/i; or address = one bring-your-own address (EVM: EIP-55 checksummed). Never a private key. gap_limit: derived addresses without a payment allowed at once (default 20). network: mainnet, testnet, regtest, devnet, simnet. Replaces the active wallet of that asset.';
+  'Watch-only wallet for an asset (BTC, ETH, USDC, KAS) of the current merchant: xpub = the account-level extended public key (BTC zpub/xpub at m/84''/0''/0'', vpub/tpub on test networks; EVM xpub at m/44''/60''/0''; Kaspa kpub/ktub at m/44''/111111''/0''), receive addresses <account>/0/i; or address = one bring-your-own address (EVM: EIP-55 checksummed). Never a private key. gap_limit: derived addresses without a payment allowed at once (default 20). network: mainnet, testnet, regtest, devnet, simnet. Replaces the active wallet of that asset. A key or address belongs to one merchant: another merchant''s raises 23505; the merchant''s own earlier key reactivates that wallet (its derived addresses and next index kept, gap_limit and network as given).';
 
 create view invoices.wallets with (security_barrier) as
 select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_your_own,
@@ -178,14 +228,21 @@ begin
           'message', format('%s unused addresses in a row; a wallet scanning %s would miss the next', unused, w.gap_limit))))::text,
         'wait for payments or expiries to free addresses, or raise the wallet''s gap_limit');
     end if;
-    derived := invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, w.next_index);
-    if derived ? 'error' then
-      perform invoices_internal.raise_error(derived);
-    end if;
+    loop
+      derived := invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, w.next_index);
+      if derived ? 'error' then
+        perform invoices_internal.raise_error(derived);
+      end if;
+      -- an index whose address another wallet holds (as its bring-your-own address) is skipped
+      exit when not exists (select 1 from invoices_internal.wallet_keys k
+                             where k.first_address = derived ->> 'address' and k.asset = w.asset
+                               and k.wallet_id <> w.id);
+      w.next_index := w.next_index + 1;
+    end loop;
     insert into invoices_internal.addresses (merchant_id, wallet_id, address, derivation_index)
     values (mid, w.id, derived->>'address', w.next_index)
     returning * into a;
-    update invoices_internal.wallets set next_index = next_index + 1 where merchant_id = mid and id = w.id;
+    update invoices_internal.wallets set next_index = w.next_index + 1 where merchant_id = mid and id = w.id;
   end if;
   update invoices_internal.addresses
      set invoice_id = inv_id, last_invoice_id = inv_id, times_assigned = times_assigned + 1

@@ -10,8 +10,9 @@
 --              statement of one merchant is routed to one shard group and every foreign key
 --              between tenant tables is enforced inside that group;
 --   reference  small global tables, copied to every node (currencies, chains, rate sources …);
---   routing    global lookups distributed by their own key (a slug, a key hash) that map it to
---              the merchant: the public doors find a merchant's row without its merchant_id;
+--   routing    global lookups distributed by their own key (a slug, a key hash, a wallet key's
+--              first address) that map it to the merchant: the public doors find a merchant's
+--              row without its merchant_id, and a wallet key belongs to one merchant;
 --   local      stays on the coordinator only (the worker's bookkeeping); never distributed.
 -- position is the call order: reference tables first, then the colocation anchor (merchants),
 -- then the tables colocated with it (a referenced table before the tables referencing it),
@@ -48,6 +49,7 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     -- routing: each in a colocation group of its own (colocate_with null = 'none')
     ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
     ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
     -- local: written by the coordinator's background worker several times a second, read
     -- only by invoices.worker_status; replicating it to every node would buy nothing
     ('invoices_internal.worker_tasks',        'local', null, null, 900)

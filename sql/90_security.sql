@@ -119,6 +119,7 @@ grant execute on function invoices.create_payment_link(text, text, text, numeric
   invoices.deactivate_payment_link(text), invoices.pay_payment_link(text, numeric) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_links', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs', '');
+select pg_catalog.pg_extension_config_dump('invoices_internal.wallet_keys', '');
 
 -- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
 grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),

@@ -27,12 +27,26 @@ expect_eq "installed at the previous release" "$(psql_ -d invoices_upgrade -tAc 
 psql_ -d invoices_upgrade -q >/dev/null <<'SQL'
 select invoices.act_as((invoices.create_merchant('Before the upgrade') ->> 'id')::uuid);
 select invoices.create_invoice(lines => '[{"description": "kept", "unit_price": "12.34"}]', send => true);
+-- 0.1.0 let two merchants register one account key
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs');
+select invoices.act_as((invoices.create_merchant('Second on the key') ->> 'id')::uuid);
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs');
 SQL
 psql_ -d invoices_upgrade -qc "alter extension invoices update" >/dev/null
 expect_eq "ALTER EXTENSION invoices UPDATE reaches $version" \
   "$(psql_ -d invoices_upgrade -tAc "select extversion from pg_extension where extname = 'invoices'")" "$version"
 expect_eq "  the data survived" \
   "$(psql_ -d invoices_upgrade -tAc "select invoice_number || ' ' || total || ' ' || status from invoices_internal.invoices")" "INV-0001 12.34 pending"
+expect_eq "  the shared account key is routed to its first merchant's wallet" \
+  "$(psql_ -d invoices_upgrade -tAc "select k.first_address || ' ' || m.name from invoices_internal.wallet_keys k join invoices_internal.merchants m on m.id = k.merchant_id")" \
+  "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu Before the upgrade"
+expect_eq "  and a third merchant's create_wallet with it is refused (23505)" \
+  "$(psql_ -d invoices_upgrade -tA 2>&1 <<'SQL' | grep -o 'ERROR: .*' | head -1
+\set VERBOSITY verbose
+select invoices.act_as((invoices.create_merchant('After the upgrade') ->> 'id')::uuid) is not null;
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs');
+SQL
+)" "ERROR:  23505: this BTC account key belongs to a wallet of another merchant"
 psql_ -d invoices_fresh -qc "create extension invoices" >/dev/null
 # pg_dump leaves extension members out, so the schemas are compared through the catalog: every
 # member object with its definition, columns, constraints, indexes, triggers, policies, grants

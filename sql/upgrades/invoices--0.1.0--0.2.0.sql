@@ -996,6 +996,34 @@ create policy merchant_scope on invoices_internal.payment_link_slugs
 select pg_catalog.pg_extension_config_dump('invoices_internal.api_key_hashes', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs', '');
 
+-- One merchant per wallet key: the routing table of account keys and bring-your-own addresses.
+-- Keys that several merchants already share stay with each of them; the table routes a key to
+-- its active (else oldest) wallet, and later create_wallet calls by another merchant are refused.
+create table invoices_internal.wallet_keys (
+  first_address text not null,            -- receive address 0 of the key, or the byo address
+  asset         text not null,
+  merchant_id   uuid not null,
+  wallet_id     uuid not null,
+  created_at    timestamptz not null default now(),
+  primary key (first_address, asset)
+);
+insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id, created_at)
+select distinct on (k.first_address, w.asset) k.first_address, w.asset, w.merchant_id, w.id, w.created_at
+  from invoices_internal.wallets w
+  cross join lateral (
+    select case when w.xpub is null
+                then (select a.address from invoices_internal.addresses a
+                       where a.merchant_id = w.merchant_id and a.wallet_id = w.id limit 1)
+                else invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, 0) ->> 'address'
+           end as first_address) k
+ where k.first_address is not null
+ order by k.first_address, w.asset, w.active desc, w.created_at;
+revoke all on invoices_internal.wallet_keys from public;
+alter table invoices_internal.wallet_keys enable row level security;
+create policy merchant_scope on invoices_internal.wallet_keys
+  using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]));
+select pg_catalog.pg_extension_config_dump('invoices_internal.wallet_keys', '');
+
 create or replace function invoices_internal.insert_api_key(mid uuid, name text, scopes text[],
                                                  rate_limit_per_minute integer default null)
 returns jsonb
@@ -1088,14 +1116,21 @@ begin
           'message', format('%s unused addresses in a row; a wallet scanning %s would miss the next', unused, w.gap_limit))))::text,
         'wait for payments or expiries to free addresses, or raise the wallet''s gap_limit');
     end if;
-    derived := invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, w.next_index);
-    if derived ? 'error' then
-      perform invoices_internal.raise_error(derived);
-    end if;
+    loop
+      derived := invoices_internal.derive_wallet_address(w.asset, w.network, w.xpub, w.next_index);
+      if derived ? 'error' then
+        perform invoices_internal.raise_error(derived);
+      end if;
+      -- an index whose address another wallet holds (as its bring-your-own address) is skipped
+      exit when not exists (select 1 from invoices_internal.wallet_keys k
+                             where k.first_address = derived ->> 'address' and k.asset = w.asset
+                               and k.wallet_id <> w.id);
+      w.next_index := w.next_index + 1;
+    end loop;
     insert into invoices_internal.addresses (merchant_id, wallet_id, address, derivation_index)
     values (mid, w.id, derived->>'address', w.next_index)
     returning * into a;
-    update invoices_internal.wallets set next_index = next_index + 1 where merchant_id = mid and id = w.id;
+    update invoices_internal.wallets set next_index = w.next_index + 1 where merchant_id = mid and id = w.id;
   end if;
   update invoices_internal.addresses
      set invoice_id = inv_id, last_invoice_id = inv_id, times_assigned = times_assigned + 1
@@ -1268,6 +1303,7 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     -- routing: each in a colocation group of its own (colocate_with null = 'none')
     ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
     ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
     -- local: written by the coordinator's background worker several times a second, read
     -- only by invoices.worker_status; replicating it to every node would buy nothing
     ('invoices_internal.worker_tasks',        'local', null, null, 900)
@@ -1671,3 +1707,80 @@ begin
   return invoices_internal.payment_link_object(l);
 end
 $$;
+
+create or replace function invoices.create_wallet(asset text, xpub text default null, address text default null,
+                                       gap_limit integer default 20, network text default 'mainnet')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  checked jsonb;
+  key text;
+  owner invoices_internal.wallet_keys;
+  w invoices_internal.wallets;
+begin
+  if (xpub is null) = (address is null) then
+    perform invoices_internal.raise('22023', 'invalid wallet: give xpub or address, not both or neither',
+      '{"errors":[{"field":"xpub","message":"give an account extended public key, or address for a bring-your-own address"}]}',
+      'create_wallet(''BTC'', xpub => ''zpub…'') or create_wallet(''ETH'', address => ''0x…'')');
+  end if;
+  if gap_limit is null or gap_limit not between 1 and 1000 then
+    perform invoices_internal.raise('22023', 'invalid wallet: gap_limit must be between 1 and 1000',
+      '{"errors":[{"field":"gap_limit","message":"must be between 1 and 1000 (BIP44 uses 20)"}]}', null);
+  end if;
+  checked := case when xpub is not null
+                  then invoices_internal.derive_wallet_address(asset, network, xpub, 0)
+                  else invoices_internal.check_wallet_address(asset, network, address) end;
+  if checked ? 'error' then
+    perform invoices_internal.raise_error(checked);
+  end if;
+  -- one merchant per key: payments to a shared key's addresses could not be told apart
+  key := checked ->> 'address';
+  select * into owner from invoices_internal.wallet_keys k
+   where k.first_address = key and k.asset = create_wallet.asset;
+  if found and owner.merchant_id <> mid then
+    perform invoices_internal.raise('23505',
+      format('this %s %s belongs to a wallet of another merchant', create_wallet.asset,
+             case when xpub is null then 'address' else 'account key' end),
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+        'field', case when xpub is null then 'address' else 'xpub' end,
+        'message', 'already a wallet of another merchant: a key or address can belong to one merchant only')))::text,
+      'give each merchant an account key of its own (another account index, e.g. m/84''/0''/1''), or another address');
+  end if;
+  if not found and xpub is null and exists (
+       select 1 from invoices_internal.addresses a
+         join invoices_internal.wallets x on x.merchant_id = a.merchant_id and x.id = a.wallet_id
+        where a.address = key and x.asset = create_wallet.asset) then
+    perform invoices_internal.raise('23505',
+      format('this %s address is a deposit address of another wallet', create_wallet.asset),
+      '{"errors":[{"field":"address","message":"already dealt out by a wallet derived from an account key"}]}',
+      'give an address no wallet derives');
+  end if;
+  -- the new (or reactivated) wallet replaces the merchant's active one for that asset
+  update invoices_internal.wallets set active = false
+   where merchant_id = mid and wallets.asset = create_wallet.asset and active
+     and id is distinct from owner.wallet_id;
+  if owner.wallet_id is not null then
+    -- the merchant's own key again: its wallet, with the addresses it derived
+    update invoices_internal.wallets
+       set active = true, gap_limit = create_wallet.gap_limit, network = create_wallet.network
+     where merchant_id = mid and id = owner.wallet_id
+    returning * into w;
+  else
+    insert into invoices_internal.wallets (merchant_id, asset, network, xpub, gap_limit)
+    values (mid, create_wallet.asset, create_wallet.network, btrim(create_wallet.xpub), create_wallet.gap_limit)
+    returning * into w;
+    insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id)
+    values (key, create_wallet.asset, mid, w.id);
+    if address is not null then
+      insert into invoices_internal.addresses (merchant_id, wallet_id, address)
+      values (mid, w.id, key);
+    end if;
+  end if;
+  return (select to_jsonb(v) from invoices.wallets v where v.merchant_id = mid and v.id = w.id);
+end
+$$;
+comment on function invoices.create_wallet(text, text, text, integer, text) is
+  'Watch-only wallet for an asset (BTC, ETH, USDC, KAS) of the current merchant: xpub = the account-level extended public key (BTC zpub/xpub at m/84''/0''/0'', vpub/tpub on test networks; EVM xpub at m/44''/60''/0''; Kaspa kpub/ktub at m/44''/111111''/0''), receive addresses <account>/0/i; or address = one bring-your-own address (EVM: EIP-55 checksummed). Never a private key. gap_limit: derived addresses without a payment allowed at once (default 20). network: mainnet, testnet, regtest, devnet, simnet. Replaces the active wallet of that asset. A key or address belongs to one merchant: another merchant''s raises 23505; the merchant''s own earlier key reactivates that wallet (its derived addresses and next index kept, gap_limit and network as given).';

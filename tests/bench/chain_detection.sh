@@ -24,9 +24,7 @@ psql_ -tA > "$work/invoices" <<SQL
 select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453,
                                 poll_interval_ms => 100) is not null as configured \gset
 select invoices.act_as((invoices.create_merchant('Chain bench') ->> 'id')::uuid) is not null as acting \gset
-select invoices.create_wallet('ETH', xpub => 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', gap_limit => 1000) is not null as w \gset
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
- where merchant_id = current_setting('invoices.merchant_id')::uuid;
+select invoices.create_wallet('ETH', xpub => '$(fresh_xpub xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt)', gap_limit => 1000) is not null as w \gset
 select invoices.create_webhook_endpoint('http://127.0.0.1:$RECEIVER_PORT/ok/bench', '{invoice.confirmed}') is not null as hook \gset
 select r->>'id' || ' ' || (r->>'address')
   from generate_series(1, $N) g,

@@ -32,16 +32,14 @@ start_proxy "$PROXY_PORT" "$ETH_RPC"
 usdc=$(evm deploy-usdc)
 ok "TestUSDC deployed at $usdc"
 
+xpub=$(fresh_xpub "$EVM_XPUB")
 mid=$(psql_ -tA <<SQL | tail -1
 select invoices.configure_chain('$CHAIN', 'evm', 'http://127.0.0.1:$PROXY_PORT', '{ETH,USDC}', confirmations => 2,
   chain_id => 8453, tokens => '{"USDC": {"contract": "$usdc", "decimals": 6}}', poll_interval_ms => 100) is not null;
 select invoices.act_as((invoices.create_merchant('EVM payments') ->> 'id')::uuid) is not null;
-select invoices.create_wallet('ETH', xpub => '$EVM_XPUB') is not null;
-select invoices.create_wallet('USDC', xpub => '$EVM_XPUB') is not null;
--- other merchants of this database (earlier runs, the demo) use the same xpub: derive from an
--- index of this run's own so no address is shared with them
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
- where merchant_id = current_setting('invoices.merchant_id')::uuid;
+-- one account key of this run's own for both assets (a key belongs to one merchant)
+select invoices.create_wallet('ETH', xpub => '$xpub') is not null;
+select invoices.create_wallet('USDC', xpub => '$xpub') is not null;
 select current_setting('invoices.merchant_id');
 SQL
 )

@@ -22,17 +22,14 @@ events() { q "select string_agg(event, ',' order by created_at) from invoices_in
 EVM_XPUB=xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt
 
 # evm_merchant NAME -> merchant id: configures chain $CHAIN on $ETH_RPC (ETH, 1 confirmation,
-# scanned from genesis, polled every 100 ms) and a merchant with an ETH wallet. Other merchants
-# of this database (earlier runs, the demo) share the xpub: this one derives from an index of
-# its own, so no address is shared with them.
+# scanned from genesis, polled every 100 ms) and a merchant with an ETH wallet of an account key
+# of its own (a fresh chain code on the test key).
 evm_merchant() {
   psql_ -tA <<SQL | tail -1
 select invoices.configure_chain('$CHAIN', 'evm', '$ETH_RPC', '{ETH}', confirmations => 1, chain_id => 8453,
                                 poll_interval_ms => 100, start_height => 0) is not null as c \gset
 select invoices.act_as((invoices.create_merchant('$1') ->> 'id')::uuid) is not null as acting \gset
-select invoices.create_wallet('ETH', xpub => '$EVM_XPUB', gap_limit => 1000) is not null as w \gset
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
- where merchant_id = current_setting('invoices.merchant_id')::uuid;
+select invoices.create_wallet('ETH', xpub => '$(fresh_xpub "$EVM_XPUB")', gap_limit => 1000) is not null as w \gset
 select current_setting('invoices.merchant_id');
 SQL
 }

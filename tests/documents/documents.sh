@@ -21,16 +21,15 @@ cleanup() {
 trap cleanup EXIT
 API="$PGRST_URL"; PUB="$PUBLIC_URL"
 
+evm_xpub=$(fresh_xpub "$EVM_XPUB")   # a key of this run's own: a key belongs to one merchant
 read -r mid key other_key < <(psql_ -tA -F ' ' <<SQL | tail -1
 select invoices.act_as((invoices.create_merchant('Docs <Test> & Co', 'billing@docs.test', E'1 Main St\nSpringfield') ->> 'id')::uuid) is not null as a \gset
 select invoices.set_rate('ETH', 'USD', 2000) is not null as r1 \gset
 select invoices.set_rate('BTC', 'USD', 50000) is not null as r2 \gset
 select invoices.set_rate('USDC', 'USD', 1) is not null as r3 \gset
-select invoices.create_wallet('ETH', xpub => '$EVM_XPUB', gap_limit => 1000) is not null as w1 \gset
-select invoices.create_wallet('USDC', xpub => '$EVM_XPUB', gap_limit => 1000) is not null as w2 \gset
-select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs', gap_limit => 1000) is not null as w3 \gset
-update invoices_internal.wallets set next_index = (random() * 1000000000)::integer
- where merchant_id = current_setting('invoices.merchant_id')::uuid;
+select invoices.create_wallet('ETH', xpub => '$evm_xpub', gap_limit => 1000) is not null as w1 \gset
+select invoices.create_wallet('USDC', xpub => '$evm_xpub', gap_limit => 1000) is not null as w2 \gset
+select invoices.create_wallet('BTC', xpub => '$(fresh_xpub zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs)', gap_limit => 1000) is not null as w3 \gset
 select invoices.create_api_key('docs', '{read,write}') ->> 'api_key' as k \gset
 select invoices.act_as((invoices.create_merchant('Someone else') ->> 'id')::uuid) is not null as b \gset
 select current_setting('invoices.merchant_id') is not null as c \gset

@@ -69,3 +69,35 @@ select invoices.create_wallet('KAS', xpub => 'ktub23beJLczbxoS4emYHxm5H2rPnXJPGT
 select invoices.create_invoice(lines => '[{"description": "i", "unit_price": 1}]', asset => 'KAS', send => true) ->> 'address' as kas_0;
 select invoices.create_invoice(lines => '[{"description": "j", "unit_price": 1}]', asset => 'KAS', send => true) ->> 'address' as kas_1;
 select asset, network, bring_your_own, derived_addresses, addresses_in_use from invoices.wallets where active order by asset;
+
+-- a key or address belongs to one merchant: another merchant's create_wallet is refused
+select invoices.act_as((invoices.create_merchant('Copycat') ->> 'id')::uuid) ->> 'name' as acting;
+select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs');
+-- the same account key as an xpub (other version bytes, same addresses)
+select invoices.create_wallet('BTC', xpub => 'xpub6CatWdiZiodmUeTDp8LT5or8nmbKNcuyvz7WyksVFkKB4RHwCD3XyuvPEbvqAQY3rAPshWcMLoP2fMFMKHPJ4ZeZXYVUhLv1VMrjPC7PW6V');
+select invoices.create_wallet('ETH', address => '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed');
+-- ... and so are its key's first address and an address its key derived (index 1)
+select invoices.create_wallet('BTC', address => 'bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu');
+select invoices.create_wallet('BTC', address => 'bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g');
+select count(*) as copycat_wallets from invoices_internal.wallets
+ where merchant_id = current_setting('invoices.merchant_id')::uuid;
+-- the same key for another asset is another wallet (an ETH and a USDC wallet may share one)
+select invoices.create_wallet('USDC', address => '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed') ->> 'asset' as other_asset;
+-- the merchant's own earlier key reactivates its wallet, which goes on from its next index
+select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Carousel Co';
+select invoices.create_wallet('BTC', address => 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4') ->> 'bring_your_own' as byo_btc;
+select asset, bring_your_own, gap_limit, derived_addresses, active
+  from jsonb_populate_record(null::invoices.wallets, invoices.create_wallet('BTC',
+    xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs',
+    gap_limit => 5));
+select count(*) filter (where asset = 'BTC') as btc_wallets, count(*) filter (where asset = 'BTC' and active) as active_btc
+  from invoices.wallets;
+select invoices.create_invoice(lines => '[{"description": "k", "unit_price": 100}]', asset => 'BTC', send => true) ->> 'address' as next_btc;
+-- an address another merchant registered first is skipped when the key reaches it
+select invoices_internal.derive_wallet_address('USDC', 'mainnet', 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', 1) ->> 'address' as usdc_1 \gset
+select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Copycat';
+select invoices.create_wallet('USDC', address => :'usdc_1') ->> 'address' = :'usdc_1' as copycat_took_index_1;
+select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Carousel Co';
+select j ->> 'address' <> :'usdc_1' as not_index_1
+  from invoices.create_invoice(lines => '[{"description": "l", "unit_price": 5}]', asset => 'USDC', send => true) j;
+select derivation_index, state from invoices.addresses where asset = 'USDC' order by derivation_index;
