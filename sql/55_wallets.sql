@@ -65,7 +65,7 @@ create unique index addresses_one_invoice on invoices_internal.addresses (mercha
 create index addresses_address_idx on invoices_internal.addresses (address);
 -- No address is ever assigned to two live invoices.
 create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (merchant_id, address_id)
-  where status in ('pending', 'partial', 'paid', 'overdue');
+  where status in ('pending', 'partial', 'paid', 'overdue') and address_id is not null;
 
 -- Who held which address when: payment detection credits a payment to the invoice that held
 -- the address at that time (a late payment of an expired invoice stays with that invoice).

@@ -70,8 +70,10 @@ create table invoices_internal.webhook_attempts (
 
 -- The events of a status change (one, or created + finalized for an invoice created finalized)
 -- and their deliveries, in the caller's transaction, in one statement. Payment events carry the
--- payment too (data.payment).
-create function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null)
+-- payment too (data.payment). A status change passes its audit rows too (audit_from/audit_to,
+-- one per event), written by the same statement.
+create function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null,
+                                              audit_from text[] default null, audit_to text[] default null)
 returns void
 language plpgsql volatile
 as $$
@@ -82,11 +84,17 @@ declare
     'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
     'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
   retries integer := invoices_internal.retry_count();
+  actor text := case when audit_to is not null then invoices_internal.current_actor() end;
 begin
   if payment is not null then
     data := data || jsonb_build_object('payment', payment);
   end if;
-  with ev as (
+  with audit as (
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    select i.merchant_id, i.id, t.from_status, t.to_status, t.event, actor
+      from unnest(audit_from, audit_to, events) t(from_status, to_status, event)
+     where audit_to is not null),
+  ev as (
     insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
     select i.merchant_id, invoices_internal.uuid_v7(), e.event, i.id, data
       from unnest(events) with ordinality e(event, n)

@@ -1,6 +1,6 @@
 //! Human-facing identifiers: per-merchant invoice numbers and random public slugs.
 
-use rand::Rng;
+use rand::RngCore;
 
 /// `INV` + 1 → `INV-0001`; numbers past 9999 simply grow (`INV-12345`).
 pub fn format_invoice_number(prefix: &str, n: i64) -> String {
@@ -11,12 +11,24 @@ pub fn format_invoice_number(prefix: &str, n: i64) -> String {
 const SLUG_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
 
 /// A random URL slug of `len` characters (16 → ~79 bits, unguessable and collision-free in
-/// practice; the database still enforces uniqueness).
+/// practice; the database still enforces uniqueness). One read of the OS generator serves the
+/// whole slug (a read per character cost more than the rest of it); bytes from 248 up (= 8 ×
+/// 31) are drawn again, so every character is equally likely.
 pub fn new_slug(len: usize) -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..len)
-        .map(|_| SLUG_ALPHABET[rng.gen_range(0..SLUG_ALPHABET.len())] as char)
-        .collect()
+    let n = SLUG_ALPHABET.len();
+    let limit = 256 - 256 % n;
+    let mut out = String::with_capacity(len);
+    let mut buf = [0u8; 32];
+    while out.len() < len {
+        rand::rngs::OsRng.fill_bytes(&mut buf);
+        for &b in buf.iter().filter(|&&b| (b as usize) < limit) {
+            if out.len() == len {
+                break;
+            }
+            out.push(SLUG_ALPHABET[b as usize % n] as char);
+        }
+    }
+    out
 }
 
 /// A slug derived from a title: `"Donate to the Project!"` → `donate-to-the-project`.
@@ -53,6 +65,13 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);
         assert!(a.bytes().all(|c| SLUG_ALPHABET.contains(&c)));
+    }
+
+    #[test]
+    fn long_slugs_draw_again_and_use_the_whole_alphabet() {
+        let s = new_slug(2000);
+        assert_eq!(s.len(), 2000);
+        assert!(SLUG_ALPHABET.iter().all(|c| s.as_bytes().contains(c)));
     }
 
     #[test]

@@ -585,18 +585,23 @@ begin
 
   -- One statement writes the invoice, its lines and, when it is sent, the e-mail to the
   -- customer (the worker sends it). The prepared object's keys are the column names: one
-  -- jsonb_populate_record instead of a cast per column.
+  -- jsonb_populate_record reads them instead of a cast per column; the columns decided here
+  -- are given as they are (merging them into the object first would sort ~60 keys again).
   with inv as (
-    insert into invoices_internal.invoices
-    select * from jsonb_populate_record(null::invoices_internal.invoices, p || jsonb_build_object(
-              'merchant_id', mid, 'id', new_id,
-              'status', new_status,
-              'number_seq', m.seq,
-              'invoice_number', new_number,
-              'slug', new_slug,
-              'amount_paid', 0, 'asset_paid', 0, 'overpaid', false, 'paid_late', false,
-              'merchant_snapshot', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
-              'created_at', now(), 'updated_at', now()))
+    insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+      currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+      customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+      issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+      expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+      failed_url, expires_at, overpaid, paid_late, created_at, updated_at)
+    select mid, new_id, m.seq, new_number, new_slug, new_status,
+           r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+           r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+           jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+           r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+           r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+           r.failed_url, r.expires_at, false, false, now(), now()
+      from jsonb_populate_record(null::invoices_internal.invoices, p) r
     returning merchant_id, id),
   new_lines as (
     insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
@@ -843,7 +848,8 @@ grant select on invoices.emails to invoices_api;
 grant execute on function invoices.send_invoice(text, text) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');
 
-create or replace function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null)
+create or replace function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null,
+                                              audit_from text[] default null, audit_to text[] default null)
 returns void
 language plpgsql volatile
 as $$
@@ -854,11 +860,17 @@ declare
     'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
     'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
   retries integer := invoices_internal.retry_count();
+  actor text := case when audit_to is not null then invoices_internal.current_actor() end;
 begin
   if payment is not null then
     data := data || jsonb_build_object('payment', payment);
   end if;
-  with ev as (
+  with audit as (
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    select i.merchant_id, i.id, t.from_status, t.to_status, t.event, actor
+      from unnest(audit_from, audit_to, events) t(from_status, to_status, event)
+     where audit_to is not null),
+  ev as (
     insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
     select i.merchant_id, invoices_internal.uuid_v7(), e.event, i.id, data
       from unnest(events) with ordinality e(event, n)
@@ -878,27 +890,9 @@ begin
 end
 $$;
 
-create or replace function invoices_internal.invoice_after_insert() returns trigger
-language plpgsql
-as $$
-declare
-  actor text := invoices_internal.current_actor();
-begin
-  -- one statement for both entries of an invoice created finalized
-  if new.status = 'pending' then
-    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor),
-           (new.merchant_id, new.id, 'draft', 'pending', 'invoice.finalized', actor);
-  else
-    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-    values (new.merchant_id, new.id, null, 'draft', 'invoice.created', actor);
-  end if;
-  perform invoices_internal.emit_events(new, case when new.status = 'pending'
-                                                   then '{invoice.created,invoice.finalized}'::text[]
-                                                   else '{invoice.created}' end);
-  return null;
-end
-$$;
+-- A new invoice's audit rows and events are written by its BEFORE INSERT trigger now.
+drop trigger invoice_created on invoices_internal.invoices;
+drop function invoices_internal.invoice_after_insert();
 
 create or replace function invoices_internal.invoice_before_update() returns trigger
 language plpgsql
@@ -931,9 +925,8 @@ begin
       when 'cancelled_at' then new.cancelled_at := now();
       else null;
     end case;
-    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-    values (new.merchant_id, new.id, old.status, new.status, t[2], invoices_internal.current_actor());
-    perform invoices_internal.emit_events(new, array[t[2]]);   -- the outbox, same transaction
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
     -- expiry, cancellation and confirmation release the deposit address after its pause
     -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
     -- a late payment or a reorg never claims an address the carousel has handed on)
@@ -947,15 +940,14 @@ begin
   return new;
 end
 $$;
-revoke execute on function invoices_internal.emit_events(invoices_internal.invoices, text[], jsonb) from public;
+revoke execute on function invoices_internal.emit_events(invoices_internal.invoices, text[], jsonb, text[], text[]) from public;
 drop function invoices_internal.emit_event(invoices_internal.invoices, text, jsonb);
 
 -- Distributable on Citus: every unique index of a tenant table leads with merchant_id; the
 -- lookups by an API key's hash and by a payment link's slug go through routing tables keyed by
 -- them (invoices_internal.distribution_plan says how each table is laid out).
 drop index invoices_internal.invoices_slug_key;
-create unique index invoices_slug_key on invoices_internal.invoices (merchant_id, slug);
-create index invoices_slug_idx on invoices_internal.invoices (slug);
+create unique index invoices_slug_key on invoices_internal.invoices (slug, merchant_id);
 drop index invoices_internal.addresses_id_key;
 create unique index addresses_id_key on invoices_internal.addresses (merchant_id, id);
 drop index invoices_internal.addresses_one_invoice;
@@ -963,7 +955,7 @@ create unique index addresses_one_invoice on invoices_internal.addresses (mercha
   where invoice_id is not null;
 drop index invoices_internal.invoices_one_live_invoice_per_address;
 create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (merchant_id, address_id)
-  where status in ('pending', 'partial', 'paid', 'overdue');
+  where status in ('pending', 'partial', 'paid', 'overdue') and address_id is not null;
 drop index invoices_internal.webhook_deliveries_id_key;
 drop index invoices_internal.payments_id_key;
 create index payments_id_idx on invoices_internal.payments (id);
@@ -1784,3 +1776,67 @@ end
 $$;
 comment on function invoices.create_wallet(text, text, text, integer, text) is
   'Watch-only wallet for an asset (BTC, ETH, USDC, KAS) of the current merchant: xpub = the account-level extended public key (BTC zpub/xpub at m/84''/0''/0'', vpub/tpub on test networks; EVM xpub at m/44''/60''/0''; Kaspa kpub/ktub at m/44''/111111''/0''), receive addresses <account>/0/i; or address = one bring-your-own address (EVM: EIP-55 checksummed). Never a private key. gap_limit: derived addresses without a payment allowed at once (default 20). network: mainnet, testnet, regtest, devnet, simnet. Replaces the active wallet of that asset. A key or address belongs to one merchant: another merchant''s raises 23505; the merchant''s own earlier key reactivates that wallet (its derived addresses and next index kept, gap_limit and network as given).';
+
+-- The create path (issue 3): one CHECK for a line instead of five; the sweeps' partial indexes
+-- leave out invoices without a deadline or due date.
+alter table invoices_internal.invoice_lines
+  drop constraint invoice_lines_position_check, drop constraint invoice_lines_description_check,
+  drop constraint invoice_lines_quantity_check, drop constraint invoice_lines_unit_price_check,
+  drop constraint invoice_lines_amount_check,
+  add constraint invoice_lines_valid check (position between 1 and 100 and length(description) between 1 and 500
+                                            and quantity > 0 and unit_price >= 0 and amount >= 0);
+drop index invoices_internal.invoices_expiring_idx;
+create index invoices_expiring_idx on invoices_internal.invoices (expires_at)
+  where status in ('pending', 'overdue') and expires_at is not null;
+drop index invoices_internal.invoices_due_idx;
+create index invoices_due_idx on invoices_internal.invoices (due_date)
+  where status in ('pending', 'partial') and due_date is not null;
+
+create or replace function invoices_internal.invoice_before_insert() returns trigger
+language plpgsql
+as $$
+begin
+  if new.status = 'pending' then
+    new.finalized_at := now();   -- draft -> pending, always legal
+  elsif new.status <> 'draft' then
+    raise exception 'a new invoice starts as draft, not %', new.status
+      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
+  end if;
+  perform invoices_internal.check_invoice_row(new);
+  if new.status = 'pending' then
+    perform invoices_internal.emit_events(new, '{invoice.created,invoice.finalized}', null,
+                                          '{NULL,draft}', '{draft,pending}');
+  else
+    perform invoices_internal.emit_events(new, '{invoice.created}', null, '{NULL}', '{draft}');
+  end if;
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.invoice_lines_consistent() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog
+as $$
+declare
+  c record;
+begin
+  -- the invoice as it is now (a draft may have changed since) with its lines, in one read
+  select i.invoice_number, i.subtotal, count(l.position) as n, coalesce(sum(l.amount), 0) as total,
+         count(*) filter (where l.amount <> round(l.quantity * l.unit_price, i.exponent)
+                             or scale(l.amount) <> i.exponent) as bad
+    into c
+    from invoices_internal.invoices i
+    left join invoices_internal.invoice_lines l on l.merchant_id = i.merchant_id and l.invoice_id = i.id
+   where i.merchant_id = new.merchant_id and i.id = new.id
+   group by i.invoice_number, i.subtotal;
+  if not found then
+    return null;
+  end if;
+  if c.n = 0 or c.total <> c.subtotal or c.bad > 0 then
+    raise exception 'invoice % has inconsistent lines (% lines summing to %, subtotal %)',
+      c.invoice_number, c.n, c.total, c.subtotal
+      using errcode = '23514', hint = 'create invoices through invoices.create_invoice';
+  end if;
+  return null;
+end
+$$;
