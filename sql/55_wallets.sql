@@ -142,8 +142,18 @@ begin
     insert into invoices_internal.wallets (merchant_id, asset, network, xpub, gap_limit)
     values (mid, create_wallet.asset, create_wallet.network, btrim(create_wallet.xpub), create_wallet.gap_limit)
     returning * into w;
-    insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id)
-    values (key, create_wallet.asset, mid, w.id);
+    begin
+      insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id)
+      values (key, create_wallet.asset, mid, w.id);
+    exception when unique_violation then
+      -- another merchant registered the same key in a concurrent transaction
+      perform invoices_internal.raise('23505',
+        format('this %s key or address was just registered by another wallet', create_wallet.asset),
+        jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+          'field', case when xpub is null then 'address' else 'xpub' end,
+          'message', 'already a wallet of another merchant: a key or address can belong to one merchant only')))::text,
+        'give each merchant an account key of its own');
+    end;
     if address is not null then
       insert into invoices_internal.addresses (merchant_id, wallet_id, address)
       values (mid, w.id, key);
