@@ -361,6 +361,7 @@ declare
   is_late boolean;
   confirmed_time timestamptz;
   k record;
+  r record;
   fork_hash text;
   watch_at timestamptz;
   received integer := 0;
@@ -374,11 +375,13 @@ begin
   -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
   if fork is not null then
     delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
-    select coalesce(array_agg(o.id), '{}') into orphaned from invoices_internal.payments o
-     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
-    update invoices_internal.payments o
-       set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
-     where o.chain = c.id and o.block_height > fork and o.status <> 'reverted';
+    for r in update invoices_internal.payments o
+                set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+              where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
+              returning o.id
+    loop
+      orphaned := orphaned || r.id;
+    end loop;
   end if;
   insert into invoices_internal.chain_blocks (chain, height, hash)
   select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
