@@ -125,6 +125,10 @@ current_base=$(psql_ -tAc "select substr(c, length('invoices.public_base_url=') 
 if [ -z "$current_base" ] || [ "$current_base" = "$PGRST_URL" ]; then
   psql_ -c "alter database \"$PGDATABASE\" set invoices.public_base_url = '$PUBLIC_URL'" >/dev/null
 fi
+# The demo's and the tests' webhook receivers, chain nodes and SMTP server listen on loopback:
+# this database (only) lets webhooks and callbacks go to private addresses. Production leaves
+# it off. (Never set it cluster-wide.)
+psql_ -c "alter database \"$PGDATABASE\" set invoices.allow_private_destinations = on" >/dev/null
 cat > "$LOCAL_DIR/postgrest.conf" <<CONF
 # written by scripts/setup.sh
 db-uri = "postgres://invoices_authenticator@$PGHOST:$PGPORT/$PGDATABASE"
@@ -189,6 +193,12 @@ http {
     proxy_set_header Connection "";
     proxy_set_header Host \$host;
     proxy_set_header X-Forwarded-For \$remote_addr;
+    # the client address anonymous requests are rate-limited by. A client's own X-Real-IP is
+    # believed only from a trusted proxy in front (here: loopback, where the tests stand in for
+    # one); from anyone else it is replaced by the peer's address.
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Real-IP;
+    proxy_set_header X-Real-IP \$remote_addr;
     location ~ "^/i/([A-Za-z0-9_-]{1,64})/?\$" {
       proxy_set_header Accept "text/html";
       proxy_pass http://postgrest/rpc/hosted_invoice?slug=\$1;

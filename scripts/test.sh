@@ -34,6 +34,8 @@ step "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgres
 step "http: postgrest-py" bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}"
 step "http: schemathesis fuzzing" bash "$ROOT/tests/http/fuzz.sh"
 step "security: attacker" bash "$ROOT/tests/security/attacker.sh"
+step "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.sh"
+step "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"
 step "scale-out: Citus rules" bash "$ROOT/tests/citus/catalog.sh"
 step "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
 step "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"

@@ -59,6 +59,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('act_as');  -- first: the caller's scope
   m invoices_internal.merchants;
 begin
   if act_as.merchant_id is null then
@@ -77,3 +78,135 @@ $$;
 comment on function invoices.act_as(uuid) is
   'SQL door (admins only): act for this merchant for the rest of the session; row-level security and every invoices.* function then scope to it. act_as(null) stops. Returns {id, name}.';
 
+
+-- --------------------------------------------------------------------------------------------
+-- Scopes: what the caller's API key may use
+-- --------------------------------------------------------------------------------------------
+-- One table says which scope each function and view of schema invoices needs over HTTP. The
+-- functions (invoices_internal.authorize) and the views (invoices_internal.may_read) check it
+-- themselves, so what a key may do cannot depend on how a URL spells a name
+-- (/rpc/create%5Fapi%5Fkey is create_api_key to PostgREST). The pre-request check applies the
+-- same table to the decoded path as a second line. A SQL session is governed by its role's
+-- grants instead (admins, data teams).
+create table invoices_internal.access_rules (
+  kind   text not null check (kind in ('function', 'view')),
+  object text not null,   -- the function's or view's name in schema invoices
+  scope  text not null check (scope in ('anonymous', 'public_read', 'read', 'write', 'webhooks', 'admin', 'sql')),
+  primary key (kind, object)
+);
+comment on table invoices_internal.access_rules is
+  'The scope each function and view of schema invoices needs over HTTP: anonymous (anyone), public_read (anyone; with a key, read), read, write, webhooks, admin (a key with admin may use everything but sql), sql (never over HTTP).';
+insert into invoices_internal.access_rules (kind, object, scope) values
+  -- SQL door only: operators and data teams
+  ('function', 'act_as', 'sql'), ('function', 'create_merchant', 'sql'), ('function', 'set_rate', 'sql'),
+  ('function', 'create_rate_source', 'sql'), ('function', 'configure_chain', 'sql'),
+  ('function', 'distribute_on_citus', 'sql'),
+  -- who controls the merchant's money and keys
+  ('function', 'create_api_key', 'admin'), ('function', 'revoke_api_key', 'admin'),
+  ('function', 'create_wallet', 'admin'), ('function', 'set_payment_tolerance', 'admin'),
+  ('view', 'api_keys', 'admin'),
+  -- webhooks: the endpoints receive every event, signed with their secrets
+  ('function', 'create_webhook_endpoint', 'webhooks'), ('function', 'delete_webhook_endpoint', 'webhooks'),
+  ('function', 'redeliver', 'webhooks'),
+  ('view', 'webhook_endpoints', 'webhooks'), ('view', 'webhook_deliveries', 'webhooks'),
+  -- invoices and payment links
+  ('function', 'create_invoice', 'write'), ('function', 'finalize_invoice', 'write'),
+  ('function', 'cancel_invoice', 'write'), ('function', 'requote_invoice', 'write'),
+  ('function', 'send_invoice', 'write'), ('function', 'create_payment_link', 'write'),
+  ('function', 'deactivate_payment_link', 'write'),
+  -- the payer's side: by slug, without a key
+  ('function', 'invoice_status', 'public_read'), ('function', 'invoice_pdf', 'public_read'),
+  ('function', 'hosted_invoice', 'anonymous'), ('function', 'invoice_viewed', 'anonymous'),
+  ('function', 'pay_payment_link', 'anonymous'), ('function', 'verify_webhook_signature', 'anonymous'),
+  ('view', 'public_invoices', 'anonymous'), ('view', 'public_payment_links', 'anonymous'),
+  -- everything a merchant reads
+  ('view', 'invoices', 'read'), ('view', 'invoice_lines', 'read'), ('view', 'audit_log', 'read'),
+  ('view', 'quotes', 'read'), ('view', 'rates', 'read'), ('view', 'rate_sources', 'read'),
+  ('view', 'wallets', 'read'), ('view', 'addresses', 'read'), ('view', 'events', 'read'),
+  ('view', 'chains', 'read'), ('view', 'payments', 'read'), ('view', 'payment_links', 'read'),
+  ('view', 'emails', 'read'), ('view', 'worker_status', 'read'),
+  ('view', 'receivables_aging', 'read'), ('view', 'revenue_by_month', 'read'),
+  ('view', 'payment_conversion', 'read'), ('view', 'days_to_pay', 'read'),
+  ('view', 'open_exposure', 'read'), ('view', 'fx_gain_loss', 'read');
+
+-- The scopes of the HTTP caller: its API key's, or {anonymous}; null in a SQL session.
+create function invoices_internal.http_scopes() returns text[]
+language sql stable
+begin atomic
+  select case when coalesce(current_setting('request.method', true), '') <> ''
+                   or session_user = 'invoices_authenticator'::name
+              then string_to_array(coalesce(nullif(current_setting('invoices.api_key_scopes', true), ''),
+                                            'anonymous'), ',')
+         end;
+end;
+
+-- The scope an object needs: its rule, else write for a function and read for a view.
+create function invoices_internal.needed_scope(kind text, object text) returns text
+language sql stable
+begin atomic
+  select coalesce((select a.scope from invoices_internal.access_rules a
+                    where a.kind = needed_scope.kind and a.object = needed_scope.object),
+                  case needed_scope.kind when 'function' then 'write' else 'read' end);
+end;
+
+-- Raises 401 (no key) or 403 (the key lacks the scope) unless `scopes` grant `need`.
+create function invoices_internal.check_scope(need text, scopes text[], what text) returns void
+language plpgsql stable
+as $$
+begin
+  if need = 'anonymous'
+     or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
+     or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']) then
+    return;
+  end if;
+  if need = 'sql' then
+    perform invoices_internal.raise('42501', format('%s is not available over HTTP', what), null,
+      'operators call it in SQL, as a member of invoices_admin');
+  elsif scopes = '{anonymous}' then
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  need := replace(need, 'public_', '');
+  perform invoices_internal.raise('42501', format('this API key lacks the %s scope', need), null,
+    format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(scopes, ', ')));
+end
+$$;
+
+-- The first declaration of every public function (authorized boolean := authorize('name')), so
+-- it runs before anything else the function does: over HTTP the caller's key must hold the
+-- function's scope. A function that passed lets the functions it calls run for it
+-- (pay_payment_link, anonymous, creates the link's invoice with create_invoice).
+create function invoices_internal.authorize(object text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is null or coalesce(current_setting('invoices.authorized_call', true), '') <> '' then
+    return true;
+  end if;
+  perform invoices_internal.check_scope(invoices_internal.needed_scope('function', object), scopes,
+                                        format('invoices.%s()', object));
+  perform set_config('invoices.authorized_call', object, true);
+  return true;
+end
+$$;
+
+-- In the WHERE of every view, with caller => current_user: over HTTP the caller's key must
+-- hold the view's scope. Reads by the extension's own functions (caller is the owner) pass.
+-- Stable with constant arguments, so PostgreSQL evaluates it once, before any row is read.
+create function invoices_internal.may_read(object text, caller name) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is not null and caller <> current_user then
+    perform invoices_internal.check_scope(invoices_internal.needed_scope('view', object), scopes,
+                                          format('invoices.%s', object));
+  end if;
+  return true;
+end
+$$;

@@ -17,6 +17,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_merchant');  -- first: the caller's scope
   p jsonb;
   m invoices_internal.merchants;
 begin
@@ -174,6 +175,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
   mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
   m record;
   args jsonb;
@@ -295,6 +297,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('finalize_invoice');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   inv_id uuid;
   inv record;
@@ -324,6 +327,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('cancel_invoice');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   inv_id uuid;
   replay jsonb := invoices_internal.idempotent_replay(mid, 'cancel_invoice', jsonb_build_object('ref', ref));
@@ -343,6 +347,7 @@ create function invoices.invoice_status(ref text) returns jsonb
 language sql stable security definer
 set search_path = pg_catalog
 as $$
+  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
   select jsonb_build_object(
            'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
            'total', r.total::text, 'amount_paid', r.amount_paid::text,

@@ -160,19 +160,32 @@ returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_api_key');
 begin
+  -- a key cannot lift its own rate limit: the operator's ceiling bounds every key made here
+  if rate_limit_per_minute > current_setting('invoices.max_rate_limit_per_minute')::int then
+    perform invoices_internal.raise('22023',
+      format('invalid API key: rate_limit_per_minute must be at most %s',
+             current_setting('invoices.max_rate_limit_per_minute')),
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object('field', 'rate_limit_per_minute',
+        'message', format('must be at most %s (invoices.max_rate_limit_per_minute)',
+                          current_setting('invoices.max_rate_limit_per_minute')))))::text,
+      'leave it null to use invoices.rate_limit_per_minute, or ask the operator to raise invoices.max_rate_limit_per_minute');
+  end if;
   return invoices_internal.insert_api_key(invoices_internal.require_merchant(), name, scopes,
                                           rate_limit_per_minute);
 end
 $$;
 comment on function invoices.create_api_key(text, text[], integer) is
-  'Create an API key for the current merchant. scopes: any of read, write, webhooks, admin (default {read,write}). rate_limit_per_minute overrides the invoices.rate_limit_per_minute setting for this key. Returns {id, name, prefix, scopes, created_at, api_key}: api_key is shown this once (only its SHA-256 is stored). Send it as X-API-Key: <key> or Authorization: Bearer <key>.';
+  'Create an API key for the current merchant (admin scope). scopes: any of read, write, webhooks, admin (default {read,write}). rate_limit_per_minute overrides the invoices.rate_limit_per_minute setting for this key, up to the operator''s invoices.max_rate_limit_per_minute. Returns {id, name, prefix, scopes, created_at, api_key}: api_key is shown this once (only its SHA-256 is stored). Send it as X-API-Key: <key> or Authorization: Bearer <key>.';
 
 create function invoices.revoke_api_key(id uuid) returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('revoke_api_key');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   k invoices_internal.api_keys;
 begin
@@ -200,13 +213,50 @@ select k.merchant_id, k.id, k.name, k.prefix, k.scopes, k.rate_limit_per_minute,
        greatest(k.last_used_at, to_timestamp(u.last_used_unix)) as last_used_at
   from invoices_internal.api_keys k
   left join invoices_internal.api_key_usage() u on u.key_id = k.id
- where k.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where k.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('api_keys', current_user);
 comment on view invoices.api_keys is
   'API keys of the current merchant: name, prefix (the key''s public id), scopes, rate limit, created/revoked/last used. Never the key itself.';
 
 -- --------------------------------------------------------------------------------------------
 -- Every request: key, rate limit, scope, merchant
 -- --------------------------------------------------------------------------------------------
+-- The scope a request needs by its path, decoded as PostgREST routes it, from the same rules
+-- the functions and views check themselves (invoices_internal.access_rules): the second line.
+create function invoices_internal.required_scope(method text, path text) returns text
+language sql stable
+as $$
+  select case r.kind
+           when 'root' then 'anonymous'
+           when 'view_write' then 'method_not_allowed'
+           when 'unreadable' then 'admin'
+           else invoices_internal.needed_scope(r.kind, r.object)
+         end
+    from invoices_internal.http_route(method, path) r
+$$;
+
+-- Counts one request against a rate-limit bucket (an API key, or an anonymous client address)
+-- and sets the X-RateLimit-* headers; over the limit, 429 with Retry-After.
+create function invoices_internal.count_request(bucket uuid, per_minute integer, who text) returns void
+language plpgsql volatile
+as $$
+declare
+  -- counted in shared memory: the 429 below rolls this transaction back, the count stays
+  rl bigint[] := invoices_internal.rate_limit_hit(bucket, per_minute);  -- {allowed, limit, remaining, reset_at, retry_after}
+  limits text := format('"X-RateLimit-Limit": "%s", "X-RateLimit-Remaining": "%s", "X-RateLimit-Reset": "%s"',
+                        rl[2], rl[3], rl[4]);
+begin
+  if rl[1] = 0 then
+    perform set_config('invoices.response_headers',
+                       format('{%s, "Retry-After": "%s"}', limits, rl[5]), true);
+    perform invoices_internal.raise('54000',
+      format('rate limit exceeded: %s requests per minute for %s', rl[2], who), null,
+      format('retry after %s seconds (Retry-After)', rl[5]));
+  end if;
+  perform set_config('invoices.response_headers', '{' || limits || '}', true),
+          set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
+end
+$$;
+
 create function invoices_internal.http_pre_request() returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -216,15 +266,21 @@ declare
   need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
                                                 coalesce(current_setting('request.path', true), '/'));
   presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
   owner record;
   k record;
-  rl bigint[];   -- {allowed 0/1, limit, remaining, reset_at, retry_after}
-  limits text;
 begin
   if presented is null and headers->>'authorization' ~* '^bearer\s' then
     presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
   end if;
   if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
     if need in ('anonymous', 'public_read') then
       return;
     end if;
@@ -243,21 +299,8 @@ begin
       case when found then 'this API key was revoked' else 'invalid API key' end, null,
       'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
   end if;
-
-  -- Counted in shared memory: the 429 below rolls this transaction back, the count stays.
-  rl := invoices_internal.rate_limit_hit(
-    k.id, coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int));
-  limits := format('"X-RateLimit-Limit": "%s", "X-RateLimit-Remaining": "%s", "X-RateLimit-Reset": "%s"',
-                   rl[2], rl[3], rl[4]);
-  if rl[1] = 0 then
-    perform set_config('invoices.response_headers',
-                       format('{%s, "Retry-After": "%s"}', limits, rl[5]), true);
-    perform invoices_internal.raise('54000',
-      format('rate limit exceeded: %s requests per minute for this API key', rl[2]), null,
-      format('retry after %s seconds (Retry-After)', rl[5]));
-  end if;
-  perform set_config('invoices.response_headers', '{' || limits || '}', true),
-          set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
 
   if need = 'method_not_allowed' then
     perform invoices_internal.raise('0A000',
@@ -265,15 +308,12 @@ begin
              current_setting('request.path', true)), null,
       'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
   end if;
-  need := replace(need, 'public_', '');  -- with a key, a public function needs its scope
-  if need <> 'anonymous' and not (need = any (k.scopes) or 'admin' = any (k.scopes)) then
-    perform invoices_internal.raise('42501',
-      format('this API key lacks the %s scope', need), null,
-      format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(k.scopes, ', ')));
-  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
 
   perform set_config('invoices.merchant_id', k.merchant_id::text, true),
           set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
           set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
 end
 $$;
@@ -379,8 +419,11 @@ $$;
 -- one equality on id or slug (what PostgREST generates for ?id=eq.<uuid> / ?slug=eq.<slug>),
 -- so nobody can list, range over or search other people's invoices. The check reads the
 -- statement PostgREST sent; the SQL door (admins) is not limited.
+-- Stable with no arguments, so PostgreSQL evaluates it once, before any row is read (a
+-- One-Time Filter): a refused filter gets the same 400 whether or not a row would match it,
+-- so prefixes of slugs (slug=like.a*) tell nothing.
 create function invoices_internal.public_lookup_allowed() returns boolean
-language plpgsql volatile security definer cost 1000000
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
 declare
@@ -414,6 +457,6 @@ select r.id, r.slug, r.invoice_number, r.status, r.currency,
        r.expired_at, r.overdue_at, r.cancelled_at
   from invoices_internal.invoice_rows r
  where r.finalized_at is not null
-   and invoices_internal.public_lookup_allowed();
+   and invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_invoices', current_user);
 comment on view invoices.public_invoices is
   'What the payer of an invoice may see, readable without an API key, one invoice at a time: GET /public_invoices?id=eq.<uuid> or ?slug=eq.<slug> (any other filter, or none, is refused over HTTP). Invoices that were finalized only; no merchant id, customer contact, metadata, order id, callback URL or secret, redirect URLs or wallet.';

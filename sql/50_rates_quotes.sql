@@ -53,6 +53,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('set_rate');  -- first: the caller's scope
   errors jsonb := '[]';
 begin
   if asset is null or asset not in ('BTC', 'ETH', 'USDC', 'KAS') then
@@ -89,6 +90,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_rate_source');  -- first: the caller's scope
   s invoices_internal.rate_sources;
 begin
   if format is null or format not in ('coingecko', 'kraken', 'coinbase') then
@@ -111,7 +113,8 @@ create view invoices.rate_sources as
 select id, name, format, url, asset, currency, enabled, interval_seconds, timeout_ms,
        next_fetch_at, last_fetch_at, last_success_at, last_rate, last_error, last_error_at,
        successes, failures, consecutive_failures
-  from invoices_internal.rate_sources;
+  from invoices_internal.rate_sources
+ where invoices_internal.may_read('rate_sources', current_user);
 comment on view invoices.rate_sources is
   'Rate sources polled by the worker, with the outcome of their fetches: last rate, last error, counters, next fetch (failures back off).';
 
@@ -131,7 +134,8 @@ with latest as (
 select a.asset, a.currency, a.source, a.rate, a.observed_at, a.age_seconds, a.fresh,
        invoices_internal.median_rate(array_agg(a.rate) filter (where a.fresh)
                                        over (partition by a.asset, a.currency)) as median_rate
-  from aged a;
+  from aged a
+ where invoices_internal.may_read('rates', current_user);
 comment on view invoices.rates is
   'Latest rate per source and pair (price of 1 asset in currency), its age, whether it is fresh (younger than invoices.rate_max_age_seconds), and median_rate: the median of the pair''s fresh sources, the rate a quote uses now.';
 
@@ -195,7 +199,7 @@ select q.merchant_id, q.invoice_id, i.invoice_number, q.id, q.asset, q.currency,
                 order by q2.created_at desc limit 1) as current
   from invoices_internal.quotes q
   join invoices_internal.invoices i on i.merchant_id = q.merchant_id and i.id = q.invoice_id
- where q.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where q.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('quotes', current_user);
 comment on view invoices.quotes is
   'Locked quotes of the current merchant''s invoices: asset, rate (currency per 1 asset; null when the invoice is in the asset itself), the sources of the median, markup_percent, the crypto amount rounded up to the asset unit, and the deadline. current marks the one in force.';
 
@@ -204,6 +208,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('requote_invoice');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
   inv invoices_internal.invoices;

@@ -85,6 +85,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_wallet');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   checked jsonb;
   key text;
@@ -174,7 +175,7 @@ select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_
        (select count(*) from invoices_internal.addresses a
          where a.merchant_id = w.merchant_id and a.wallet_id = w.id and a.invoice_id is not null) as addresses_in_use
   from invoices_internal.wallets w
- where w.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where w.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('wallets', current_user);
 comment on view invoices.wallets is
   'Watch-only wallets of the current merchant: asset, network, the extended public key or the bring-your-own address (nothing more secret exists), gap limit, how many addresses were derived and how many are held by live invoices.';
 
@@ -188,7 +189,7 @@ select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.deriva
   from invoices_internal.addresses a
   join invoices_internal.wallets w on w.merchant_id = a.merchant_id and w.id = a.wallet_id
   left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
- where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('addresses', current_user);
 comment on view invoices.addresses is
   'Deposit addresses of the current merchant''s wallets with their derivation index and state: assigned (to the live invoice shown), paused (free again at available_at) or free.';
 

@@ -50,7 +50,8 @@ select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
        t.last_error, t.last_error_at, t.last_result, t.next_run_at
   from invoices_internal.worker_tasks t
   left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
-                      where a.backend_type = 'invoices worker' limit 1) w on true;
+                      where a.backend_type = 'invoices worker' limit 1) w on true
+ where invoices_internal.may_read('worker_status', current_user);
 comment on view invoices.worker_status is
   'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others.';
 

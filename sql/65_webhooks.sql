@@ -136,15 +136,18 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_webhook_endpoint');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
                         'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
                         'invoice.cancelled', 'invoice.reverted', 'payment.received', 'payment.confirmed', 'payment.reverted'];
   errors jsonb := '[]';
+  problem text;
   e invoices_internal.webhook_endpoints;
 begin
-  if url is null or url !~ '^https?://[^\s/]+' or length(url) > 2000 then
-    errors := errors || '[{"field": "url", "message": "must be an http(s) URL"}]';
+  problem := coalesce(invoices_internal.destination_problem(url), case when url is null then 'is required' end);
+  if problem is not null then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'url', 'message', problem));
   end if;
   if events is null or cardinality(events) = 0 or not (events <@ known) then
     errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
@@ -170,6 +173,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('delete_webhook_endpoint');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   e invoices_internal.webhook_endpoints;
 begin
@@ -196,6 +200,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('redeliver');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   d invoices_internal.webhook_deliveries;
 begin
@@ -218,21 +223,24 @@ create function invoices.verify_webhook_signature(body text, signature_header te
                                                   tolerance_seconds integer default 300)
 returns boolean
 language sql stable
-as $$ select invoices_internal.verify_signature(body, signature_header, secret, tolerance_seconds) $$;
+as $$
+  select invoices_internal.authorize('verify_webhook_signature');
+  select invoices_internal.verify_signature(body, signature_header, secret, tolerance_seconds)
+$$;
 comment on function invoices.verify_webhook_signature(text, text, text, integer) is
   'The check a receiver runs: true if signature_header is the hex HMAC-SHA256 of body under secret (X-Webhook-Signature), or a Webhook-Signature t=<unix>,v1=<hex> whose timestamp is within tolerance_seconds (default 300) of now.';
 
 create view invoices.events with (security_barrier) as
 select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
   from invoices_internal.events v
- where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('events', current_user);
 comment on view invoices.events is
   'Every event of the current merchant (invoice.created, invoice.paid, …), written in the same transaction as the change it reports. Immutable.';
 
 create view invoices.webhook_endpoints with (security_barrier) as
 select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at
   from invoices_internal.webhook_endpoints e
- where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
 comment on view invoices.webhook_endpoints is
   'Webhook endpoints of the current merchant: url, subscribed events, active. Never the secret.';
 
@@ -247,7 +255,7 @@ select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is
          where a.merchant_id = d.merchant_id and a.delivery_id = d.id) as attempt_log
   from invoices_internal.webhook_deliveries d
   join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
- where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_deliveries', current_user);
 comment on view invoices.webhook_deliveries is
   'One row per (event, endpoint or invoice callback): status pending / delivering / delivered / dead, attempts, next attempt, and the log of every attempt (status code, latency, first 1 KiB of the response, error).';
 

@@ -97,6 +97,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('configure_chain');  -- first: the caller's scope
   errors jsonb := '[]';
   allowed text[] := case family when 'evm' then array['ETH', 'USDC'] when 'bitcoin' then array['BTC']
                                 when 'kaspa' then array['KAS'] end;
@@ -175,6 +176,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('set_payment_tolerance');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
 begin
   if percent is null or percent < 0 or percent >= 100 then
@@ -541,7 +543,8 @@ select c.id, c.family, c.network, regexp_replace(c.rpc_url, '//[^/@]*@', '//') a
        c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
        c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
        c.last_poll_at, c.last_error, c.last_error_at
-  from invoices_internal.chains c;
+  from invoices_internal.chains c
+ where invoices_internal.may_read('chains', current_user);
 comment on view invoices.chains is
   'The chains the worker watches: family, network, node URL (without credentials), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
 
@@ -554,6 +557,6 @@ select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.o
   from invoices_internal.payments p
   join invoices_internal.chains c on c.id = p.chain
   left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
- where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payments', current_user);
 comment on view invoices.payments is
   'Payments detected on chain to the current merchant''s addresses: txid and output, amount (exact, and in base units), status mempool / in_block / confirmed / reverted, live confirmations, late (after the invoice expired).';

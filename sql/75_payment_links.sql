@@ -69,6 +69,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('create_payment_link');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   cur text := upper(coalesce(currency, (select m.default_currency from invoices_internal.merchants m where m.id = mid)));
   errors jsonb := '[]';
@@ -131,6 +132,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('deactivate_payment_link');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   l invoices_internal.payment_links;
 begin
@@ -158,6 +160,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('pay_payment_link');  -- first: the caller's scope
   owner record;
   l invoices_internal.payment_links;
   price numeric;
@@ -210,7 +213,7 @@ create view invoices.payment_links with (security_barrier) as
 select l.merchant_id, l.id, l.slug, l.title, l.description, l.amount, l.currency, l.asset, l.redirect_url,
        l.metadata, l.active, l.invoices_created, l.created_at, l.deactivated_at
   from invoices_internal.payment_links l
- where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_links', current_user);
 comment on view invoices.payment_links is
   'Payment links of the current merchant: slug, title, fixed amount (null: the payer chooses), currency, asset, active, how many invoices they created.';
 
@@ -218,6 +221,7 @@ create view invoices.public_payment_links as
 select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
        (select m.name from invoices_internal.merchants m where m.id = l.merchant_id) as merchant_name
   from invoices_internal.payment_links l
- where l.active and invoices_internal.public_lookup_allowed();
+ where l.active and invoices_internal.public_lookup_allowed()
+   and invoices_internal.may_read('public_payment_links', current_user);
 comment on view invoices.public_payment_links is
   'An active payment link as the payer sees it, readable without an API key by slug: GET /public_payment_links?slug=eq.<slug>. Pay it with POST /rpc/pay_payment_link.';

@@ -22,7 +22,7 @@ with open as (
               else '90+' end as bucket
     from invoices_internal.invoices i
    where i.status in ('pending', 'partial', 'overdue')
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('receivables_aging', current_user)
 )
 select merchant_id, currency,
        count(*) as open_invoices,
@@ -47,7 +47,7 @@ select i.merchant_id, date_trunc('month', i.paid_at)::date as month, i.currency,
   join invoices_internal.currencies c on c.code = i.currency
   left join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
  where i.status in ('paid', 'confirmed') and i.paid_at is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('revenue_by_month', current_user)
  group by i.merchant_id, date_trunc('month', i.paid_at), i.currency, i.asset;
 comment on view invoices.revenue_by_month is
   'Revenue of paid and confirmed invoices by month of payment x invoice currency x asset: invoices, amount paid (currency), asset received, and its value in the invoice currency at the quoted rate.';
@@ -63,7 +63,7 @@ select i.merchant_id, date_trunc('month', i.finalized_at)::date as month,
              / nullif(count(*) filter (where i.status in ('paid', 'confirmed', 'expired')), 0), 4) as paid_vs_expired
   from invoices_internal.invoices i
  where i.finalized_at is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_conversion', current_user)
  group by i.merchant_id, date_trunc('month', i.finalized_at);
 comment on view invoices.payment_conversion is
   'Conversion by month of finalization: finalized, paid (paid or confirmed), expired, cancelled, still open, and paid / (paid + expired).';
@@ -73,7 +73,7 @@ with paid as (
   select i.merchant_id, extract(epoch from i.paid_at - i.finalized_at) / 86400 as days
     from invoices_internal.invoices i
    where i.paid_at is not null and i.finalized_at is not null
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('days_to_pay', current_user)
 )
 select merchant_id,
        count(*) as paid_invoices,
@@ -96,7 +96,7 @@ with open as (
     from invoices_internal.invoices i
     join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
    where i.status in ('pending', 'partial', 'overdue')
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('open_exposure', current_user)
 )
 select o.merchant_id, o.asset, o.currency,
        count(*) as open_invoices,
@@ -123,6 +123,6 @@ select i.merchant_id, i.id as invoice_id, i.invoice_number, q.asset, q.currency,
      where o.asset = q.asset and o.currency = q.currency and o.observed_at <= i.confirmed_at
      order by o.observed_at desc limit 1) c on true
  where i.status = 'confirmed' and q.rate is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('fx_gain_loss', current_user);
 comment on view invoices.fx_gain_loss is
   'FX gain or loss of each confirmed crypto-paid fiat invoice: the asset received valued at the last rate observed before confirmation minus its value at the quoted rate (positive: the crypto was worth more when it arrived).';

@@ -44,6 +44,7 @@ language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('invoice_pdf');  -- first: the caller's scope
   d record;
   doc jsonb;
 begin
@@ -63,6 +64,7 @@ language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('hosted_invoice');  -- first: the caller's scope
   i invoices_internal.invoices;
 begin
   select * into i from invoices_internal.invoices v
@@ -91,6 +93,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('invoice_viewed');  -- first: the caller's scope
   i invoices_internal.invoices;
   changed invoices_internal.invoices;
 begin

@@ -72,6 +72,7 @@ language plpgsql volatile security definer
 set search_path = pg_catalog
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('send_invoice');  -- first: the caller's scope
   mid uuid := invoices_internal.require_merchant();
   iid uuid := invoices_internal.resolve_invoice(mid, ref);
   i invoices_internal.invoices;
@@ -96,7 +97,7 @@ select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to",
        e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
   from invoices_internal.emails e
   join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
- where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]);
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('emails', current_user);
 comment on view invoices.emails is
   'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer.';
 

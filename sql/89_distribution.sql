@@ -28,6 +28,7 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     ('invoices_internal.rate_sources',      'reference', null, null, 40),
     ('invoices_internal.rate_observations', 'reference', null, null, 50),
     ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    ('invoices_internal.access_rules',      'reference', null, null, 65),
     -- tenant: the colocation anchor, then every table carrying merchant_id
     ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
     ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
@@ -63,6 +64,7 @@ create function invoices.distribute_on_citus() returns setof text
 language plpgsql volatile
 as $$
 declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
   p record;
   known boolean;
   call text;

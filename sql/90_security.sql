@@ -14,6 +14,7 @@ revoke execute on all functions in schema invoices from public;
 grant execute on function invoices_internal.visible_merchants() to public;
 grant execute on function invoices_internal.current_merchant_id() to public;
 grant execute on function invoices_internal.admin_merchant_ids(name) to public;
+grant execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) to public;
 
 -- Admins (data teams, operators) use the whole SQL door.
 grant usage on schema invoices to invoices_admin;
@@ -129,3 +130,24 @@ grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(te
 grant select on invoices.emails to invoices_api;
 grant execute on function invoices.send_invoice(text, text) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');
+
+-- Every function and view of schema invoices has its scope in invoices_internal.access_rules,
+-- and every function checks it first: a new one cannot be exposed over HTTP unchecked.
+do $$
+declare
+  missing text;
+begin
+  select string_agg(o.kind || ' ' || o.name, ', ') into missing
+    from (select 'function' as kind, p.proname::text as name, p.prosrc from pg_proc p
+           where p.pronamespace = 'invoices'::regnamespace
+          union all
+          select 'view', c.relname::text, pg_get_viewdef(c.oid) from pg_class c
+           where c.relnamespace = 'invoices'::regnamespace and c.relkind = 'v') o
+   where not exists (select 1 from invoices_internal.access_rules a where a.kind = o.kind and a.object = o.name)
+      or (o.kind = 'function' and o.prosrc not like format('%%invoices_internal.authorize(%L)%%', o.name))
+      or (o.kind = 'view' and o.prosrc not like format('%%may_read(%L%%', o.name));
+  if missing is not null then
+    raise exception 'objects of schema invoices without a scope rule or its check: %', missing;
+  end if;
+end
+$$;

@@ -71,7 +71,7 @@ pgrx::extension_sql_file!(
         api::http::invoices_internal::issue_api_key,
         api::http::invoices_internal::prepare_api_key,
         api::http::invoices_internal::new_secret,
-        api::http::invoices_internal::required_scope,
+        api::http::invoices_internal::http_route,
         api::http::invoices_internal::http_status,
         api::http::invoices_internal::rate_limit_hit,
         api::http::invoices_internal::api_key_usage
@@ -103,7 +103,8 @@ pgrx::extension_sql_file!(
     requires = [
         "worker",
         api::webhooks::invoices_internal::new_webhook_secret,
-        api::webhooks::invoices_internal::verify_signature
+        api::webhooks::invoices_internal::verify_signature,
+        api::webhooks::invoices_internal::destination_problem
     ]
 );
 pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);

@@ -57,6 +57,25 @@ pub static WEBHOOK_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 pub static WEBHOOK_RETRY_SCHEDULE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"1min,5min,15min,1h,2h"));
 
+/// `invoices.api_key_scopes`: the scopes of the current HTTP request's key (`anonymous` without
+/// one), set by the pre-request check; functions and views check them.
+pub static API_KEY_SCOPES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `invoices.authorized_call`: the public function that passed its scope check in this
+/// transaction; the functions it calls run for it.
+pub static AUTHORIZED_CALL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `invoices.anonymous_rate_limit_per_minute`: requests per minute per client address without
+/// an API key.
+pub static ANONYMOUS_RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+/// `invoices.max_rate_limit_per_minute`: the highest rate limit `create_api_key` may give a key.
+pub static MAX_RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+/// `invoices.allow_private_destinations`: let webhooks and callbacks go to loopback, private,
+/// link-local and CGNAT addresses (local development and tests only).
+pub static ALLOW_PRIVATE_DESTINATIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"invoices.public_base_url",
@@ -190,6 +209,50 @@ pub fn register() {
         c"Default 1min,5min,15min,1h,2h: six attempts in all. An invoice's attempts_callback overrides the number of retries of its callback.",
         &WEBHOOK_RETRY_SCHEDULE,
         GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.api_key_scopes",
+        c"Scopes of the current HTTP request's API key (set by the pre-request check).",
+        c"anonymous without a key. Only superuser-owned code may set it.",
+        &API_KEY_SCOPES,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.authorized_call",
+        c"The public function that passed its scope check in this transaction.",
+        c"Set by invoices_internal.authorize(); only superuser-owned code may set it.",
+        &AUTHORIZED_CALL,
+        GucContext::Suset,
+        GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.anonymous_rate_limit_per_minute",
+        c"Requests per minute allowed per client address without an API key.",
+        c"The client address is the web front's X-Real-IP; past the limit PostgREST answers 429 with Retry-After.",
+        &ANONYMOUS_RATE_LIMIT_PER_MINUTE,
+        1,
+        10_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.max_rate_limit_per_minute",
+        c"The highest rate_limit_per_minute create_api_key may give a key.",
+        c"So a key cannot lift its own rate limit by creating another.",
+        &MAX_RATE_LIMIT_PER_MINUTE,
+        1,
+        10_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"invoices.allow_private_destinations",
+        c"Allow webhook and callback URLs on loopback, private, link-local and CGNAT addresses.",
+        c"For local development and tests only; set it per database (ALTER DATABASE ... SET), never cluster-wide.",
+        &ALLOW_PRIVATE_DESTINATIONS,
+        GucContext::Suset,
         GucFlags::default(),
     );
 }

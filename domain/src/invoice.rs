@@ -237,8 +237,15 @@ fn line(i: usize, v: &Value, c: &Currency, errs: &mut FieldErrors) -> Option<Lin
 }
 
 /// Validates a `create_invoice` payload and prices it. Returns the normalized invoice:
-/// amounts as strings with the currency's exponent, dates as `YYYY-MM-DD`.
+/// amounts as strings with the currency's exponent, dates as `YYYY-MM-DD`. The callback_url
+/// must point to a public address (see `destination`).
 pub fn prepare(payload: &Value) -> Result<Value, DomainError> {
+    prepare_with(payload, false)
+}
+
+/// `prepare`, where `allow_private_destinations` lets the callback_url point to loopback or a
+/// private network (local development and tests).
+pub fn prepare_with(payload: &Value, allow_private_destinations: bool) -> Result<Value, DomainError> {
     let mut errs = FieldErrors::new();
     let Value::Object(p) = payload else {
         errs.add("body", "must be a JSON object");
@@ -394,7 +401,15 @@ pub fn prepare(payload: &Value) -> Result<Value, DomainError> {
     let expiry_minutes =
         integer(p, "expiry_minutes", 1..=43_200, &mut errs).unwrap_or(DEFAULT_EXPIRY_MINUTES);
     let pause_minutes = integer(p, "pause_minutes", 0..=43_200, &mut errs);
-    let callback_url = url(p, "callback_url", &mut errs);
+    let callback_url = text(p, "callback_url", 2048, &mut errs).filter(|u| {
+        match crate::destination::url_problem(u, allow_private_destinations) {
+            Some(problem) => {
+                errs.add("callback_url", problem);
+                false
+            }
+            None => true,
+        }
+    });
     let callback_secret = text(p, "callback_secret", 256, &mut errs);
     if callback_secret.as_ref().is_some_and(|s| s.len() < 8) {
         errs.add("callback_secret", "must be at least 8 characters");

@@ -4,6 +4,7 @@
 
 pub mod apikey;
 pub mod chains;
+pub mod destination;
 pub mod detect;
 pub mod document;
 pub mod error;

@@ -1853,3 +1853,1610 @@ begin
   return null;
 end
 $$;
+
+-- Trust (issue 19): what a key may do no longer depends on how the URL spells a name. One table
+-- maps each function and view of schema invoices to its scope; the functions (authorize) and
+-- views (may_read) check it themselves; the pre-request check applies it to the decoded path.
+-- Anonymous callers are counted per client address; create_api_key is capped by the operator.
+-- Webhook endpoints and callbacks must point to public addresses.
+CREATE  FUNCTION invoices_internal."http_route"(
+	"method" TEXT, /* & str */
+	"path" TEXT /* & str */
+) RETURNS TABLE (
+	"kind" TEXT,  /* String */
+	"object" TEXT  /* String */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'http_route_wrapper';
+CREATE  FUNCTION invoices_internal."destination_problem"(
+	"url" TEXT /* & str */
+) RETURNS TEXT /* Option < String > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'destination_problem_wrapper';
+drop function invoices_internal.required_scope(text, text);
+alter function invoices_internal.prepare_invoice(jsonb) stable;
+alter function invoices_internal.prepare_new_invoice(jsonb) stable;
+
+create table invoices_internal.access_rules (
+  kind   text not null check (kind in ('function', 'view')),
+  object text not null,   -- the function's or view's name in schema invoices
+  scope  text not null check (scope in ('anonymous', 'public_read', 'read', 'write', 'webhooks', 'admin', 'sql')),
+  primary key (kind, object)
+);
+comment on table invoices_internal.access_rules is
+  'The scope each function and view of schema invoices needs over HTTP: anonymous (anyone), public_read (anyone; with a key, read), read, write, webhooks, admin (a key with admin may use everything but sql), sql (never over HTTP).';
+insert into invoices_internal.access_rules (kind, object, scope) values
+  -- SQL door only: operators and data teams
+  ('function', 'act_as', 'sql'), ('function', 'create_merchant', 'sql'), ('function', 'set_rate', 'sql'),
+  ('function', 'create_rate_source', 'sql'), ('function', 'configure_chain', 'sql'),
+  ('function', 'distribute_on_citus', 'sql'),
+  -- who controls the merchant's money and keys
+  ('function', 'create_api_key', 'admin'), ('function', 'revoke_api_key', 'admin'),
+  ('function', 'create_wallet', 'admin'), ('function', 'set_payment_tolerance', 'admin'),
+  ('view', 'api_keys', 'admin'),
+  -- webhooks: the endpoints receive every event, signed with their secrets
+  ('function', 'create_webhook_endpoint', 'webhooks'), ('function', 'delete_webhook_endpoint', 'webhooks'),
+  ('function', 'redeliver', 'webhooks'),
+  ('view', 'webhook_endpoints', 'webhooks'), ('view', 'webhook_deliveries', 'webhooks'),
+  -- invoices and payment links
+  ('function', 'create_invoice', 'write'), ('function', 'finalize_invoice', 'write'),
+  ('function', 'cancel_invoice', 'write'), ('function', 'requote_invoice', 'write'),
+  ('function', 'send_invoice', 'write'), ('function', 'create_payment_link', 'write'),
+  ('function', 'deactivate_payment_link', 'write'),
+  -- the payer's side: by slug, without a key
+  ('function', 'invoice_status', 'public_read'), ('function', 'invoice_pdf', 'public_read'),
+  ('function', 'hosted_invoice', 'anonymous'), ('function', 'invoice_viewed', 'anonymous'),
+  ('function', 'pay_payment_link', 'anonymous'), ('function', 'verify_webhook_signature', 'anonymous'),
+  ('view', 'public_invoices', 'anonymous'), ('view', 'public_payment_links', 'anonymous'),
+  -- everything a merchant reads
+  ('view', 'invoices', 'read'), ('view', 'invoice_lines', 'read'), ('view', 'audit_log', 'read'),
+  ('view', 'quotes', 'read'), ('view', 'rates', 'read'), ('view', 'rate_sources', 'read'),
+  ('view', 'wallets', 'read'), ('view', 'addresses', 'read'), ('view', 'events', 'read'),
+  ('view', 'chains', 'read'), ('view', 'payments', 'read'), ('view', 'payment_links', 'read'),
+  ('view', 'emails', 'read'), ('view', 'worker_status', 'read'),
+  ('view', 'receivables_aging', 'read'), ('view', 'revenue_by_month', 'read'),
+  ('view', 'payment_conversion', 'read'), ('view', 'days_to_pay', 'read'),
+  ('view', 'open_exposure', 'read'), ('view', 'fx_gain_loss', 'read');
+
+-- The scopes of the HTTP caller: its API key's, or {anonymous}; null in a SQL session.
+create function invoices_internal.http_scopes() returns text[]
+language sql stable
+begin atomic
+  select case when coalesce(current_setting('request.method', true), '') <> ''
+                   or session_user = 'invoices_authenticator'::name
+              then string_to_array(coalesce(nullif(current_setting('invoices.api_key_scopes', true), ''),
+                                            'anonymous'), ',')
+         end;
+end;
+
+-- The scope an object needs: its rule, else write for a function and read for a view.
+create function invoices_internal.needed_scope(kind text, object text) returns text
+language sql stable
+begin atomic
+  select coalesce((select a.scope from invoices_internal.access_rules a
+                    where a.kind = needed_scope.kind and a.object = needed_scope.object),
+                  case needed_scope.kind when 'function' then 'write' else 'read' end);
+end;
+
+-- Raises 401 (no key) or 403 (the key lacks the scope) unless `scopes` grant `need`.
+create function invoices_internal.check_scope(need text, scopes text[], what text) returns void
+language plpgsql stable
+as $$
+begin
+  if need = 'anonymous'
+     or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
+     or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']) then
+    return;
+  end if;
+  if need = 'sql' then
+    perform invoices_internal.raise('42501', format('%s is not available over HTTP', what), null,
+      'operators call it in SQL, as a member of invoices_admin');
+  elsif scopes = '{anonymous}' then
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  need := replace(need, 'public_', '');
+  perform invoices_internal.raise('42501', format('this API key lacks the %s scope', need), null,
+    format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(scopes, ', ')));
+end
+$$;
+
+-- The first declaration of every public function (authorized boolean := authorize('name')), so
+-- it runs before anything else the function does: over HTTP the caller's key must hold the
+-- function's scope. A function that passed lets the functions it calls run for it
+-- (pay_payment_link, anonymous, creates the link's invoice with create_invoice).
+create function invoices_internal.authorize(object text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is null or coalesce(current_setting('invoices.authorized_call', true), '') <> '' then
+    return true;
+  end if;
+  perform invoices_internal.check_scope(invoices_internal.needed_scope('function', object), scopes,
+                                        format('invoices.%s()', object));
+  perform set_config('invoices.authorized_call', object, true);
+  return true;
+end
+$$;
+
+-- In the WHERE of every view, with caller => current_user: over HTTP the caller's key must
+-- hold the view's scope. Reads by the extension's own functions (caller is the owner) pass.
+-- Stable with constant arguments, so PostgreSQL evaluates it once, before any row is read.
+create function invoices_internal.may_read(object text, caller name) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is not null and caller <> current_user then
+    perform invoices_internal.check_scope(invoices_internal.needed_scope('view', object), scopes,
+                                          format('invoices.%s', object));
+  end if;
+  return true;
+end
+$$;
+
+create or replace function invoices_internal.http_scopes() returns text[]
+language sql stable
+begin atomic
+  select case when coalesce(current_setting('request.method', true), '') <> ''
+                   or session_user = 'invoices_authenticator'::name
+              then string_to_array(coalesce(nullif(current_setting('invoices.api_key_scopes', true), ''),
+                                            'anonymous'), ',')
+         end;
+end;
+
+create or replace function invoices_internal.needed_scope(kind text, object text) returns text
+language sql stable
+begin atomic
+  select coalesce((select a.scope from invoices_internal.access_rules a
+                    where a.kind = needed_scope.kind and a.object = needed_scope.object),
+                  case needed_scope.kind when 'function' then 'write' else 'read' end);
+end;
+
+create or replace function invoices_internal.check_scope(need text, scopes text[], what text) returns void
+language plpgsql stable
+as $$
+begin
+  if need = 'anonymous'
+     or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
+     or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']) then
+    return;
+  end if;
+  if need = 'sql' then
+    perform invoices_internal.raise('42501', format('%s is not available over HTTP', what), null,
+      'operators call it in SQL, as a member of invoices_admin');
+  elsif scopes = '{anonymous}' then
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  need := replace(need, 'public_', '');
+  perform invoices_internal.raise('42501', format('this API key lacks the %s scope', need), null,
+    format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(scopes, ', ')));
+end
+$$;
+
+create or replace function invoices_internal.authorize(object text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is null or coalesce(current_setting('invoices.authorized_call', true), '') <> '' then
+    return true;
+  end if;
+  perform invoices_internal.check_scope(invoices_internal.needed_scope('function', object), scopes,
+                                        format('invoices.%s()', object));
+  perform set_config('invoices.authorized_call', object, true);
+  return true;
+end
+$$;
+
+create or replace function invoices_internal.may_read(object text, caller name) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+begin
+  if scopes is not null and caller <> current_user then
+    perform invoices_internal.check_scope(invoices_internal.needed_scope('view', object), scopes,
+                                          format('invoices.%s', object));
+  end if;
+  return true;
+end
+$$;
+
+create or replace function invoices_internal.required_scope(method text, path text) returns text
+language sql stable
+as $$
+  select case r.kind
+           when 'root' then 'anonymous'
+           when 'view_write' then 'method_not_allowed'
+           when 'unreadable' then 'admin'
+           else invoices_internal.needed_scope(r.kind, r.object)
+         end
+    from invoices_internal.http_route(method, path) r
+$$;
+
+create or replace function invoices_internal.count_request(bucket uuid, per_minute integer, who text) returns void
+language plpgsql volatile
+as $$
+declare
+  -- counted in shared memory: the 429 below rolls this transaction back, the count stays
+  rl bigint[] := invoices_internal.rate_limit_hit(bucket, per_minute);  -- {allowed, limit, remaining, reset_at, retry_after}
+  limits text := format('"X-RateLimit-Limit": "%s", "X-RateLimit-Remaining": "%s", "X-RateLimit-Reset": "%s"',
+                        rl[2], rl[3], rl[4]);
+begin
+  if rl[1] = 0 then
+    perform set_config('invoices.response_headers',
+                       format('{%s, "Retry-After": "%s"}', limits, rl[5]), true);
+    perform invoices_internal.raise('54000',
+      format('rate limit exceeded: %s requests per minute for %s', rl[2], who), null,
+      format('retry after %s seconds (Retry-After)', rl[5]));
+  end if;
+  perform set_config('invoices.response_headers', '{' || limits || '}', true),
+          set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  k record;
+begin
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+
+create or replace function invoices_internal.public_lookup_allowed() returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  q text;
+begin
+  if coalesce(current_setting('request.method', true), '') = '' then
+    return true;
+  end if;
+  q := current_query();
+  -- the public views answer a single id= / slug= lookup over HTTP, never a listing
+  if q ~ 'FROM "invoices"\."public_(invoices|payment_links)"'
+     and not exists (
+       select 1 from regexp_matches(q, 'FROM "invoices"\."(public_invoices|public_payment_links)"(.{0,200})', 'g') m
+        where m[2] !~ ('^\s+WHERE\s+"invoices"\."' || m[1] || '"\."(id|slug)" = \$\d+\s+(LIMIT|ORDER BY|\))')) then
+    return true;
+  end if;
+  perform invoices_internal.raise('22023', 'public invoices and payment links are read one at a time, by id or slug',
+    '{"errors":[{"field":"id","message":"filter by id=eq.<uuid> or slug=eq.<slug>, and nothing else"}]}',
+    'GET /public_invoices?slug=eq.<slug> (the slug is in the hosted URL)');
+  return false;
+end
+$$;
+revoke execute on function invoices_internal.http_route(text, text), invoices_internal.destination_problem(text),
+  invoices_internal.http_scopes(), invoices_internal.needed_scope(text, text),
+  invoices_internal.check_scope(text, text[], text), invoices_internal.required_scope(text, text),
+  invoices_internal.count_request(uuid, integer, text) from public;
+revoke all on invoices_internal.access_rules from public;
+revoke execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) from public;
+grant execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) to public;
+
+create or replace view invoices.invoices with (security_barrier) as
+select r.*
+  from invoices_internal.invoice_rows r
+ where r.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoices', current_user);
+
+create or replace view invoices.invoice_lines with (security_barrier) as
+select l.merchant_id, l.invoice_id, i.invoice_number, l.position, l.description,
+       l.quantity, l.unit_price, l.amount, i.currency
+  from invoices_internal.invoice_lines l
+  join invoices_internal.invoices i on i.merchant_id = l.merchant_id and i.id = l.invoice_id
+ where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoice_lines', current_user);
+
+create or replace view invoices.audit_log with (security_barrier) as
+select a.merchant_id, a.id, a.invoice_id, i.invoice_number, a.from_status, a.to_status,
+       a.event, a.actor, a.at
+  from invoices_internal.audit_log a
+  join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
+ where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('audit_log', current_user);
+
+create or replace view invoices.api_keys with (security_barrier) as
+select k.merchant_id, k.id, k.name, k.prefix, k.scopes, k.rate_limit_per_minute,
+       k.created_at, k.created_by, k.revoked_at, k.revoked_at is null as active,
+       greatest(k.last_used_at, to_timestamp(u.last_used_unix)) as last_used_at
+  from invoices_internal.api_keys k
+  left join invoices_internal.api_key_usage() u on u.key_id = k.id
+ where k.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('api_keys', current_user);
+
+create or replace view invoices.public_invoices as
+select r.id, r.slug, r.invoice_number, r.status, r.currency,
+       r.subtotal, r.tax_rate, r.tax_amount, r.discount_amount, r.total, r.amount_paid, r.amount_due,
+       r.lines, r.merchant ->> 'name' as merchant_name, r.issue_date, r.due_date, r.notes,
+       r.hosted_url, r.pdf_url, r.asset, r.asset_amount, r.rate, r.address, r.expires_at,
+       r.confirmations, r.overpaid, r.paid_late,
+       r.created_at, r.finalized_at, r.partially_paid_at, r.paid_at, r.confirmed_at,
+       r.expired_at, r.overdue_at, r.cancelled_at
+  from invoices_internal.invoice_rows r
+ where r.finalized_at is not null
+   and invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_invoices', current_user);
+
+create or replace view invoices.rate_sources as
+select id, name, format, url, asset, currency, enabled, interval_seconds, timeout_ms,
+       next_fetch_at, last_fetch_at, last_success_at, last_rate, last_error, last_error_at,
+       successes, failures, consecutive_failures
+  from invoices_internal.rate_sources
+ where invoices_internal.may_read('rate_sources', current_user);
+
+create or replace view invoices.rates as
+with latest as (
+  select distinct on (o.asset, o.currency, o.source)
+         o.asset, o.currency, o.source, o.rate, o.observed_at
+    from invoices_internal.rate_observations o
+   order by o.asset, o.currency, o.source, o.observed_at desc
+), aged as (
+  select l.*, extract(epoch from now() - l.observed_at)::numeric(12, 1) as age_seconds,
+         l.observed_at > now() - current_setting('invoices.rate_max_age_seconds')::interval as fresh
+    from latest l
+)
+select a.asset, a.currency, a.source, a.rate, a.observed_at, a.age_seconds, a.fresh,
+       invoices_internal.median_rate(array_agg(a.rate) filter (where a.fresh)
+                                       over (partition by a.asset, a.currency)) as median_rate
+  from aged a
+ where invoices_internal.may_read('rates', current_user);
+
+create or replace view invoices.quotes with (security_barrier) as
+select q.merchant_id, q.invoice_id, i.invoice_number, q.id, q.asset, q.currency, q.amount, q.rate,
+       q.rate_sources, q.markup_percent, q.asset_amount, q.created_at, q.expires_at,
+       q.id = (select q2.id from invoices_internal.quotes q2
+                where q2.merchant_id = q.merchant_id and q2.invoice_id = q.invoice_id
+                order by q2.created_at desc limit 1) as current
+  from invoices_internal.quotes q
+  join invoices_internal.invoices i on i.merchant_id = q.merchant_id and i.id = q.invoice_id
+ where q.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('quotes', current_user);
+
+create or replace view invoices.wallets with (security_barrier) as
+select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_your_own,
+       case when w.xpub is null then
+         (select a.address from invoices_internal.addresses a
+           where a.merchant_id = w.merchant_id and a.wallet_id = w.id limit 1) end as address,
+       w.gap_limit, w.next_index as derived_addresses, w.active, w.created_at,
+       (select count(*) from invoices_internal.addresses a
+         where a.merchant_id = w.merchant_id and a.wallet_id = w.id and a.invoice_id is not null) as addresses_in_use
+  from invoices_internal.wallets w
+ where w.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('wallets', current_user);
+
+create or replace view invoices.addresses with (security_barrier) as
+select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.derivation_index,
+       case when a.invoice_id is not null then 'assigned'
+            when a.available_at > now() then 'paused'
+            else 'free' end as state,
+       i.invoice_number, a.invoice_id, a.last_invoice_id, a.available_at, a.times_assigned,
+       a.first_paid_at, a.created_at
+  from invoices_internal.addresses a
+  join invoices_internal.wallets w on w.merchant_id = a.merchant_id and w.id = a.wallet_id
+  left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
+ where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('addresses', current_user);
+
+create or replace view invoices.worker_status as
+select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
+       t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
+       t.last_error, t.last_error_at, t.last_result, t.next_run_at
+  from invoices_internal.worker_tasks t
+  left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
+                      where a.backend_type = 'invoices worker' limit 1) w on true
+ where invoices_internal.may_read('worker_status', current_user);
+
+create or replace view invoices.events with (security_barrier) as
+select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
+  from invoices_internal.events v
+ where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('events', current_user);
+
+create or replace view invoices.webhook_endpoints with (security_barrier) as
+select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at
+  from invoices_internal.webhook_endpoints e
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
+
+create or replace view invoices.webhook_deliveries with (security_barrier) as
+select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is null as invoice_callback,
+       d.url, d.status, d.attempts, d.max_retries, d.next_attempt_at, d.last_status_code, d.last_error,
+       d.delivered_at, d.created_at,
+       (select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                            'latency_ms', a.latency_ms, 'status_code', a.status_code,
+                                            'response', a.response_excerpt, 'error', a.error) order by a.attempt)
+          from invoices_internal.webhook_attempts a
+         where a.merchant_id = d.merchant_id and a.delivery_id = d.id) as attempt_log
+  from invoices_internal.webhook_deliveries d
+  join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
+ where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_deliveries', current_user);
+
+create or replace view invoices.chains as
+select c.id, c.family, c.network, regexp_replace(c.rpc_url, '//[^/@]*@', '//') as rpc_url, c.chain_id,
+       c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
+       c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
+       c.last_poll_at, c.last_error, c.last_error_at
+  from invoices_internal.chains c
+ where invoices_internal.may_read('chains', current_user);
+
+create or replace view invoices.payments with (security_barrier) as
+select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.output_index, p.address,
+       p.asset, p.amount, p.amount_base, p.status,
+       case when p.block_height is null or p.status = 'reverted' then 0
+            else greatest(c.tip_height - p.block_height + 1, 0) end as confirmations,
+       p.block_height, p.block_hash, p.late, p.detected_at, p.confirmed_at, p.reverted_at
+  from invoices_internal.payments p
+  join invoices_internal.chains c on c.id = p.chain
+  left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+ where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payments', current_user);
+
+create or replace view invoices.payment_links with (security_barrier) as
+select l.merchant_id, l.id, l.slug, l.title, l.description, l.amount, l.currency, l.asset, l.redirect_url,
+       l.metadata, l.active, l.invoices_created, l.created_at, l.deactivated_at
+  from invoices_internal.payment_links l
+ where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_links', current_user);
+
+create or replace view invoices.public_payment_links as
+select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
+       (select m.name from invoices_internal.merchants m where m.id = l.merchant_id) as merchant_name
+  from invoices_internal.payment_links l
+ where l.active and invoices_internal.public_lookup_allowed()
+   and invoices_internal.may_read('public_payment_links', current_user);
+
+create or replace view invoices.receivables_aging with (security_barrier) as
+with open as (
+  select i.merchant_id, i.currency, greatest(i.total - i.amount_paid, 0) as due,
+         case when i.due_date is null or i.due_date >= current_date then 'current'
+              when current_date - i.due_date <= 30 then '1-30'
+              when current_date - i.due_date <= 60 then '31-60'
+              when current_date - i.due_date <= 90 then '61-90'
+              else '90+' end as bucket
+    from invoices_internal.invoices i
+   where i.status in ('pending', 'partial', 'overdue')
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('receivables_aging', current_user)
+)
+select merchant_id, currency,
+       count(*) as open_invoices,
+       sum(due) as total_due,
+       coalesce(sum(due) filter (where bucket = 'current'), 0) as current,
+       coalesce(sum(due) filter (where bucket = '1-30'), 0) as days_1_30,
+       coalesce(sum(due) filter (where bucket = '31-60'), 0) as days_31_60,
+       coalesce(sum(due) filter (where bucket = '61-90'), 0) as days_61_90,
+       coalesce(sum(due) filter (where bucket = '90+'), 0) as days_90_plus
+  from open
+ group by merchant_id, currency;
+
+create or replace view invoices.revenue_by_month with (security_barrier) as
+select i.merchant_id, date_trunc('month', i.paid_at)::date as month, i.currency, i.asset,
+       count(*) as paid_invoices,
+       sum(i.amount_paid) as revenue,                         -- in the invoice currency
+       sum(i.asset_paid) as asset_received,                   -- in the asset
+       sum(round(i.asset_paid * coalesce(q.rate, 1), c.exponent)) as fiat_value_at_quote
+  from invoices_internal.invoices i
+  join invoices_internal.currencies c on c.code = i.currency
+  left join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+ where i.status in ('paid', 'confirmed') and i.paid_at is not null
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('revenue_by_month', current_user)
+ group by i.merchant_id, date_trunc('month', i.paid_at), i.currency, i.asset;
+
+create or replace view invoices.payment_conversion with (security_barrier) as
+select i.merchant_id, date_trunc('month', i.finalized_at)::date as month,
+       count(*) as finalized,
+       count(*) filter (where i.status in ('paid', 'confirmed')) as paid,
+       count(*) filter (where i.status = 'expired') as expired,
+       count(*) filter (where i.status = 'cancelled') as cancelled,
+       count(*) filter (where i.status in ('pending', 'partial', 'overdue')) as open,
+       round(count(*) filter (where i.status in ('paid', 'confirmed'))::numeric
+             / nullif(count(*) filter (where i.status in ('paid', 'confirmed', 'expired')), 0), 4) as paid_vs_expired
+  from invoices_internal.invoices i
+ where i.finalized_at is not null
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_conversion', current_user)
+ group by i.merchant_id, date_trunc('month', i.finalized_at);
+
+create or replace view invoices.days_to_pay with (security_barrier) as
+with paid as (
+  select i.merchant_id, extract(epoch from i.paid_at - i.finalized_at) / 86400 as days
+    from invoices_internal.invoices i
+   where i.paid_at is not null and i.finalized_at is not null
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('days_to_pay', current_user)
+)
+select merchant_id,
+       count(*) as paid_invoices,
+       count(*) filter (where days < 1) as same_day,
+       count(*) filter (where days >= 1 and days < 7) as days_1_6,
+       count(*) filter (where days >= 7 and days < 30) as days_7_29,
+       count(*) filter (where days >= 30) as days_30_plus,
+       round(percentile_cont(0.5) within group (order by days)::numeric, 2) as median_days,
+       round(percentile_cont(0.9) within group (order by days)::numeric, 2) as p90_days,
+       round(avg(days), 2) as mean_days
+  from paid
+ group by merchant_id;
+
+create or replace view invoices.open_exposure with (security_barrier) as
+with open as (
+  select i.merchant_id, q.asset, q.currency, q.rate as quoted_rate,
+         greatest(q.asset_amount - i.asset_paid, 0) as outstanding
+    from invoices_internal.invoices i
+    join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+   where i.status in ('pending', 'partial', 'overdue')
+     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('open_exposure', current_user)
+)
+select o.merchant_id, o.asset, o.currency,
+       count(*) as open_invoices,
+       sum(o.outstanding) as outstanding_asset,
+       round(sum(o.outstanding * coalesce(o.quoted_rate, 1)), c.exponent) as value_at_quote,
+       r.rate as rate_today,
+       round(sum(o.outstanding) * case when o.asset = o.currency then 1 else r.rate end, c.exponent) as value_today
+  from open o
+  join invoices_internal.currencies c on c.code = o.currency
+  left join lateral invoices_internal.current_rate(o.asset, o.currency) r on true
+ group by o.merchant_id, o.asset, o.currency, r.rate, c.exponent;
+
+create or replace view invoices.fx_gain_loss with (security_barrier) as
+select i.merchant_id, i.id as invoice_id, i.invoice_number, q.asset, q.currency,
+       i.asset_paid, q.rate as quoted_rate, c.rate as rate_at_confirmation, i.confirmed_at,
+       round(i.asset_paid * (c.rate - q.rate), cur.exponent) as gain_loss
+  from invoices_internal.invoices i
+  join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+  join invoices_internal.currencies cur on cur.code = q.currency
+  left join lateral (
+    select o.rate from invoices_internal.rate_observations o
+     where o.asset = q.asset and o.currency = q.currency and o.observed_at <= i.confirmed_at
+     order by o.observed_at desc limit 1) c on true
+ where i.status = 'confirmed' and q.rate is not null
+   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('fx_gain_loss', current_user);
+
+create or replace view invoices.emails with (security_barrier) as
+select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to", e.status, e.attempts,
+       e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
+  from invoices_internal.emails e
+  join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('emails', current_user);
+
+create or replace function invoices.act_as(merchant_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('act_as');  -- first: the caller's scope
+  m invoices_internal.merchants;
+begin
+  if act_as.merchant_id is null then
+    perform set_config('invoices.merchant_id', '', false);
+    return null;
+  end if;
+  select * into m from invoices_internal.merchants where id = act_as.merchant_id;
+  if not found then
+    raise exception 'merchant % not found', act_as.merchant_id
+      using errcode = 'P0002', hint = 'list merchants with: select id, name from invoices_internal.merchants';
+  end if;
+  perform set_config('invoices.merchant_id', m.id::text, false);
+  return jsonb_build_object('id', m.id, 'name', m.name);
+end
+$$;
+
+create or replace function invoices.cancel_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('cancel_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid;
+  replay jsonb := invoices_internal.idempotent_replay(mid, 'cancel_invoice', jsonb_build_object('ref', ref));
+begin
+  if replay is not null then
+    return replay;
+  end if;
+  inv_id := invoices_internal.resolve_invoice(mid, ref);
+  perform invoices_internal.set_status(mid, inv_id, 'cancelled');
+  return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
+end
+$$;
+
+create or replace function invoices.configure_chain(
+  id               text,
+  family           text,
+  rpc_url          text,
+  assets           text[],
+  network          text default 'mainnet',
+  confirmations    integer default 1,
+  chain_id         bigint default null,
+  tokens           jsonb default '{}'::jsonb,
+  start_height     bigint default null,
+  poll_interval_ms integer default 1000,
+  active           boolean default true
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('configure_chain');  -- first: the caller's scope
+  errors jsonb := '[]';
+  allowed text[] := case family when 'evm' then array['ETH', 'USDC'] when 'bitcoin' then array['BTC']
+                                when 'kaspa' then array['KAS'] end;
+  c invoices_internal.chains;
+  t record;
+begin
+  if id is null or id !~ '^[a-z0-9][a-z0-9_-]{0,39}$' then
+    errors := errors || '[{"field": "id", "message": "lowercase letters, digits, - and _ (at most 40)"}]';
+  end if;
+  if allowed is null then
+    errors := errors || '[{"field": "family", "message": "must be evm, bitcoin or kaspa"}]';
+  elsif assets is null or cardinality(assets) = 0 or not (assets <@ allowed) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'assets',
+      'message', format('a %s chain carries %s', family, array_to_string(allowed, ', '))));
+  end if;
+  if rpc_url is null or rpc_url !~ '^(https?|wss?)://[^\s/]+' then
+    errors := errors || '[{"field": "rpc_url", "message": "must be an http(s) or ws(s) URL"}]';
+  end if;
+  if network is null or network not in ('mainnet', 'testnet', 'regtest', 'devnet', 'simnet') then
+    errors := errors || '[{"field": "network", "message": "must be mainnet, testnet, regtest, devnet or simnet"}]';
+  end if;
+  if confirmations is null or confirmations not between 0 and 1000 then
+    errors := errors || '[{"field": "confirmations", "message": "must be between 0 and 1000"}]';
+  end if;
+  if poll_interval_ms is null or poll_interval_ms not between 50 and 3600000 then
+    errors := errors || '[{"field": "poll_interval_ms", "message": "must be between 50 and 3600000"}]';
+  end if;
+  if jsonb_typeof(tokens) is distinct from 'object' then
+    errors := errors || '[{"field": "tokens", "message": "must be an object {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  else
+    for t in select key, value from jsonb_each(tokens) loop
+      if family <> 'evm' or t.key = 'ETH' or not (t.key = any (assets))
+         or coalesce(t.value->>'contract', '') !~ '^0x[0-9a-fA-F]{40}$'
+         or coalesce(t.value->>'decimals', '') !~ '^[0-9]{1,2}$' then
+        errors := errors || jsonb_build_array(jsonb_build_object('field', 'tokens.' || t.key,
+          'message', 'an ERC-20 asset of this chain''s assets with {"contract": "0x<40 hex>", "decimals": 0-99}'));
+      end if;
+    end loop;
+  end if;
+  if family = 'evm' and 'USDC' = any (assets) and not (tokens ? 'USDC') then
+    errors := errors || '[{"field": "tokens.USDC", "message": "give the token contract: {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid chain: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text,
+      'configure_chain(''base'', ''evm'', ''http://127.0.0.1:8545'', ''{ETH,USDC}'', chain_id => 8453, tokens => ''{"USDC": {"contract": "0x…", "decimals": 6}}'')');
+  end if;
+  insert into invoices_internal.chains as ch (id, family, network, rpc_url, chain_id, assets, tokens,
+                                              confirmations, poll_interval_ms, start_height, active)
+  values (configure_chain.id, family, network, rpc_url, chain_id, assets, tokens, confirmations,
+          poll_interval_ms, start_height, active)
+  on conflict on constraint chains_pkey do update
+     set family = excluded.family, network = excluded.network, rpc_url = excluded.rpc_url,
+         chain_id = excluded.chain_id, assets = excluded.assets, tokens = excluded.tokens,
+         confirmations = excluded.confirmations, poll_interval_ms = excluded.poll_interval_ms,
+         start_height = excluded.start_height, active = excluded.active,
+         -- another node, network or start height: scanning starts again
+         cursor_height = case when (ch.rpc_url, ch.network, ch.start_height)
+                                   is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
+                              then ch.cursor_height end,
+         cursor_hash = case when (ch.rpc_url, ch.network, ch.start_height)
+                                 is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
+                            then ch.cursor_hash end
+  returning * into c;
+  return jsonb_build_object('id', c.id, 'family', c.family, 'network', c.network, 'assets', to_jsonb(c.assets),
+                            'confirmations', c.confirmations, 'active', c.active,
+                            'cursor_height', c.cursor_height);
+end
+$$;
+
+create or replace function invoices.create_api_key(name text default 'API key',
+                                        scopes text[] default '{read,write}',
+                                        rate_limit_per_minute integer default null)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_api_key');
+begin
+  -- a key cannot lift its own rate limit: the operator's ceiling bounds every key made here
+  if rate_limit_per_minute > current_setting('invoices.max_rate_limit_per_minute')::int then
+    perform invoices_internal.raise('22023',
+      format('invalid API key: rate_limit_per_minute must be at most %s',
+             current_setting('invoices.max_rate_limit_per_minute')),
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object('field', 'rate_limit_per_minute',
+        'message', format('must be at most %s (invoices.max_rate_limit_per_minute)',
+                          current_setting('invoices.max_rate_limit_per_minute')))))::text,
+      'leave it null to use invoices.rate_limit_per_minute, or ask the operator to raise invoices.max_rate_limit_per_minute');
+  end if;
+  return invoices_internal.insert_api_key(invoices_internal.require_merchant(), name, scopes,
+                                          rate_limit_per_minute);
+end
+$$;
+
+create or replace function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
+  mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
+  m record;
+  args jsonb;
+  replay jsonb;
+  p jsonb;
+  new_id uuid := invoices_internal.uuid_v7();
+  new_slug text := invoices_internal.new_slug();
+  idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
+  obj jsonb;
+begin
+  if mid is null then
+    perform invoices_internal.require_merchant();  -- raises the 42501 "no merchant selected"
+  end if;
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
+  end if;
+  args := jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', currency,
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if idempotent then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  -- The same statement reads what the invoice copies from its merchant.
+  update invoices_internal.merchants x set next_invoice_number = x.next_invoice_number + 1
+   where x.id = mid
+   returning x.next_invoice_number - 1 as seq, x.name, x.email, x.address, x.default_currency, x.invoice_prefix
+    into m;
+  if not found then
+    perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
+      'act as an existing merchant: invoices.act_as(merchant_id)');
+  end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
+  if currency is null then
+    args := args || jsonb_build_object('currency', m.default_currency);
+  end if;
+  p := invoices_internal.prepare_new_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
+
+  -- One statement writes the invoice, its lines and, when it is sent, the e-mail to the
+  -- customer (the worker sends it). The prepared object's keys are the column names: one
+  -- jsonb_populate_record reads them instead of a cast per column; the columns decided here
+  -- are given as they are (merging them into the object first would sort ~60 keys again).
+  with inv as (
+    insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+      currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+      customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+      issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+      expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+      failed_url, expires_at, overpaid, paid_late, created_at, updated_at)
+    select mid, new_id, m.seq, new_number, new_slug, new_status,
+           r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+           r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+           jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+           r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+           r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+           r.failed_url, r.expires_at, false, false, now(), now()
+      from jsonb_populate_record(null::invoices_internal.invoices, p) r
+    returning merchant_id, id),
+  new_lines as (
+    insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+    select inv.merchant_id, inv.id, l.n, l.description, l.quantity, l.unit_price, l.amount
+      from inv, rows from (jsonb_to_recordset(p->'lines')
+                             as (description text, quantity numeric, unit_price numeric, amount numeric))
+                with ordinality l(description, quantity, unit_price, amount, n))
+  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
+    from inv
+   where send and p->>'customer_email' is not null;
+
+  if send and p->>'asset' is not null then
+    perform invoices_internal.open_for_payment(mid, new_id);
+    obj := invoices_internal.invoice_object(mid, new_id);
+  else
+    -- The invoice object of the row just written, without reading it back: what invoice_rows
+    -- shows for an invoice with no quote, payment or address yet (a regression test holds the
+    -- two equal).
+    obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
+      'id', new_id, 'merchant_id', mid,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
+      'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+      'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
+      'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
+      'created_at', now(), 'updated_at', now(), 'finalized_at', case when send then now() end);
+  end if;
+  if idempotent then
+    return invoices_internal.idempotent_store(mid, obj);
+  end if;
+  return obj;
+end
+$$;
+
+create or replace function invoices.create_merchant(
+  name             text,
+  email            text default null,
+  address          text default null,
+  default_currency text default 'USD',
+  invoice_prefix   text default 'INV'
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_merchant');  -- first: the caller's scope
+  p jsonb;
+  m invoices_internal.merchants;
+begin
+  p := invoices_internal.prepare_merchant(jsonb_build_object(
+         'name', name, 'email', email, 'address', address,
+         'default_currency', default_currency, 'invoice_prefix', invoice_prefix));
+  insert into invoices_internal.merchants (name, email, address, default_currency, invoice_prefix)
+  values (p->>'name', p->>'email', p->>'address', p->>'default_currency', p->>'invoice_prefix')
+  returning * into m;
+  return jsonb_build_object(
+    'id', m.id, 'name', m.name, 'email', m.email, 'address', m.address,
+    'default_currency', m.default_currency, 'invoice_prefix', m.invoice_prefix,
+    'created_at', m.created_at,
+    'api_key', invoices_internal.insert_api_key(m.id, 'Default key', '{read,write,webhooks,admin}') ->> 'api_key');
+end
+$$;
+
+create or replace function invoices.create_payment_link(
+  title        text,
+  slug         text default null,
+  description  text default null,
+  amount       numeric default null,
+  currency     text default null,
+  asset        text default null,
+  redirect_url text default null,
+  metadata     jsonb default '{}'::jsonb
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_payment_link');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  cur text := upper(coalesce(currency, (select m.default_currency from invoices_internal.merchants m where m.id = mid)));
+  errors jsonb := '[]';
+  l invoices_internal.payment_links;
+begin
+  if title is null or length(btrim(title)) = 0 or length(title) > 200 then
+    errors := errors || '[{"field": "title", "message": "required, at most 200 characters"}]';
+  end if;
+  if slug is not null and slug !~ '^[a-z0-9][a-z0-9-]{0,79}$' then
+    errors := errors || '[{"field": "slug", "message": "lowercase letters, digits and -, at most 80"}]';
+  elsif slug is not null and exists (select 1 from invoices_internal.payment_link_slugs p where p.slug = create_payment_link.slug) then
+    errors := errors || '[{"field": "slug", "message": "already taken"}]';
+  end if;
+  if amount is not null and amount <= 0 then
+    errors := errors || '[{"field": "amount", "message": "must be positive (or null: the payer chooses)"}]';
+  end if;
+  if not exists (select 1 from invoices_internal.currencies c where c.code = cur) then
+    errors := errors || '[{"field": "currency", "message": "unknown currency"}]';
+  end if;
+  if asset is not null and asset not in ('BTC', 'ETH', 'USDC', 'KAS') then
+    errors := errors || '[{"field": "asset", "message": "must be BTC, ETH, USDC or KAS"}]';
+  end if;
+  if redirect_url is not null and redirect_url !~ '^https?://' then
+    errors := errors || '[{"field": "redirect_url", "message": "must be an http(s) URL"}]';
+  end if;
+  if metadata is not null and jsonb_typeof(metadata) <> 'object' then
+    errors := errors || '[{"field": "metadata", "message": "must be a JSON object"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid payment link: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text,
+      'create_payment_link(''Annual plan'', amount => 99, currency => ''USD'', asset => ''BTC'')');
+  end if;
+  insert into invoices_internal.payment_links (merchant_id, slug, title, description, amount, currency, asset,
+                                               redirect_url, metadata)
+  values (mid, coalesce(slug, invoices_internal.link_slug(title)), btrim(title), description, amount, cur,
+          upper(asset), redirect_url, coalesce(metadata, '{}'::jsonb))
+  returning * into l;
+  insert into invoices_internal.payment_link_slugs (slug, merchant_id, link_id) values (l.slug, l.merchant_id, l.id);
+  return invoices_internal.payment_link_object(l);
+end
+$$;
+
+create or replace function invoices.create_rate_source(name text, format text, asset text, currency text,
+                                            url text default null, interval_seconds integer default 60,
+                                            timeout_ms integer default 5000)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_rate_source');  -- first: the caller's scope
+  s invoices_internal.rate_sources;
+begin
+  if format is null or format not in ('coingecko', 'kraken', 'coinbase') then
+    perform invoices_internal.raise('22023', 'invalid rate source: format must be coingecko, kraken or coinbase',
+      '{"errors":[{"field":"format","message":"must be coingecko, kraken or coinbase"}]}',
+      'the format says how to read the response');
+  end if;
+  insert into invoices_internal.rate_sources (name, format, url, asset, currency, interval_seconds, timeout_ms)
+  values (name, format,
+          coalesce(url, invoices_internal.rate_source_url(format, null, asset, currency)),
+          asset, currency, interval_seconds, timeout_ms)
+  returning * into s;
+  return to_jsonb(s);
+end
+$$;
+
+create or replace function invoices.create_wallet(asset text, xpub text default null, address text default null,
+                                       gap_limit integer default 20, network text default 'mainnet')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_wallet');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  checked jsonb;
+  key text;
+  owner invoices_internal.wallet_keys;
+  w invoices_internal.wallets;
+begin
+  if (xpub is null) = (address is null) then
+    perform invoices_internal.raise('22023', 'invalid wallet: give xpub or address, not both or neither',
+      '{"errors":[{"field":"xpub","message":"give an account extended public key, or address for a bring-your-own address"}]}',
+      'create_wallet(''BTC'', xpub => ''zpub…'') or create_wallet(''ETH'', address => ''0x…'')');
+  end if;
+  if gap_limit is null or gap_limit not between 1 and 1000 then
+    perform invoices_internal.raise('22023', 'invalid wallet: gap_limit must be between 1 and 1000',
+      '{"errors":[{"field":"gap_limit","message":"must be between 1 and 1000 (BIP44 uses 20)"}]}', null);
+  end if;
+  checked := case when xpub is not null
+                  then invoices_internal.derive_wallet_address(asset, network, xpub, 0)
+                  else invoices_internal.check_wallet_address(asset, network, address) end;
+  if checked ? 'error' then
+    perform invoices_internal.raise_error(checked);
+  end if;
+  -- one merchant per key: payments to a shared key's addresses could not be told apart
+  key := checked ->> 'address';
+  select * into owner from invoices_internal.wallet_keys k
+   where k.first_address = key and k.asset = create_wallet.asset;
+  if found and owner.merchant_id <> mid then
+    perform invoices_internal.raise('23505',
+      format('this %s %s belongs to a wallet of another merchant', create_wallet.asset,
+             case when xpub is null then 'address' else 'account key' end),
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+        'field', case when xpub is null then 'address' else 'xpub' end,
+        'message', 'already a wallet of another merchant: a key or address can belong to one merchant only')))::text,
+      'give each merchant an account key of its own (another account index, e.g. m/84''/0''/1''), or another address');
+  end if;
+  if not found and xpub is null and exists (
+       select 1 from invoices_internal.addresses a
+         join invoices_internal.wallets x on x.merchant_id = a.merchant_id and x.id = a.wallet_id
+        where a.address = key and x.asset = create_wallet.asset) then
+    perform invoices_internal.raise('23505',
+      format('this %s address is a deposit address of another wallet', create_wallet.asset),
+      '{"errors":[{"field":"address","message":"already dealt out by a wallet derived from an account key"}]}',
+      'give an address no wallet derives');
+  end if;
+  -- the new (or reactivated) wallet replaces the merchant's active one for that asset
+  update invoices_internal.wallets set active = false
+   where merchant_id = mid and wallets.asset = create_wallet.asset and active
+     and id is distinct from owner.wallet_id;
+  if owner.wallet_id is not null then
+    -- the merchant's own key again: its wallet, with the addresses it derived
+    update invoices_internal.wallets
+       set active = true, gap_limit = create_wallet.gap_limit, network = create_wallet.network
+     where merchant_id = mid and id = owner.wallet_id
+    returning * into w;
+  else
+    insert into invoices_internal.wallets (merchant_id, asset, network, xpub, gap_limit)
+    values (mid, create_wallet.asset, create_wallet.network, btrim(create_wallet.xpub), create_wallet.gap_limit)
+    returning * into w;
+    begin
+      insert into invoices_internal.wallet_keys (first_address, asset, merchant_id, wallet_id)
+      values (key, create_wallet.asset, mid, w.id);
+    exception when unique_violation then
+      -- another merchant registered the same key in a concurrent transaction
+      perform invoices_internal.raise('23505',
+        format('this %s key or address was just registered by another wallet', create_wallet.asset),
+        jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+          'field', case when xpub is null then 'address' else 'xpub' end,
+          'message', 'already a wallet of another merchant: a key or address can belong to one merchant only')))::text,
+        'give each merchant an account key of its own');
+    end;
+    if address is not null then
+      insert into invoices_internal.addresses (merchant_id, wallet_id, address)
+      values (mid, w.id, key);
+    end if;
+  end if;
+  return (select to_jsonb(v) from invoices.wallets v where v.merchant_id = mid and v.id = w.id);
+end
+$$;
+
+create or replace function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
+                        'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
+                        'invoice.cancelled', 'invoice.reverted', 'payment.received', 'payment.confirmed', 'payment.reverted'];
+  errors jsonb := '[]';
+  problem text;
+  e invoices_internal.webhook_endpoints;
+begin
+  problem := coalesce(invoices_internal.destination_problem(url), case when url is null then 'is required' end);
+  if problem is not null then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'url', 'message', problem));
+  end if;
+  if events is null or cardinality(events) = 0 or not (events <@ known) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
+      'must list events among ' || array_to_string(known, ', ')));
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
+  end if;
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret())
+  returning * into e;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
+                            'active', e.active, 'created_at', e.created_at, 'secret', e.secret);
+end
+$$;
+
+create or replace function invoices.deactivate_payment_link(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('deactivate_payment_link');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  l invoices_internal.payment_links;
+begin
+  update invoices_internal.payment_links p
+     set active = false, deactivated_at = now()
+   where p.merchant_id = mid and p.slug = deactivate_payment_link.slug and p.deactivated_at is null
+  returning * into l;
+  if not found then   -- deactivated before, or not this merchant's
+    select * into l from invoices_internal.payment_links p
+     where p.merchant_id = mid and p.slug = deactivate_payment_link.slug;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('payment link %s not found', deactivate_payment_link.slug), null,
+      'list them with GET /payment_links');
+  end if;
+  return invoices_internal.payment_link_object(l);
+end
+$$;
+
+create or replace function invoices.delete_webhook_endpoint(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('delete_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  e invoices_internal.webhook_endpoints;
+begin
+  update invoices_internal.webhook_endpoints
+     set active = false, deleted_at = now()
+   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id and deleted_at is null
+  returning * into e;
+  if not found then   -- deleted before, or not this merchant's
+    select * into e from invoices_internal.webhook_endpoints
+     where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
+      'list them with GET /webhook_endpoints');
+  end if;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
+end
+$$;
+
+create or replace function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+end
+$$;
+
+create or replace function invoices.finalize_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('finalize_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid;
+  inv record;
+  replay jsonb := invoices_internal.idempotent_replay(mid, 'finalize_invoice', jsonb_build_object('ref', ref));
+begin
+  if replay is not null then
+    return replay;
+  end if;
+  inv_id := invoices_internal.resolve_invoice(mid, ref);
+  select status, invoice_number into inv from invoices_internal.invoices
+   where merchant_id = mid and id = inv_id for update;
+  if inv.status <> 'draft' then
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s: only a draft invoice can be finalized', inv.invoice_number, inv.status),
+      null, 'finalize_invoice turns a draft into pending once');
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'pending');
+  perform invoices_internal.open_for_payment(mid, inv_id);
+  return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
+end
+$$;
+
+create or replace function invoices.hosted_invoice(slug text) returns invoices."text/html"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('hosted_invoice');  -- first: the caller's scope
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(hosted_invoice.slug, '')) and v.finalized_at is not null;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
+      'the hosted page shows a finalized invoice by the slug in its URL');
+  end if;
+  perform set_config('response.headers', '[{"Cache-Control": "no-store"}, {"X-Frame-Options": "DENY"}, {"Referrer-Policy": "no-referrer"}]', true);
+  return invoices_internal.render_hosted_page(
+    invoices_internal.invoice_document(i.merchant_id, i.id),
+    '../rpc/',
+    '../rpc/invoice_pdf?ref=' || i.slug,
+    (extract(epoch from current_setting('invoices.page_poll_ms')::interval) * 1000)::int,
+    (extract(epoch from clock_timestamp()) * 1000)::bigint);
+end
+$$;
+
+create or replace function invoices.invoice_pdf(ref text) returns invoices."application/pdf"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('invoice_pdf');  -- first: the caller's scope
+  d record;
+  doc jsonb;
+begin
+  select * into d from invoices_internal.document_invoice(ref);
+  doc := invoices_internal.invoice_document(d.merchant_id, d.id);
+  perform set_config('response.headers', json_build_array(
+            json_build_object('Content-Disposition', format('inline; filename="%s.pdf"', doc ->> 'invoice_number')),
+            json_build_object('Cache-Control', 'no-store'))::text, true);
+  return invoices_internal.render_invoice_pdf(doc);
+end
+$$;
+
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+$$;
+
+create or replace function invoices.invoice_viewed(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('invoice_viewed');  -- first: the caller's scope
+  i invoices_internal.invoices;
+  changed invoices_internal.invoices;
+begin
+  -- found by slug (any merchant), then changed by its key
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
+      'pass the slug of a finalized invoice (from its hosted URL)');
+  end if;
+  if i.viewed_at is null then
+    update invoices_internal.invoices v set viewed_at = now()
+     where v.merchant_id = i.merchant_id and v.id = i.id and v.viewed_at is null
+    returning * into changed;
+    if found then
+      perform invoices_internal.emit_events(changed, '{invoice.viewed}');
+      return jsonb_build_object('slug', changed.slug, 'viewed_at', changed.viewed_at, 'first_view', true);
+    end if;
+    -- viewed by a concurrent call meanwhile
+    select * into i from invoices_internal.invoices v where v.merchant_id = i.merchant_id and v.id = i.id;
+  end if;
+  return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
+end
+$$;
+
+create or replace function invoices.pay_payment_link(slug text, amount numeric default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('pay_payment_link');  -- first: the caller's scope
+  owner record;
+  l invoices_internal.payment_links;
+  price numeric;
+  inv jsonb;
+  caller text := current_setting('invoices.merchant_id', true);
+begin
+  -- the slug's owner first, then the link by its key: one shard each on Citus
+  select s.merchant_id, s.link_id into owner from invoices_internal.payment_link_slugs s
+   where s.slug = pay_payment_link.slug;
+  select * into l from invoices_internal.payment_links p
+   where p.merchant_id = owner.merchant_id and p.id = owner.link_id
+     for update;
+  if not found or not l.active then
+    perform invoices_internal.raise('P0002', format('payment link %s not found or no longer active', pay_payment_link.slug),
+      null, 'ask the merchant for a current link');
+  end if;
+  if l.amount is not null and amount is not null and amount <> l.amount then
+    perform invoices_internal.raise('22023', 'this payment link has a fixed amount',
+      jsonb_build_object('errors', jsonb_build_array(jsonb_build_object('field', 'amount',
+        'message', format('must be %s %s or left out', l.amount, l.currency))))::text,
+      'leave amount out for a fixed-amount link');
+  end if;
+  price := coalesce(l.amount, amount);
+  if price is null or price <= 0 then
+    perform invoices_internal.raise('22023', 'this payment link needs an amount',
+      '{"errors":[{"field":"amount","message":"the payer chooses the amount: give a positive amount"}]}',
+      'pay_payment_link(''<slug>'', amount => 25)');
+  end if;
+  -- the invoice is created for the link's merchant; the caller's merchant is restored after
+  perform set_config('invoices.merchant_id', l.merchant_id::text, true);
+  inv := invoices.create_invoice(
+    lines => jsonb_build_array(jsonb_build_object('description', l.title, 'unit_price', price::text)),
+    currency => l.currency, asset => l.asset, notes => l.description,
+    metadata => l.metadata || jsonb_build_object('payment_link', l.slug),
+    success_url => l.redirect_url, send => true);
+  perform set_config('invoices.merchant_id', coalesce(caller, ''), true);
+  update invoices_internal.payment_links set invoices_created = invoices_created + 1
+   where merchant_id = l.merchant_id and id = l.id;
+  return jsonb_build_object(
+    'id', inv->'id', 'slug', inv->'slug', 'invoice_number', inv->'invoice_number', 'status', inv->'status',
+    'total', inv->'total', 'currency', inv->'currency', 'asset', inv->'asset', 'asset_amount', inv->'asset_amount',
+    'rate', inv->'rate', 'address', inv->'address', 'expires_at', inv->'expires_at', 'hosted_url', inv->'hosted_url',
+    'redirect_url', l.redirect_url);
+end
+$$;
+
+create or replace function invoices.redeliver(delivery_id bigint) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('redeliver');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  d invoices_internal.webhook_deliveries;
+begin
+  update invoices_internal.webhook_deliveries
+     set status = 'pending', next_attempt_at = now(), lease_until = null,
+         max_retries = greatest(max_retries, attempts)
+   where merchant_id = mid and id = delivery_id and status <> 'delivering'
+  returning * into d;
+  if not found then
+    perform invoices_internal.raise('P0002', format('delivery %s not found (or being delivered)', delivery_id), null,
+      'list deliveries with GET /webhook_deliveries');
+  end if;
+  return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
+end
+$$;
+
+create or replace function invoices.requote_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('requote_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  inv invoices_internal.invoices;
+begin
+  select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
+  if inv.status <> 'expired' or inv.amount_paid > 0 then
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s%s: only an expired invoice without payments can be requoted',
+             inv.invoice_number, inv.status, case when inv.amount_paid > 0 then ' and has payments' else '' end),
+      null, 'requote_invoice gives an expired, unpaid invoice a fresh quote and deadline');
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'pending');
+  perform invoices_internal.open_for_payment(mid, inv_id);
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+create or replace function invoices.revoke_api_key(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('revoke_api_key');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  k invoices_internal.api_keys;
+begin
+  update invoices_internal.api_keys
+     set revoked_at = now()
+   where merchant_id = mid and api_keys.id = revoke_api_key.id and revoked_at is null
+  returning * into k;
+  if not found then   -- revoked before, or not this merchant's
+    select * into k from invoices_internal.api_keys where merchant_id = mid and api_keys.id = revoke_api_key.id;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('API key %s not found', revoke_api_key.id), null,
+      'list your keys with GET /api_keys or select * from invoices.api_keys');
+  end if;
+  return jsonb_build_object('id', k.id, 'name', k.name, 'prefix', k.prefix,
+                            'scopes', to_jsonb(k.scopes), 'revoked_at', k.revoked_at);
+end
+$$;
+
+create or replace function invoices.send_invoice(ref text, to_email text default null) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('send_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  iid uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+  e invoices_internal.emails;
+begin
+  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = iid for update;
+  if i.status = 'draft' then
+    perform invoices.finalize_invoice(iid::text);
+  elsif i.status in ('cancelled', 'expired') then
+    perform invoices_internal.raise('23514', format('invoice %s is %s: there is nothing to pay', i.invoice_number, i.status),
+      null, 'send an open invoice (draft, pending, partial or overdue) or a paid one as a receipt');
+  end if;
+  e := invoices_internal.queue_invoice_email(mid, iid, to_email);
+  return invoices_internal.email_object(e);
+end
+$$;
+
+create or replace function invoices.set_payment_tolerance(percent numeric) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('set_payment_tolerance');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+begin
+  if percent is null or percent < 0 or percent >= 100 then
+    perform invoices_internal.raise('22023', 'invalid payment tolerance',
+      '{"errors":[{"field":"percent","message":"must be at least 0 and below 100"}]}',
+      'set_payment_tolerance(0.5): an invoice missing at most 0.5 % counts as paid');
+  end if;
+  update invoices_internal.merchants set payment_tolerance_percent = percent where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'payment_tolerance_percent', percent);
+end
+$$;
+
+create or replace function invoices.set_rate(asset text, currency text, rate numeric, source text default 'manual')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('set_rate');  -- first: the caller's scope
+  errors jsonb := '[]';
+begin
+  if asset is null or asset not in ('BTC', 'ETH', 'USDC', 'KAS') then
+    errors := errors || '[{"field": "asset", "message": "must be one of BTC, ETH, USDC, KAS"}]';
+  end if;
+  if currency is null or not invoices_internal.is_currency(currency) then
+    errors := errors || '[{"field": "currency", "message": "must be a known currency code such as USD"}]';
+  end if;
+  if rate is null or rate <= 0 then
+    errors := errors || '[{"field": "rate", "message": "must be a positive number (currency per 1 asset)"}]';
+  end if;
+  if source is null or length(btrim(source)) not between 1 and 100 then
+    errors := errors || '[{"field": "source", "message": "must be 1 to 100 characters"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid rate: %s', (select string_agg(e->>'field', ', ') from jsonb_array_elements(errors) e)),
+      jsonb_build_object('errors', errors)::text, 'set_rate(''BTC'', ''USD'', 67187.33)');
+  end if;
+  insert into invoices_internal.rate_observations (asset, currency, source, rate)
+  values (set_rate.asset, set_rate.currency, btrim(set_rate.source), set_rate.rate);
+  return (select to_jsonb(r) from invoices.rates r
+           where r.asset = set_rate.asset and r.currency = set_rate.currency and r.source = btrim(set_rate.source));
+end
+$$;
+
+create or replace function invoices.verify_webhook_signature(body text, signature_header text, secret text,
+                                                  tolerance_seconds integer default 300)
+returns boolean
+language sql stable
+as $$
+  select invoices_internal.authorize('verify_webhook_signature');
+  select invoices_internal.verify_signature(body, signature_header, secret, tolerance_seconds)
+$$;
+comment on function invoices.create_api_key(text, text[], integer) is
+  'Create an API key for the current merchant (admin scope). scopes: any of read, write, webhooks, admin (default {read,write}). rate_limit_per_minute overrides the invoices.rate_limit_per_minute setting for this key, up to the operator''s invoices.max_rate_limit_per_minute. Returns {id, name, prefix, scopes, created_at, api_key}: api_key is shown this once (only its SHA-256 is stored). Send it as X-API-Key: <key> or Authorization: Bearer <key>.';
+
+create or replace view invoices_internal.distribution_plan as
+select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
+  from (values
+    -- reference: small, global, read by joins with tenant tables on every node
+    ('invoices_internal.currencies'::text,  'reference'::text, null::text, null::text, 10),
+    ('invoices_internal.chains',            'reference', null, null, 20),
+    ('invoices_internal.chain_blocks',      'reference', null, null, 30),
+    ('invoices_internal.rate_sources',      'reference', null, null, 40),
+    ('invoices_internal.rate_observations', 'reference', null, null, 50),
+    ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    ('invoices_internal.access_rules',      'reference', null, null, 65),
+    -- tenant: the colocation anchor, then every table carrying merchant_id
+    ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
+    ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
+    ('invoices_internal.invoice_lines',       'tenant', 'merchant_id', 'invoices_internal.merchants', 120),
+    ('invoices_internal.quotes',              'tenant', 'merchant_id', 'invoices_internal.merchants', 130),
+    ('invoices_internal.audit_log',           'tenant', 'merchant_id', 'invoices_internal.merchants', 140),
+    ('invoices_internal.api_keys',            'tenant', 'merchant_id', 'invoices_internal.merchants', 150),
+    ('invoices_internal.idempotency_keys',    'tenant', 'merchant_id', 'invoices_internal.merchants', 160),
+    ('invoices_internal.wallets',             'tenant', 'merchant_id', 'invoices_internal.merchants', 170),
+    ('invoices_internal.addresses',           'tenant', 'merchant_id', 'invoices_internal.merchants', 180),
+    ('invoices_internal.address_assignments', 'tenant', 'merchant_id', 'invoices_internal.merchants', 190),
+    ('invoices_internal.events',              'tenant', 'merchant_id', 'invoices_internal.merchants', 200),
+    ('invoices_internal.webhook_endpoints',   'tenant', 'merchant_id', 'invoices_internal.merchants', 210),
+    ('invoices_internal.webhook_deliveries',  'tenant', 'merchant_id', 'invoices_internal.merchants', 220),
+    ('invoices_internal.webhook_attempts',    'tenant', 'merchant_id', 'invoices_internal.merchants', 230),
+    ('invoices_internal.payments',            'tenant', 'merchant_id', 'invoices_internal.merchants', 240),
+    ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
+    ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
+    -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
+    ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
+    -- local: written by the coordinator's background worker several times a second, read
+    -- only by invoices.worker_status; replicating it to every node would buy nothing
+    ('invoices_internal.worker_tasks',        'local', null, null, 900)
+  ) as p(table_name, kind, distribution_column, colocate_with, position);

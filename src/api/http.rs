@@ -50,10 +50,25 @@ pub mod invoices_internal {
         apikey::new_secret()
     }
 
-    /// The scope a request needs: `anonymous`, `read`, `write`, `webhooks` or `admin`.
+    /// What a request addresses, decoded as PostgREST routes it: `(kind, object)` with kind
+    /// `root`, `function`, `view`, `view_write` or `unreadable`. The scope it needs is
+    /// `invoices_internal.access_rules`' business.
     #[pg_extern(immutable, parallel_safe)]
+    pub fn http_route(
+        method: &str,
+        path: &str,
+    ) -> TableIterator<'static, (name!(kind, String), name!(object, String))> {
+        let route = http::route(method, path);
+        let (kind, object) = route.parts();
+        TableIterator::once((kind.to_string(), object.to_string()))
+    }
+
+    /// 0.1.0's path rule: that release's SQL still names this symbol, so the library keeps it
+    /// (no SQL of 0.2.0 uses it; the upgrade replaces it with the rules table). The path is
+    /// decoded first, so it is no weaker than the table.
+    #[pg_extern(immutable, parallel_safe, sql = false)]
     pub fn required_scope(method: &str, path: &str) -> &'static str {
-        http::required_access(method, path).as_str()
+        http::legacy_scope(&http::route(method, path))
     }
 
     /// The HTTP status the HTTP door answers a SQLSTATE with.

@@ -5,23 +5,29 @@ use crate::error::{self, OrRaise};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+/// `invoices.allow_private_destinations` of this session (callbacks on loopback or a private
+/// network, for local development and tests).
+fn allow_private() -> bool {
+    crate::settings::ALLOW_PRIVATE_DESTINATIONS.get()
+}
+
 #[pg_schema]
 pub mod invoices_internal {
     use super::*;
 
     /// Validates a create_invoice payload (all bad fields at once) and prices it exactly.
     /// A bad payload gives `{"error": {code 22023, message, detail {"errors":[{field, message}]}, hint}}`.
-    #[pg_extern(immutable, parallel_safe)]
+    #[pg_extern(stable, parallel_safe)]
     pub fn prepare_invoice(payload: JsonB) -> JsonB {
-        JsonB(invoice::prepare(&payload.0).unwrap_or_else(|e| error::as_json(&e)))
+        JsonB(invoice::prepare_with(&payload.0, allow_private()).unwrap_or_else(|e| error::as_json(&e)))
     }
 
     /// create_invoice's input check: prepare_invoice's result in the shape of the invoice
     /// object of a new invoice (it also fills the row).
-    #[pg_extern(immutable, parallel_safe)]
+    #[pg_extern(stable, parallel_safe)]
     pub fn prepare_new_invoice(payload: JsonB) -> JsonB {
         JsonB(
-            invoice::prepare(&payload.0)
+            invoice::prepare_with(&payload.0, allow_private())
                 .map(invoice::new_invoice_object)
                 .unwrap_or_else(|e| error::as_json(&e)),
         )

@@ -1,6 +1,7 @@
-//! Webhook signing (see `sql/65_webhooks.sql`); the scheme lives in `domain::signing`.
+//! Webhook signing and destinations (see `sql/65_webhooks.sql`); the rules live in
+//! `domain::signing` and `domain::destination`.
 
-use crate::domain::signing;
+use crate::domain::{destination, signing};
 use pgrx::prelude::*;
 
 #[pg_schema]
@@ -17,5 +18,13 @@ pub mod invoices_internal {
     #[pg_extern(stable, parallel_safe)]
     pub fn verify_signature(body: &str, header: &str, secret: &str, tolerance_seconds: i32) -> bool {
         signing::verify(body.as_bytes(), header, secret, tolerance_seconds.max(0) as i64, crate::shmem::now_unix())
+    }
+
+    /// Why `url` may not be a webhook endpoint or callback (null if it may): not an absolute
+    /// http(s) URL, or pointing to loopback, a private network, link-local, CGNAT or a name such
+    /// as localhost, unless `invoices.allow_private_destinations` is on.
+    #[pg_extern(stable, parallel_safe)]
+    pub fn destination_problem(url: &str) -> Option<String> {
+        destination::url_problem(url, crate::settings::ALLOW_PRIVATE_DESTINATIONS.get())
     }
 }

@@ -434,7 +434,8 @@ test('public_invoices needs no key, shows a finalized invoice by slug or id with
     for (const secret of ['b-callback-secret', 'client-of-b@example.com', 'B only', 'b.example.com/hook', B.id]) {
       assert.ok(!text.includes(secret), `public row does not contain ${secret}`);
     }
-    assert.equal(anon.last.headers.get('x-ratelimit-limit'), null, 'no key, no rate-limit headers');
+    // no key: counted per client address, against invoices.anonymous_rate_limit_per_minute
+    assert.equal(anon.last.headers.get('x-ratelimit-limit'), '100', 'no key: the anonymous limit per client address');
   }
 
   const draft = await createInvoice(a, { lines: oneLine('Still a draft', 1), order_id: `${RUN}-draft` });

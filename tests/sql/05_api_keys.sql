@@ -75,6 +75,65 @@ select m, p, invoices_internal.required_scope(m, p)
   from (values ('GET', '/invoices'), ('POST', '/rpc/create_invoice'), ('POST', '/rpc/invoice_status'),
                ('POST', '/rpc/create_api_key'), ('GET', '/api_keys'), ('GET', '/public_invoices'),
                ('GET', '/')) v(m, p);
+-- ... read the way PostgREST routes: decoded, so no spelling of a name needs less
+select m, p, invoices_internal.required_scope(m, p)
+  from (values ('POST', '/rpc/create%5Fapi%5Fkey'), ('POST', '/rpc/create%5fapi%5fkey'),
+               ('POST', '/rpc/%63reate_api_key'), ('POST', '/rpc/create_api%00key'), ('POST', '/rpc%2Fcreate_api_key'),
+               ('GET', '/api%5Fkeys'), ('GET', '/webhook%5Fdeliveries'), ('GET', '/API_KEYS'),
+               ('DELETE', '/invoices'), ('GET', '/rpc/create_invoice')) v(m, p);
+-- The functions and views check the key's scope themselves: a request the path check let
+-- through (here: GET /, open to anyone) still cannot call what its key lacks.
+create function pg_temp.call_with(key_scopes text[], statement text) returns text
+language plpgsql as $$
+declare
+  key text := invoices_internal.insert_api_key(current_setting('regress.mid')::uuid, 'scoped', key_scopes) ->> 'api_key';
+begin
+  perform set_config('request.method', 'GET', true), set_config('request.path', '/', true),
+          set_config('request.headers', jsonb_build_object('x-api-key', key)::text, true);
+  perform invoices_internal.http_pre_request();
+  perform set_config('role', 'invoices_api', true);   -- as PostgREST runs requests
+  execute statement;
+  raise exception 'allowed' using errcode = 'P0001';  -- undoes the request, as its end would
+exception when others then
+  return case when sqlerrm = 'allowed' then 'allowed'
+              when sqlstate = 'PGRST' then format('PGRST %s', sqlerrm::jsonb ->> 'code')
+              else format('%s %s', sqlstate, sqlerrm) end;
+end $$;
+select set_config('regress.mid', :'mid', false) is not null as remembered;
+begin;
+select s, q, pg_temp.call_with(s::text[], q)
+  from (values ('{write}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
+               ('{read,write,webhooks}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
+               ('{admin}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
+               ('{write}', 'select invoices.create_wallet(''BTC'', address => ''bc1q'')'),
+               ('{read}', 'select count(*) from invoices.api_keys'),
+               ('{read}', 'select count(*) from invoices.webhook_deliveries'),
+               ('{webhooks}', 'select count(*) from invoices.webhook_deliveries'),
+               ('{read}', 'select invoices.cancel_invoice(''INV-9999'')'),
+               ('{write}', 'select count(*) from invoices.invoices'),
+               ('{read}', 'select count(*) from invoices.invoices'),
+               ('{read}', 'select invoices.create_merchant(''via HTTP'')'),
+               ('{write}', 'select invoices.verify_webhook_signature(''{}'', ''x'', ''y'')'),
+               ('{write}', 'select invoices.invoice_status(''INV-9999'')')) v(s, q);
+rollback;
+-- a key cannot lift its own rate limit past the operator's ceiling
+select invoices.act_as(:'mid') ->> 'name' as acting;
+select invoices.create_api_key('fast', '{read}', 1001);
+select invoices.create_api_key('fast', '{read}', 1000) ->> 'rate_limit_per_minute' as at_the_ceiling;
+-- anonymous requests are counted per client address (the web front's X-Real-IP); each run
+-- uses fresh addresses, as the counters live in shared memory
+select 'client-' || gen_random_uuid() as client, 'other-' || gen_random_uuid() as other \gset
+create function pg_temp.anonymous(client text) returns text
+language sql as $$
+  select regexp_replace(pg_temp.request('GET', '/public_invoices', jsonb_build_object('x-real-ip', client)),
+                        'retry after [0-9]+ seconds', 'retry after N seconds')
+$$;
+begin;
+set local invoices.anonymous_rate_limit_per_minute = 2;
+select pg_temp.anonymous(:'client') as first, pg_temp.anonymous(:'client') as second;
+select pg_temp.anonymous(:'client') as third_refused;
+select pg_temp.anonymous(:'other') as another_client;
+rollback;
 -- HTTP statuses of the extension's SQLSTATEs
 select c, invoices_internal.http_status(c)
   from unnest(array['22023', '23514', '23505', '28000', '42501', 'P0002', '54000']) c;
