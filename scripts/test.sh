@@ -38,6 +38,7 @@ step "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.s
 step "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"
 step "scale-out: Citus rules" bash "$ROOT/tests/citus/catalog.sh"
 step "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
+step "webhooks: public destinations only" bash "$ROOT/tests/webhooks/destinations.sh"
 step "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"
 step "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"

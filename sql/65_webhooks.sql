@@ -189,11 +189,15 @@ begin
     perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
       'list them with GET /webhook_endpoints');
   end if;
+  -- its queued deliveries stop now (one being sent finishes, and is not retried)
+  update invoices_internal.webhook_deliveries
+     set status = 'dead', last_error = 'not sent: the endpoint was deleted'
+   where merchant_id = mid and endpoint_id = e.id and status = 'pending';
   return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
 end
 $$;
 comment on function invoices.delete_webhook_endpoint(uuid) is
-  'Stop delivering to one of the current merchant''s webhook endpoints (its history stays). Returns {id, url, active, deleted_at}.';
+  'Stop delivering to one of the current merchant''s webhook endpoints: its queued deliveries end at once, dead with last_error "not sent: the endpoint was deleted" (its history stays). Returns {id, url, active, deleted_at}.';
 
 create function invoices.redeliver(delivery_id bigint) returns jsonb
 language plpgsql volatile security definer
@@ -208,9 +212,12 @@ begin
      set status = 'pending', next_attempt_at = now(), lease_until = null,
          max_retries = greatest(max_retries, attempts)
    where merchant_id = mid and id = delivery_id and status <> 'delivering'
+     and (endpoint_id is null or exists (select 1 from invoices_internal.webhook_endpoints e
+                                          where e.merchant_id = mid and e.id = endpoint_id and e.active))
   returning * into d;
   if not found then
-    perform invoices_internal.raise('P0002', format('delivery %s not found (or being delivered)', delivery_id), null,
+    perform invoices_internal.raise('P0002',
+      format('delivery %s not found (or being delivered, or its endpoint was deleted)', delivery_id), null,
       'list deliveries with GET /webhook_deliveries');
   end if;
   return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
@@ -295,11 +302,17 @@ begin
         locked := locked || k.id;
       end if;
     end loop;
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    update invoices_internal.webhook_deliveries d
+       set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+     where d.merchant_id = g.mid and d.id = any (locked) and d.endpoint_id is not null
+       and not exists (select 1 from invoices_internal.webhook_endpoints e
+                        where e.merchant_id = g.mid and e.id = d.endpoint_id and e.active);
     return query
     with claimed as (
       update invoices_internal.webhook_deliveries d
          set status = 'delivering', lease_until = lease
-       where d.merchant_id = g.mid and d.id = any (locked)
+       where d.merchant_id = g.mid and d.id = any (locked) and d.status in ('pending', 'delivering')
       returning d.*
     )
     select c.merchant_id, c.id, c.url,

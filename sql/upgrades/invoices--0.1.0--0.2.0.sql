@@ -3460,3 +3460,119 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     -- only by invoices.worker_status; replicating it to every node would buy nothing
     ('invoices_internal.worker_tasks',        'local', null, null, 900)
   ) as p(table_name, kind, distribution_column, colocate_with, position);
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    update invoices_internal.webhook_deliveries d
+       set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+     where d.merchant_id = g.mid and d.id = any (locked) and d.endpoint_id is not null
+       and not exists (select 1 from invoices_internal.webhook_endpoints e
+                        where e.merchant_id = g.mid and e.id = d.endpoint_id and e.active);
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked) and d.status in ('pending', 'delivering')
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url,
+           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
+                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
+           v.event, v.id,
+           jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data)::text,
+           c.attempts + 1
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
+  end loop;
+end
+$$;
+
+create or replace function invoices.delete_webhook_endpoint(id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('delete_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  e invoices_internal.webhook_endpoints;
+begin
+  update invoices_internal.webhook_endpoints
+     set active = false, deleted_at = now()
+   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id and deleted_at is null
+  returning * into e;
+  if not found then   -- deleted before, or not this merchant's
+    select * into e from invoices_internal.webhook_endpoints
+     where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id;
+  end if;
+  if not found then
+    perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
+      'list them with GET /webhook_endpoints');
+  end if;
+  -- its queued deliveries stop now (one being sent finishes, and is not retried)
+  update invoices_internal.webhook_deliveries
+     set status = 'dead', last_error = 'not sent: the endpoint was deleted'
+   where merchant_id = mid and endpoint_id = e.id and status = 'pending';
+  return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
+end
+$$;
+
+create or replace function invoices.redeliver(delivery_id bigint) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('redeliver');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  d invoices_internal.webhook_deliveries;
+begin
+  update invoices_internal.webhook_deliveries
+     set status = 'pending', next_attempt_at = now(), lease_until = null,
+         max_retries = greatest(max_retries, attempts)
+   where merchant_id = mid and id = delivery_id and status <> 'delivering'
+     and (endpoint_id is null or exists (select 1 from invoices_internal.webhook_endpoints e
+                                          where e.merchant_id = mid and e.id = endpoint_id and e.active))
+  returning * into d;
+  if not found then
+    perform invoices_internal.raise('P0002',
+      format('delivery %s not found (or being delivered, or its endpoint was deleted)', delivery_id), null,
+      'list deliveries with GET /webhook_deliveries');
+  end if;
+  return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
+end
+$$;
+comment on function invoices.delete_webhook_endpoint(uuid) is
+  'Stop delivering to one of the current merchant''s webhook endpoints: its queued deliveries end at once, dead with last_error "not sent: the endpoint was deleted" (its history stays). Returns {id, url, active, deleted_at}.';
+

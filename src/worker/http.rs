@@ -2,8 +2,10 @@
 //! of the chain adapters.
 
 use crate::domain::detect::{RpcError, Transport};
+use crate::domain::destination;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -11,7 +13,8 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 /// An agent that keeps up to `per_host` connections per host alive, answers every status
-/// (no error for 4xx/5xx), and gives up after `timeout`.
+/// (no error for 4xx/5xx), and gives up after `timeout`. For the operator's own services (chain
+/// nodes, rate sources), which may well be on loopback or a private network.
 pub fn agent(user_agent: &str, timeout: Duration, per_host: usize) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -23,11 +26,42 @@ pub fn agent(user_agent: &str, timeout: Duration, per_host: usize) -> ureq::Agen
     ureq::Agent::with_parts(config, DefaultConnector::default(), CachingResolver::default())
 }
 
+/// The agent for merchants' URLs (webhook endpoints, invoice callbacks): every address a host
+/// resolves to must be public unless `allow_private` is set (checked on the addresses it then
+/// connects to, so a name that changes its answer cannot slip through), no redirect is followed
+/// (a 3xx is the answer), and no proxy from the environment is used.
+pub fn merchant_agent(user_agent: &str, timeout: Duration, per_host: usize, allow_private: Arc<AtomicBool>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .user_agent(user_agent)
+        .max_idle_connections(per_host * 2)
+        .max_idle_connections_per_host(per_host)
+        .build();
+    let resolver = CachingResolver { guard: Some(allow_private), ..CachingResolver::default() };
+    ureq::Agent::with_parts(config, DefaultConnector::default(), resolver)
+}
+
 /// ureq's resolver starts a thread per lookup when a timeout is set, i.e. per request even on a
-/// kept-alive connection; this one remembers each host's addresses for a minute.
+/// kept-alive connection; this one remembers each host's addresses for a minute. With a guard
+/// it refuses hosts that resolve to a non-public address while the guard (allow private
+/// destinations) is off.
 #[derive(Debug, Default)]
 struct CachingResolver {
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    guard: Option<Arc<AtomicBool>>,
+}
+
+impl CachingResolver {
+    fn checked(&self, uri: &Uri, addrs: ResolvedSocketAddrs) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let Some(allow) = &self.guard else { return Ok(addrs) };
+        let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.ip()).collect();
+        destination::check_resolved(uri.host().unwrap_or(""), &ips, allow.load(Ordering::Relaxed))
+            .map_err(|refused| ureq::Error::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, refused)))?;
+        Ok(addrs)
+    }
 }
 
 impl Resolver for CachingResolver {
@@ -39,7 +73,7 @@ impl Resolver for CachingResolver {
         if let Some(key) = &key {
             if let Some((at, addrs)) = self.cache.lock().ok().and_then(|c| c.get(key).cloned()) {
                 if at.elapsed() < Duration::from_secs(60) {
-                    return Ok(addrs);
+                    return self.checked(uri, addrs);
                 }
             }
         }
@@ -50,7 +84,7 @@ impl Resolver for CachingResolver {
             }
             cache.insert(key, (Instant::now(), addrs.clone()));
         }
-        Ok(addrs)
+        self.checked(uri, addrs)
     }
 }
 

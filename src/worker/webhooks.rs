@@ -7,7 +7,9 @@ use super::{in_transaction, unix_ms};
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 struct Delivery {
@@ -67,9 +69,9 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(threads: i32, timeout_ms: i32) -> Pool {
+    fn new(threads: i32, timeout_ms: i32, allow_private: Arc<AtomicBool>) -> Pool {
         let timeout = Duration::from_millis(timeout_ms as u64);
-        let agent = super::http::agent("invoices-webhooks", timeout, threads as usize);
+        let agent = super::http::merchant_agent("invoices-webhooks", timeout, threads as usize, allow_private);
         let (done, results) = channel::<Outcome>();
         let mut jobs = Vec::new();
         for _ in 0..threads {
@@ -122,6 +124,13 @@ fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
         }
     }
     let (status, excerpt, error) = match sent {
+        // redirects are not followed: the receiver's answer is the 3xx, a failed attempt
+        Ok(response) if response.status().is_redirection() => {
+            let location = response.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or("");
+            let location: String = location.chars().take(200).collect();
+            let status = response.status().as_u16();
+            (Some(status as i32), None, Some(format!("redirect ({status}) to {location:?} not followed")))
+        }
         Ok(mut response) => {
             let status = response.status().as_u16() as i32;
             let text = response
@@ -156,6 +165,9 @@ pub struct Deliveries {
     pool: Option<Pool>,
     in_flight: usize,
     leases_released: bool,
+    /// `invoices.allow_private_destinations` of the database, read with every claim (the
+    /// worker's session predates a later ALTER DATABASE SET).
+    allow_private: Arc<AtomicBool>,
     delivered: u64,
     failed: u64,
     /// More work is waiting (or in flight): the worker ticks again at once.
@@ -178,7 +190,7 @@ impl Deliveries {
         let timeout_ms = settings::WEBHOOK_TIMEOUT_MS.get().max(100);
         let stale = self.pool.as_ref().is_some_and(|p| p.threads != threads || p.timeout_ms != timeout_ms);
         if self.pool.is_none() || (stale && self.in_flight == 0) {
-            self.pool = Some(Pool::new(threads, timeout_ms));
+            self.pool = Some(Pool::new(threads, timeout_ms, self.allow_private.clone()));
         }
         let Some(pool) = self.pool.as_mut() else { return Err("no sender pool".into()) };
 
@@ -208,8 +220,16 @@ impl Deliveries {
         // Both in one transaction, committed without waiting for the WAL flush: a crash can lose
         // only its last claims and records, and a lost claim or record means the delivery is
         // sent again (at least once, same X-Webhook-Id), never lost.
+        let allow_private = self.allow_private.clone();
         let batch = in_transaction(move || {
             Spi::run("set local synchronous_commit = off").map_err(|e| e.to_string())?;
+            if claim_now {
+                let allowed = Spi::get_one::<bool>(
+                    "select coalesce(invoices_internal.database_setting('invoices.allow_private_destinations')::boolean, false)",
+                )
+                .map_err(|e| e.to_string())?;
+                allow_private.store(allowed.unwrap_or(false), Ordering::Relaxed);
+            }
             if let Some(outcomes) = outcomes {
                 Spi::run_with_args("select invoices_internal.record_deliveries($1)", &[outcomes.into()])
                     .map_err(|e| e.to_string())?;
