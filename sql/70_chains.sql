@@ -531,7 +531,10 @@ create function invoices_internal.record_chain_error(chain text, error text) ret
 language plpgsql volatile
 as $$
 begin
-  update invoices_internal.chains c set last_error = record_chain_error.error, last_error_at = now(), last_poll_at = now()
+  -- a node's URL may carry its API key (path, query, user info): errors keep its origin only
+  update invoices_internal.chains c
+     set last_error = invoices_internal.redact_urls(replace(record_chain_error.error, c.rpc_url, invoices_internal.url_origin(c.rpc_url))),
+         last_error_at = now(), last_poll_at = now()
    where c.id = record_chain_error.chain;
 end
 $$;
@@ -539,14 +542,14 @@ $$;
 -- Views ------------------------------------------------------------------------------------
 
 create view invoices.chains as
-select c.id, c.family, c.network, regexp_replace(c.rpc_url, '//[^/@]*@', '//') as rpc_url, c.chain_id,
+select c.id, c.family, c.network, invoices_internal.url_origin(c.rpc_url) as rpc_url, c.chain_id,
        c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
        c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
-       c.last_poll_at, c.last_error, c.last_error_at
+       c.last_poll_at, invoices_internal.redact_urls(c.last_error) as last_error, c.last_error_at
   from invoices_internal.chains c
  where invoices_internal.may_read('chains', current_user);
 comment on view invoices.chains is
-  'The chains the worker watches: family, network, node URL (without credentials), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
+  'The chains the worker watches: family, network, node URL (scheme, host and port only: never its path, query or credentials, where hosted nodes keep their key), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
 
 create view invoices.payments with (security_barrier) as
 select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.output_index, p.address,

@@ -104,7 +104,9 @@ pgrx::extension_sql_file!(
         "worker",
         api::webhooks::invoices_internal::new_webhook_secret,
         api::webhooks::invoices_internal::verify_signature,
-        api::webhooks::invoices_internal::destination_problem
+        api::webhooks::invoices_internal::destination_problem,
+        api::webhooks::invoices_internal::url_origin,
+        api::webhooks::invoices_internal::redact_urls
     ]
 );
 pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);

@@ -123,6 +123,41 @@ pub fn check_resolved(host: &str, addrs: &[IpAddr], allow_private: bool) -> Resu
     }
 }
 
+/// What of a node's URL may be shown: scheme, host and port. Hosted nodes carry their API key
+/// in the path, the query or the user info (`…/v3/<key>`, `?apikey=`, `user:pass@`).
+pub fn url_origin(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{}://{h}:{p}", u.scheme()),
+            (Some(h), None) => format!("{}://{h}", u.scheme()),
+            _ => format!("{}://", u.scheme()),
+        },
+        Err(_) => "(unreadable URL)".into(),
+    }
+}
+
+/// `text` with every URL in it cut down to its origin (`url_origin`), for errors that are
+/// stored or shown: a node's error can repeat the whole URL, key included.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |i| i + 1);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "\"'<>`,)]}".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        // punctuation that ends a sentence is not part of the URL
+        let end = scheme_start + rest[scheme_start..end].trim_end_matches(['.', ':', ';', '!', '?']).len().max(at + 3 - scheme_start);
+        out.push_str(&rest[..scheme_start]);
+        out.push_str(&url_origin(&rest[scheme_start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +233,24 @@ mod tests {
         assert!(refused.contains("169.254.169.254") && refused.contains("link-local"), "{refused}");
         assert_eq!(check_resolved("x.example", &[metadata], true), Ok(()));
         assert!(check_resolved("x", &["::ffff:10.0.0.1".parse().unwrap()], false).is_err());
+    }
+
+    #[test]
+    fn node_urls_show_scheme_host_and_port_only() {
+        assert_eq!(url_origin("https://eth-mainnet.example.com/v3/0123456789abcdef"), "https://eth-mainnet.example.com");
+        assert_eq!(url_origin("http://user:secret@127.0.0.1:18443/wallet?apikey=k"), "http://127.0.0.1:18443");
+        assert_eq!(url_origin("ws://127.0.0.1:18610"), "ws://127.0.0.1:18610");
+        assert_eq!(url_origin("not a url"), "(unreadable URL)");
+    }
+
+    #[test]
+    fn errors_lose_the_secret_parts_of_every_url() {
+        let e = "http error: GET https://node.example.com/v3/SECRETKEY?apikey=SECRET2 failed (see http://u:SECRET3@h:1/x)";
+        let r = redact_urls(e);
+        assert!(!r.contains("SECRET"), "{r}");
+        assert_eq!(r, "http error: GET https://node.example.com failed (see http://h:1)");
+        assert_eq!(redact_urls("no url here"), "no url here");
+        assert_eq!(redact_urls("POST http://h:1/k?x=SECRET: 401."), "POST http://h:1: 401.");
+        assert_eq!(redact_urls("\"wss://k.example/abc\""), "\"wss://k.example\"");
     }
 }

@@ -3576,3 +3576,41 @@ $$;
 comment on function invoices.delete_webhook_endpoint(uuid) is
   'Stop delivering to one of the current merchant''s webhook endpoints: its queued deliveries end at once, dead with last_error "not sent: the endpoint was deleted" (its history stays). Returns {id, url, active, deleted_at}.';
 
+
+-- A node's URL (its API key may be in the path, query or user info): shown and stored as its origin only.
+CREATE  FUNCTION invoices_internal."url_origin"(
+	"url" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'url_origin_wrapper';
+CREATE  FUNCTION invoices_internal."redact_urls"(
+	"text" TEXT /* & str */
+) RETURNS TEXT /* String */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'redact_urls_wrapper';
+revoke execute on function invoices_internal.url_origin(text), invoices_internal.redact_urls(text) from public;
+grant execute on function invoices_internal.url_origin(text), invoices_internal.redact_urls(text) to invoices_api, invoices_admin;
+create or replace function invoices_internal.record_chain_error(chain text, error text) returns void
+language plpgsql volatile
+as $$
+begin
+  -- a node's URL may carry its API key (path, query, user info): errors keep its origin only
+  update invoices_internal.chains c
+     set last_error = invoices_internal.redact_urls(replace(record_chain_error.error, c.rpc_url, invoices_internal.url_origin(c.rpc_url))),
+         last_error_at = now(), last_poll_at = now()
+   where c.id = record_chain_error.chain;
+end
+$$;
+
+create or replace view invoices.chains as
+select c.id, c.family, c.network, invoices_internal.url_origin(c.rpc_url) as rpc_url, c.chain_id,
+       c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
+       c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
+       c.last_poll_at, invoices_internal.redact_urls(c.last_error) as last_error, c.last_error_at
+  from invoices_internal.chains c
+ where invoices_internal.may_read('chains', current_user);
+comment on view invoices.chains is
+  'The chains the worker watches: family, network, node URL (scheme, host and port only: never its path, query or credentials, where hosted nodes keep their key), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
+

@@ -1,4 +1,4 @@
-//! Webhook signing and destinations (see `sql/65_webhooks.sql`); the rules live in
+//! Webhook signing and outbound destinations (see `sql/65_webhooks.sql`, `sql/70_chains.sql`); the rules live in
 //! `domain::signing` and `domain::destination`.
 
 use crate::domain::{destination, signing};
@@ -26,5 +26,17 @@ pub mod invoices_internal {
     #[pg_extern(stable, parallel_safe)]
     pub fn destination_problem(url: &str) -> Option<String> {
         destination::url_problem(url, crate::settings::ALLOW_PRIVATE_DESTINATIONS.get())
+    }
+
+    /// A URL's scheme, host and port: what the chains view shows of a node's URL.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn url_origin(url: &str) -> String {
+        destination::url_origin(url)
+    }
+
+    /// `text` with every URL in it cut down to its origin (stored and shown errors).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn redact_urls(text: &str) -> String {
+        destination::redact_urls(text)
     }
 }

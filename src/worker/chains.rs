@@ -247,7 +247,8 @@ impl Chain {
                 Ok(out)
             }
             Err(e) => {
-                let message = e.to_string();
+                // a node's URL may carry its API key: only its origin is ever stored
+                let message = crate::domain::destination::redact_urls(&e.to_string());
                 record_error(id, message.clone());
                 Err(message)
             }

@@ -79,4 +79,19 @@ expect_eq "every SECURITY DEFINER function pins search_path" \
   "$(q "select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace
          where n.nspname in ('invoices', 'invoices_internal') and p.prosecdef
            and not coalesce(p.proconfig @> '{search_path=pg_catalog}', false)")" "0"
+echo "a node's URL keeps its key to itself (hosted nodes put it in the path, query or user info)"
+# a node on a closed loopback port: the poll fails at once, and its error is stored
+chain="secret-node-$RANDOM"
+q "select invoices.configure_chain('$chain', 'evm', 'http://user:PASSWORDSECRET@127.0.0.1:1/v3/PATHSECRET?apikey=QUERYSECRET', '{ETH}', network => 'devnet', chain_id => 31337)" >/dev/null
+wait_for 20 "select last_error is not null from invoices_internal.chains where id = '$chain'" || true
+expect_eq "  the poll failed and its error is stored" "$(q "select last_error is not null from invoices_internal.chains where id = '$chain'")" "t"
+# a node library's error that repeats the whole URL, as some do
+q "select invoices_internal.record_chain_error('$chain', 'POST http://user:PASSWORDSECRET@127.0.0.1:1/v3/PATHSECRET?apikey=QUERYSECRET: 401')" >/dev/null
+expect_eq "  an error repeating the URL is stored with its origin only" \
+  "$(q "select last_error from invoices_internal.chains where id = '$chain'")" "POST http://127.0.0.1:1: 401"
+expect_eq "  GET /chains shows scheme, host and port" \
+  "$(curl -s "$URL/chains?id=eq.$chain&select=rpc_url" -H "X-API-Key: $a_key")" '[{"rpc_url":"http://127.0.0.1:1"}]'
+expect_eq "  no part of the secret in the view, the stored error or the worker's status" \
+  "$( { curl -s "$URL/chains?id=eq.$chain" -H "X-API-Key: $a_key"; q "select last_error from invoices_internal.chains where id = '$chain'"; q "select last_error from invoices.worker_status"; } | grep -c SECRET || true)" "0"
+q "delete from invoices_internal.chains where id = '$chain'" >/dev/null
 finish
