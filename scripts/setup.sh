@@ -6,8 +6,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
-# 1. Debian packages: what pgrx needs, and nginx (the public web front of the hosted pages).
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev sudo nginx-light)
+# 1. Debian packages: what pgrx needs, and nginx (the public web front of the hosted pages) with
+#    its Lua module (it refuses requests whose headers are not UTF-8).
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang pkg-config libssl-dev sudo nginx-light
+              libnginx-mod-http-lua)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -176,6 +178,8 @@ touch "$LOCAL_DIR/log/nginx.log"
 cat > "$LOCAL_DIR/nginx/nginx.conf.new" <<CONF
 # written by scripts/setup.sh
 worker_processes 1;
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 pid $LOCAL_DIR/run/nginx.pid;
 error_log $LOCAL_DIR/log/nginx.log warn;
 events { worker_connections 512; }
@@ -190,6 +194,23 @@ http {
   server {
     listen $PUBLIC_HOST:$PUBLIC_PORT;
     proxy_http_version 1.1;
+    # PostgREST answers 500 to a header that is not UTF-8 (it decodes every header before the
+    # database sees the request): such a request is refused here with 400
+    access_by_lua_block {
+      local utf8 = [[^(?:[\\x00-\\x7F]|[\\xC2-\\xDF][\\x80-\\xBF]|\\xE0[\\xA0-\\xBF][\\x80-\\xBF]|[\\xE1-\\xEC\\xEE\\xEF][\\x80-\\xBF]{2}|\\xED[\\x80-\\x9F][\\x80-\\xBF]|\\xF0[\\x90-\\xBF][\\x80-\\xBF]{2}|[\\xF1-\\xF3][\\x80-\\xBF]{3}|\\xF4[\\x80-\\x8F][\\x80-\\xBF]{2})*\$]]
+      local headers, err = ngx.req.get_headers(0, true)
+      if err == "truncated" then return ngx.exit(431) end
+      for name, value in pairs(headers) do
+        for _, v in ipairs(type(value) == "table" and value or { value }) do
+          if not ngx.re.find(v, utf8, "jo") then
+            ngx.status = 400
+            ngx.header["Content-Type"] = "application/json"
+            ngx.say('{"code":"22021","message":"request header ' .. name:gsub('[^%w-]', '') .. ' is not valid UTF-8","details":null,"hint":"send header values as UTF-8"}')
+            return ngx.exit(400)
+          end
+        end
+      end
+    }
     proxy_set_header Connection "";
     proxy_set_header Host \$host;
     proxy_set_header X-Forwarded-For \$remote_addr;
