@@ -269,12 +269,14 @@ begin
     end case;
     -- the audit row and the outbox, in the same transaction (one statement)
     perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
-    -- expiry, cancellation and confirmation release the deposit address after its pause
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
     -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
     -- a late payment or a reorg never claims an address the carousel has handed on)
     if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
       perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
-                                                coalesce(new.pause_minutes, 0));
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
       new.address_id := null;
     end if;
   end if;

@@ -23,6 +23,8 @@ create table invoices_internal.chains (
   poll_interval_ms integer not null default 1000 check (poll_interval_ms between 50 and 3600000),
   max_blocks_per_poll integer not null default 100 check (max_blocks_per_poll between 1 and 10000),
   start_height     bigint check (start_height >= 0),  -- first poll scans from here (default: the tip)
+  -- a mempool payment the node no longer has is gone after 3 polls and this many seconds
+  mempool_grace_seconds integer not null default 30 check (mempool_grace_seconds between 0 and 86400),
   active           boolean not null default true,
   -- progress, written by the worker
   cursor_height    bigint,
@@ -63,6 +65,9 @@ create table invoices_internal.payments (
   block_hash    text,
   status        text not null check (status in ('mempool', 'in_block', 'confirmed', 'reverted')),
   late          boolean not null default false,   -- arrived after the invoice expired
+  -- a mempool payment missing from the node's mempool: since when, in how many polls
+  missing_since timestamptz,
+  missing_polls integer not null default 0,
   detected_at   timestamptz not null default now(),
   confirmed_at  timestamptz,
   reverted_at   timestamptz,
@@ -91,7 +96,8 @@ create function invoices.configure_chain(
   tokens           jsonb default '{}'::jsonb,
   start_height     bigint default null,
   poll_interval_ms integer default 1000,
-  active           boolean default true
+  active           boolean default true,
+  mempool_grace_seconds integer default 30
 ) returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -125,6 +131,9 @@ begin
   if poll_interval_ms is null or poll_interval_ms not between 50 and 3600000 then
     errors := errors || '[{"field": "poll_interval_ms", "message": "must be between 50 and 3600000"}]';
   end if;
+  if mempool_grace_seconds is null or mempool_grace_seconds not between 0 and 86400 then
+    errors := errors || '[{"field": "mempool_grace_seconds", "message": "must be between 0 and 86400"}]';
+  end if;
   if jsonb_typeof(tokens) is distinct from 'object' then
     errors := errors || '[{"field": "tokens", "message": "must be an object {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
   else
@@ -147,14 +156,16 @@ begin
       'configure_chain(''base'', ''evm'', ''http://127.0.0.1:8545'', ''{ETH,USDC}'', chain_id => 8453, tokens => ''{"USDC": {"contract": "0x…", "decimals": 6}}'')');
   end if;
   insert into invoices_internal.chains as ch (id, family, network, rpc_url, chain_id, assets, tokens,
-                                              confirmations, poll_interval_ms, start_height, active)
+                                              confirmations, poll_interval_ms, start_height, active,
+                                              mempool_grace_seconds)
   values (configure_chain.id, family, network, rpc_url, chain_id, assets, tokens, confirmations,
-          poll_interval_ms, start_height, active)
+          poll_interval_ms, start_height, active, mempool_grace_seconds)
   on conflict on constraint chains_pkey do update
      set family = excluded.family, network = excluded.network, rpc_url = excluded.rpc_url,
          chain_id = excluded.chain_id, assets = excluded.assets, tokens = excluded.tokens,
          confirmations = excluded.confirmations, poll_interval_ms = excluded.poll_interval_ms,
          start_height = excluded.start_height, active = excluded.active,
+         mempool_grace_seconds = excluded.mempool_grace_seconds,
          -- another node, network or start height: scanning starts again
          cursor_height = case when (ch.rpc_url, ch.network, ch.start_height)
                                    is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
@@ -168,8 +179,8 @@ begin
                             'cursor_height', c.cursor_height);
 end
 $$;
-comment on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean) is
-  'Admin: add or change a chain the worker watches (taken into account at its next poll, no restart): family evm / bitcoin / kaspa, the node''s RPC URL, the assets paid on it, required confirmations (0: a payment counts from the mempool), ERC-20 tokens {"USDC": {"contract", "decimals"}}, where the first poll starts (default: the tip). Returns the chain.';
+comment on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean, integer) is
+  'Admin: add or change a chain the worker watches (taken into account at its next poll, no restart): family evm / bitcoin / kaspa, the node''s RPC URL, the network its wallets are on (only wallets of that network are credited; the node must be on it: EVM chain_id, Bitcoin/Kaspa network), the assets paid on it, required confirmations (0: a payment counts from the mempool), ERC-20 tokens {"USDC": {"contract", "decimals"}}, where the first poll starts (default: the tip), mempool_grace_seconds (a mempool payment the node no longer has, in 3 polls and at least this long, is reverted; default 30). Returns the chain.';
 
 create function invoices.set_payment_tolerance(percent numeric) returns jsonb
 language plpgsql volatile security definer
@@ -217,7 +228,8 @@ begin
   w as (
     select w.merchant_id, w.id
       from invoices_internal.wallets w, c
-     where w.asset = any (c.assets) and (c.family = 'evm' or w.network = c.network)
+     -- a chain credits only wallets of its own network (a testnet never pays a mainnet invoice)
+     where w.asset = any (c.assets) and w.network = c.network
   )
   select a.address
     from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
@@ -369,6 +381,11 @@ declare
   received integer := 0;
   confirmed integer := 0;
   reverted integer := 0;
+  seen timestamptz;
+  in_mempool text[] := array(select m->>'txid' || ':' || (m->>'index')
+                               from jsonb_array_elements(coalesce(result->'mempool', '[]')) m);
+  whole_chain boolean;
+  polled_at timestamptz := now();
 begin
   select * into c from invoices_internal.chains where id = chain for update;
   if not found then
@@ -393,10 +410,12 @@ begin
   -- 2. transfers: in blocks first, then the mempool (a transaction in both is in its block)
   for t in
     select x.*, 0 as pass from jsonb_to_recordset(result->'transfers')
-      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb)
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
     union all
     select x.*, 1 from jsonb_to_recordset(coalesce(result->'mempool', '[]'))
-      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb)
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
     order by pass
   loop
     select * into pay from invoices_internal.payments q
@@ -407,23 +426,31 @@ begin
         update invoices_internal.payments
            set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
                status = case when status = 'reverted' then 'in_block' else status end,
-               reverted_at = null, updated_at = now()
+               reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
          where merchant_id = pay.merchant_id and id = pay.id;
         touched := touched || pay.id;
       elsif t.block is null and pay.status = 'reverted' then
         -- back in the mempool (e.g. re-broadcast after a reorg)
-        update invoices_internal.payments set status = 'mempool', reverted_at = null, updated_at = now()
+        update invoices_internal.payments
+           set status = 'mempool', reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
          where merchant_id = pay.merchant_id and id = pay.id;
         touched := touched || pay.id;
       end if;
       continue;
     end if;
-    -- a new payment: to the address of which wallet (the asset tells ETH from USDC)?
-    select ad.merchant_id, ad.id, coalesce(ad.invoice_id, ad.last_invoice_id) as invoice_id into a
+    -- a new payment: to the address of which wallet of this chain's network (the asset tells
+    -- ETH from USDC)? It pays the invoice that held the address when the payment was first
+    -- seen (now, in the mempool; else its block's time), so a late payment for an earlier
+    -- holder never pays the next one; failing that the live holder, else the last one.
+    seen := case when t.block is not null and t.block_time is not null then to_timestamp(t.block_time) else now() end;
+    select ad.merchant_id, ad.id,
+           coalesce((select x.invoice_id from invoices_internal.address_assignments x
+                      where x.merchant_id = ad.merchant_id and x.address_id = ad.id and x.assigned_at <= seen
+                      order by x.assigned_at desc limit 1),
+                    ad.invoice_id, ad.last_invoice_id) as invoice_id into a
       from invoices_internal.addresses ad
       join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
-     where ad.address = t.address and w.asset = t.asset
-     -- the live holder, else the one released last (a late payment)
+     where ad.address = t.address and w.asset = t.asset and w.network = c.network
      order by ad.invoice_id is null, ad.available_at desc, ad.id
      limit 1;
     if not found then
@@ -466,6 +493,43 @@ begin
     end if;
   end loop;
   touched := touched || orphaned;
+
+  -- 3b. mempool payments the node no longer has (dropped, replaced by fee or nonce, double-
+  -- spent): gone once missing from 3 polls that saw the chain up to its tip and for
+  -- mempool_grace_seconds; then reverted, and their invoice goes back to pending or partial.
+  -- A node that is behind, or one without a mempool API, counts nothing.
+  whole_chain := mempool_known and not coalesce((result->>'behind')::boolean, false)
+                 and coalesce((last_block->>'height')::bigint, c.cursor_height, -1) >= tip;
+  if whole_chain then
+    for pay in
+      select * from invoices_internal.payments q
+       where q.chain = c.id and q.status = 'mempool' and q.block_height is null
+    loop
+      if pay.txid || ':' || pay.output_index = any (in_mempool) then
+        if pay.missing_polls > 0 then
+          update invoices_internal.payments set missing_polls = 0, missing_since = null
+           where merchant_id = pay.merchant_id and id = pay.id;
+        end if;
+        continue;
+      end if;
+      update invoices_internal.payments
+         set missing_polls = missing_polls + 1, missing_since = coalesce(missing_since, polled_at)
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
+        update invoices_internal.payments
+           set status = 'reverted', reverted_at = polled_at, confirmed_at = null, updated_at = polled_at
+         where merchant_id = pay.merchant_id and id = pay.id
+        returning * into pay;
+        reverted := reverted + 1;
+        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+        if inv.id is not null then
+          perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
+          invoices_touched := invoices_touched || inv.id;
+        end if;
+      end if;
+    end loop;
+  end if;
 
   -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
   for pay in

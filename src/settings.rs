@@ -76,6 +76,11 @@ pub static MAX_RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(1
 /// link-local and CGNAT addresses (local development and tests only).
 pub static ALLOW_PRIVATE_DESTINATIONS: GucSetting<bool> = GucSetting::<bool>::new(false);
 
+/// `invoices.address_pause_minutes`: how long a deposit address rests after its invoice expired,
+/// was cancelled or confirmed, before the carousel hands it out again (an invoice's own
+/// pause_minutes overrides it).
+pub static ADDRESS_PAUSE_MINUTES: GucSetting<i32> = GucSetting::<i32>::new(1440);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"invoices.public_base_url",
@@ -252,6 +257,16 @@ pub fn register() {
         c"Allow webhook and callback URLs on loopback, private, link-local and CGNAT addresses.",
         c"For local development and tests only; set it per database (ALTER DATABASE ... SET), never cluster-wide.",
         &ALLOW_PRIVATE_DESTINATIONS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"invoices.address_pause_minutes",
+        c"Minutes a deposit address rests after its invoice ends before it is handed out again.",
+        c"Late payments in that window still find their invoice. An invoice's pause_minutes (at least 10) overrides it.",
+        &ADDRESS_PAUSE_MINUTES,
+        0,
+        525_600,
         GucContext::Suset,
         GucFlags::default(),
     );

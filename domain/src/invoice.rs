@@ -400,7 +400,9 @@ pub fn prepare_with(payload: &Value, allow_private_destinations: bool) -> Result
     let confirmations = integer(p, "confirmations", 0..=1000, &mut errs);
     let expiry_minutes =
         integer(p, "expiry_minutes", 1..=43_200, &mut errs).unwrap_or(DEFAULT_EXPIRY_MINUTES);
-    let pause_minutes = integer(p, "pause_minutes", 0..=43_200, &mut errs);
+    // at least 10 minutes (as apiforcrypto): a shorter pause hands the address to the next
+    // invoice while payments for this one may still arrive
+    let pause_minutes = integer(p, "pause_minutes", 10..=43_200, &mut errs);
     let callback_url = text(p, "callback_url", 2048, &mut errs).filter(|u| {
         match crate::destination::url_problem(u, allow_private_destinations) {
             Some(problem) => {

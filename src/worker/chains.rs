@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 struct ChainConfig {
     id: String,
     family: String,
+    /// mainnet, testnet, regtest, devnet or simnet: the node must be on it (Bitcoin, Kaspa)
+    network: String,
     rpc_url: String,
     chain_id: Option<u64>,
     assets: Vec<String>,
@@ -59,7 +61,7 @@ fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
     if c.family == "kaspa" {
         // wRPC JSON over a WebSocket (kaspad --rpclisten-json)
         let transport = Box::new(super::ws::WsTransport::new(&c.rpc_url, Duration::from_secs(10)));
-        return Ok(Box::new(Kaspa::new(transport, "KAS")));
+        return Ok(Box::new(Kaspa::new(transport, "KAS").with_network(&c.network)));
     }
     let transport = Box::new(HttpTransport::new(&c.rpc_url, Duration::from_secs(10)));
     match c.family.as_str() {
@@ -78,7 +80,7 @@ fn adapter_for(c: &ChainConfig) -> Result<Box<dyn ChainAdapter>, String> {
             let native = if c.assets.iter().any(|a| a == "ETH") { "ETH" } else { "" };
             Ok(Box::new(evm::Evm::new(transport, native, tokens).with_chain_id(c.chain_id)))
         }
-        "bitcoin" => Ok(Box::new(Bitcoin::new(transport, "BTC"))),
+        "bitcoin" => Ok(Box::new(Bitcoin::new(transport, "BTC").with_network(&c.network))),
         other => Err(format!("no adapter for the {other} family yet")),
     }
 }

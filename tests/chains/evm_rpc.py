@@ -9,6 +9,15 @@ Usage: evm_rpc.py <command> [args]   (node URL from $ETH_RPC, default http://127
   reorg <depth>                      replaces the last <depth> blocks by empty ones
   height                             the current block number
   wait-receipt <tx>                  waits until the transaction is mined; prints its block number
+  automine on|off                    mine each transaction at once, or leave them in the mempool
+  send-eth-nonce <to> <ether> <nonce> <gwei>   pays with an explicit nonce and gas price
+  nonce                              dev account 0's next nonce (pending included)
+  drop <tx>                          removes a transaction from the mempool (anvil_dropTransaction)
+  set-reverting-code <address>       gives <address> code that reverts every call (as a contract
+                                     or EIP-7702 deposit address that refuses a transfer would)
+  send-eth-gas <to> <ether>          pays with a fixed gas limit (no estimate): mined even if it fails;
+                                     prints the tx hash
+  receipt-status <tx>                0x1 or 0x0
 """
 import json
 import os
@@ -68,6 +77,25 @@ def main(cmd, *args):
         rpc("anvil_mine", [hex(int(args[0]))])
     elif cmd == "reorg":
         rpc("anvil_reorg", [int(args[0]), []])
+    elif cmd == "automine":
+        rpc("evm_setAutomine", [args[0] == "on"])
+    elif cmd == "send-eth-nonce":
+        to, ether, nonce, gwei = args
+        wei = int(Decimal(ether) * 10**18)
+        print(rpc("eth_sendTransaction", [{"from": DEV0, "to": to, "value": hex(wei), "nonce": hex(int(nonce)),
+                                            "gas": hex(21000), "gasPrice": hex(int(gwei) * 10**9)}]))
+    elif cmd == "nonce":
+        print(int(rpc("eth_getTransactionCount", [DEV0, "pending"]), 16))
+    elif cmd == "drop":
+        rpc("anvil_dropTransaction", [args[0]])
+    elif cmd == "set-reverting-code":
+        rpc("anvil_setCode", [args[0], "0x60006000fd"])  # PUSH1 0 PUSH1 0 REVERT
+    elif cmd == "send-eth-gas":
+        to, ether = args
+        wei = int(Decimal(ether) * 10**18)
+        print(rpc("eth_sendTransaction", [{"from": DEV0, "to": to, "value": hex(wei), "gas": hex(100000)}]))
+    elif cmd == "receipt-status":
+        print(receipt(args[0])["status"])
     elif cmd == "height":
         print(int(rpc("eth_blockNumber", []), 16))
     elif cmd == "wait-receipt":

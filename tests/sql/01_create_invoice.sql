@@ -87,7 +87,7 @@ union all
 select invoices.create_invoice(lines => '[{"description": "A", "unit_price": "0.5"}]', asset => 'BTC', markup_percent => 1.5,
                                callback_url => 'https://example.com/cb', callback_secret => 'cb-secret-1',
                                order_id => 'o1', success_url => 'https://example.com/ok', failed_url => 'https://example.com/no',
-                               confirmations => 2, expiry_minutes => 60, pause_minutes => 5, attempts_callback => 3)
+                               confirmations => 2, expiry_minutes => 60, pause_minutes => 10, attempts_callback => 3)
 union all
 select invoices.create_invoice(lines => '[{"description": "sats", "quantity": 3, "unit_price": "0.00000001"}]', currency => 'BTC', send => true);
 select m.o ->> 'currency' as currency, m.o ->> 'status' as status,

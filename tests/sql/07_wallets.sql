@@ -28,7 +28,9 @@ select address, derivation_index, state, invoice_number from invoices.addresses 
 select invoices.create_invoice(lines => '[{"description": "d", "unit_price": 100}]', asset => 'BTC') ->> 'invoice_number' as d \gset
 select invoices.finalize_invoice(:'d');
 select status, address from invoices.invoices where invoice_number = :'d';
--- cancelling releases an address (pause 0): the next invoice reuses the oldest freed one
+-- cancelling releases an address after the pause, a day by default (invoices.address_pause_minutes);
+-- an operator who sets it to 0 sees the next invoice reuse the oldest freed one at once
+set invoices.address_pause_minutes = 0;
 select invoices.cancel_invoice('INV-0001') ->> 'status' as cancelled;
 select address, state from invoices.addresses where derivation_index = 0;
 select invoices.finalize_invoice(:'d') ->> 'address' as reused;
@@ -48,6 +50,13 @@ update invoices_internal.invoices
                       where id = (select id from invoices.invoices where invoice_number = :'d'))
  where id = (select id from invoices.invoices where invoice_number = 'INV-0003');
 \set VERBOSITY default
+reset invoices.address_pause_minutes;
+-- the default: a cancelled invoice's address rests a day
+select invoices.cancel_invoice('INV-0003') ->> 'status' as cancelled;
+select state, available_at between now() + interval '23 hours 59 minutes' and now() + interval '1 day' as paused_a_day
+  from invoices.addresses where derivation_index = 2;
+-- an invoice's own pause is at least 10 minutes
+select invoices.create_invoice(lines => '[{"description": "x", "unit_price": 1}]', pause_minutes => 5);
 -- who held which address, for late payments
 select i.invoice_number, a.address_id is not null as had_address, a.released_at is not null as released
   from invoices_internal.address_assignments a

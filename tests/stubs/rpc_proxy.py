@@ -6,6 +6,8 @@
   GET /mode?set=truncate   forward, then cut the answer in half
   GET /mode?set=wrong      forward, then replace every "result" with a wrong-typed value
   GET /mode?set=error      answer 502
+  GET /mode?set=lag        a node one block behind (a load-balanced RPC's lagging backend): its
+                           "latest" block is the upstream's block below the latest
 Usage: rpc_proxy.py <port> <upstream url>
 """
 import json
@@ -16,6 +18,24 @@ from urllib.parse import parse_qs, urlsplit
 
 mode = {"value": "pass"}
 upstream = sys.argv[2]
+
+
+def call_upstream(method, params, headers):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    with urllib.request.urlopen(urllib.request.Request(upstream, body, headers), timeout=30) as r:
+        return json.load(r)["result"]
+
+
+def lagging(request, headers):
+    """The request as a node one block behind would see it: "latest" is the block below."""
+    calls = request if isinstance(request, list) else [request]
+    behind = int(call_upstream("eth_blockNumber", [], headers), 16) - 1
+    out = []
+    for c in calls:
+        if c.get("method") == "eth_getBlockByNumber" and c["params"][0] == "latest":
+            c = dict(c, params=[hex(behind)] + c["params"][1:])
+        out.append(c)
+    return (out if isinstance(request, list) else out[0]), behind
 
 
 def wrong(answer):
@@ -53,6 +73,9 @@ class Handler(BaseHTTPRequestHandler):
         headers = {"Content-Type": "application/json"}
         if self.headers.get("Authorization"):
             headers["Authorization"] = self.headers["Authorization"]
+        if m == "lag":
+            request, _ = lagging(json.loads(body), headers)
+            body = json.dumps(request).encode()
         req = urllib.request.Request(upstream, body, headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as r:

@@ -1,7 +1,10 @@
 //! Bitcoin: Bitcoin Core's JSON-RPC (`getblockchaininfo`, `getblockhash`, `getblock` with
 //! verbosity 2, `getrawmempool`, `getrawtransaction`), which every Bitcoin node of BTCPay's
 //! stack exposes. Outputs (`vout`) to watched addresses are the transfers. Amounts arrive as
-//! JSON numbers in BTC and are read exactly (never through a float).
+//! JSON numbers in BTC and are read exactly (never through a float). A mempool transaction
+//! that signals replaceability (BIP125) is not counted until it is mined: its sender can
+//! replace it with one paying someone else (BTCPay's rule: 0 confirmations are enough only for
+//! a final transaction).
 
 use super::rpc::{call, malformed, str_field, RpcError, Transport};
 use super::{to_base_units, BlockRef, ChainAdapter, Transfer, Watched};
@@ -10,21 +13,42 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::str::FromStr;
 
+/// Any input sequence below this signals BIP125 replaceability.
+const FINAL_SEQUENCE: u64 = 0xffff_fffe;
+
+/// A mempool transaction as fetched once.
+struct MempoolTx {
+    /// Signals BIP125: counted only once mined.
+    replaceable: bool,
+    /// (index, address, amount in BTC)
+    outputs: Vec<(i64, String, Decimal)>,
+}
+
 pub struct Bitcoin {
     transport: Box<dyn Transport>,
     asset: String,
     /// Does the node answer `getblock <hash> 2` (false: bcoin, which wants a boolean)?
     verbose_blocks: bool,
-    /// Mempool transactions already fetched: txid -> outputs (index, address, amount).
-    mempool_cache: HashMap<String, Vec<(i64, String, Decimal)>>,
+    /// Mempool transactions already fetched, by txid.
+    mempool_cache: HashMap<String, MempoolTx>,
+    /// The network the chain row is configured for, until the node was seen on it (checked at
+    /// the first `tip`): a node of another network would credit nothing, or the wrong coins.
+    network: Option<String>,
 }
 
 impl Bitcoin {
     pub fn new(transport: Box<dyn Transport>, asset: &str) -> Bitcoin {
-        Bitcoin { transport, asset: asset.to_string(), verbose_blocks: true, mempool_cache: HashMap::new() }
+        Bitcoin { transport, asset: asset.to_string(), verbose_blocks: true, mempool_cache: HashMap::new(), network: None }
     }
 
-    fn transfer(&self, txid: &str, index: i64, address: &str, amount: Decimal, block: Option<&BlockRef>) -> Result<Transfer, RpcError> {
+    /// Refuse a node of another network (mainnet, testnet, regtest, devnet or simnet: the chain
+    /// row's `network`), checked against `getblockchaininfo`'s `chain` until it matches.
+    pub fn with_network(mut self, network: &str) -> Bitcoin {
+        self.network = Some(network.to_string());
+        self
+    }
+
+    fn transfer(&self, txid: &str, index: i64, address: &str, amount: Decimal, block: Option<(&BlockRef, i64)>) -> Result<Transfer, RpcError> {
         let base = to_base_units(amount, 8).ok_or_else(|| malformed(format!("output amount {amount} is not whole satoshis")))?;
         Ok(Transfer {
             txid: txid.to_string(),
@@ -33,7 +57,8 @@ impl Bitcoin {
             asset: self.asset.clone(),
             amount_base: base.to_string(),
             amount: amount.normalize(),
-            block: block.cloned(),
+            block: block.map(|(b, _)| b.clone()),
+            block_time: block.map(|(_, t)| t),
         })
     }
 }
@@ -51,6 +76,31 @@ pub fn normalize_address(address: &str) -> String {
         }
     }
     address.to_string()
+}
+
+/// Does `network` (the chain row's) accept a node whose `getblockchaininfo` says `chain`?
+/// Core says main, test, testnet4, regtest, signet; bcoin main, testnet, regtest, simnet.
+/// Signet is no network a chain can be configured for.
+pub fn network_matches(network: &str, chain: &str) -> bool {
+    matches!(
+        (network, chain),
+        ("mainnet", "main")
+            | ("testnet", "test" | "testnet" | "testnet4")
+            | ("regtest", "regtest")
+            | ("devnet" | "simnet", "simnet")
+    )
+}
+
+/// Does a verbose transaction signal BIP125 replaceability (an input sequence below
+/// 0xfffffffe)? A transaction without inputs or sequences is a broken answer.
+pub fn signals_rbf(tx: &Value) -> Result<bool, RpcError> {
+    let vin = tx.get("vin").and_then(Value::as_array).ok_or_else(|| malformed("transaction without vin"))?;
+    let mut replaceable = false;
+    for input in vin {
+        let sequence = input.get("sequence").and_then(Value::as_u64).ok_or_else(|| malformed("input without sequence"))?;
+        replaceable |= sequence < FINAL_SEQUENCE;
+    }
+    Ok(replaceable)
 }
 
 /// The outputs of a verbose transaction: (index, address, amount in BTC).
@@ -79,6 +129,13 @@ pub fn outputs(tx: &Value) -> Result<(String, Vec<(i64, String, Decimal)>), RpcE
 impl ChainAdapter for Bitcoin {
     fn tip(&mut self) -> Result<BlockRef, RpcError> {
         let info = call(&*self.transport, "getblockchaininfo", json!([]))?;
+        if let Some(network) = &self.network {
+            let chain = str_field(&info, "chain", "getblockchaininfo")?;
+            if !network_matches(network, chain) {
+                return Err(malformed(format!("the node is on chain {chain}, the chain is configured as {network}")));
+            }
+            self.network = None;
+        }
         Ok(BlockRef {
             height: info.get("blocks").and_then(Value::as_u64).ok_or_else(|| malformed("getblockchaininfo without blocks"))?,
             hash: str_field(&info, "bestblockhash", "getblockchaininfo")?.to_string(),
@@ -118,6 +175,8 @@ impl ChainAdapter for Bitcoin {
             if block.get("hash").and_then(Value::as_str) != Some(hash.as_str()) {
                 return Err(malformed(format!("getblock {hash}: another block came back")));
             }
+            // present whether `tx` lists objects or txids
+            let time = block.get("time").and_then(Value::as_i64).ok_or_else(|| malformed(format!("getblock {hash}: no time")))?;
             let b = BlockRef { height, hash };
             let txs = block.get("tx").and_then(Value::as_array).ok_or_else(|| malformed("block without tx"))?;
             for tx in txs {
@@ -132,7 +191,7 @@ impl ChainAdapter for Bitcoin {
                 let (txid, outs) = outputs(tx)?;
                 for (n, address, amount) in outs {
                     if let Some(stored) = watched.get(&address) {
-                        transfers.push(self.transfer(&txid, n, stored, amount, Some(&b))?);
+                        transfers.push(self.transfer(&txid, n, stored, amount, Some((&b, time)))?);
                     }
                 }
             }
@@ -161,10 +220,14 @@ impl ChainAdapter for Bitcoin {
                     Err(RpcError::Node { code: -5 | -1, .. }) => continue,
                     Err(e) => return Err(e),
                 };
-                let (_, outs) = outputs(&tx)?;
-                self.mempool_cache.insert(txid.clone(), outs);
+                let (_, outputs) = outputs(&tx)?;
+                self.mempool_cache.insert(txid.clone(), MempoolTx { replaceable: signals_rbf(&tx)?, outputs });
             }
-            for (n, address, amount) in &self.mempool_cache[txid] {
+            let cached = &self.mempool_cache[txid];
+            if cached.replaceable {
+                continue; // counted once mined
+            }
+            for (n, address, amount) in &cached.outputs {
                 if let Some(stored) = watched.get(address) {
                     out.push(self.transfer(txid, *n, stored, *amount, None)?);
                 }

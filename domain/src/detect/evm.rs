@@ -1,10 +1,12 @@
 //! EVM chains (Ethereum, Base, Anvil): native value by scanning blocks with their
 //! transactions, ERC-20 tokens by their `Transfer` logs, the mempool from `txpool_content`
-//! when the node has it.
+//! when the node has it. Native value counts only for transactions whose receipt says they
+//! succeeded: a reverted transaction still shows its `value` in the block, but nothing moved.
 
 use super::rpc::{self, batch, call, hex_u128, hex_u64, malformed, str_field, RpcError, Transport};
 use super::{from_base_units, BlockRef, ChainAdapter, Transfer, Watched};
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 /// keccak256("Transfer(address,address,uint256)")
 pub const TRANSFER_TOPIC: &str = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
@@ -41,7 +43,9 @@ impl Evm {
         self
     }
 
-    fn native(&self, tx: &Value, watched: &Watched, block: Option<&BlockRef>) -> Result<Option<Transfer>, RpcError> {
+    /// The native value of `tx` if it goes to a watched address, in `block` made at `block_time`
+    /// (none: the mempool). Whether the transaction succeeded is for [`Evm::succeeded`].
+    fn native(&self, tx: &Value, watched: &Watched, block: Option<&BlockRef>, block_time: Option<i64>) -> Result<Option<Transfer>, RpcError> {
         let Some(to) = tx.get("to").and_then(Value::as_str) else {
             return Ok(None); // contract creation
         };
@@ -58,10 +62,12 @@ impl Evm {
             amount_base: value.to_string(),
             amount: from_base_units(value, 18).ok_or_else(|| malformed("transaction value out of range"))?,
             block: block.cloned(),
+            block_time,
         }))
     }
 
-    fn token_transfer(&self, log: &Value, watched: &Watched, blocks: &[BlockRef]) -> Result<Option<Transfer>, RpcError> {
+    /// `times`: the timestamp of each scanned block by height.
+    fn token_transfer(&self, log: &Value, watched: &Watched, blocks: &[BlockRef], times: &HashMap<u64, i64>) -> Result<Option<Transfer>, RpcError> {
         if log.get("removed").and_then(Value::as_bool) == Some(true) {
             return Ok(None);
         }
@@ -95,8 +101,39 @@ impl Evm {
             amount_base: value.to_string(),
             amount: from_base_units(value, token.decimals).ok_or_else(|| malformed("token amount out of range"))?,
             block: Some(block.clone()),
+            block_time: times.get(&height).copied(),
         }))
     }
+
+    /// The native transfers whose transactions succeeded: their receipts (one batch, only for
+    /// the transfers found, so it stays cheap) say `status` 0x1. A failed transaction (0x0) keeps
+    /// its `value` in the block but moved nothing. No receipt for a mined transaction is a
+    /// broken answer, never a credit. (ERC-20 `Transfer` logs exist only for successes.)
+    fn succeeded(&self, transfers: Vec<Transfer>) -> Result<Vec<Transfer>, RpcError> {
+        if transfers.is_empty() {
+            return Ok(transfers);
+        }
+        let calls: Vec<(&str, Value)> = transfers.iter().map(|t| ("eth_getTransactionReceipt", json!([t.txid]))).collect();
+        let receipts = batch(&*self.transport, &calls)?;
+        let mut out = Vec::with_capacity(transfers.len());
+        for (t, receipt) in transfers.into_iter().zip(&receipts) {
+            if receipt.is_null() {
+                return Err(malformed(format!("no receipt for transaction {}", t.txid)));
+            }
+            match hex_u64(receipt.get("status").unwrap_or(&Value::Null), "receipt status")? {
+                1 => out.push(t),
+                0 => {} // reverted
+                other => return Err(malformed(format!("receipt status {other}"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A block's `timestamp` (hex Unix seconds).
+fn block_time(block: &Value) -> Result<i64, RpcError> {
+    let t = hex_u64(block.get("timestamp").unwrap_or(&Value::Null), "block timestamp")?;
+    i64::try_from(t).map_err(|_| malformed(format!("block timestamp {t} out of range")))
 }
 
 fn block_ref(block: &Value, what: &str) -> Result<BlockRef, RpcError> {
@@ -142,18 +179,21 @@ impl ChainAdapter for Evm {
         }
         let answers = batch(&*self.transport, &calls)?;
         let mut blocks = Vec::new();
+        let mut times = HashMap::new();
         let mut transfers = Vec::new();
         for block in answers.iter().take((to - from + 1) as usize) {
             let b = block_ref(block, "block")?;
+            let time = block_time(block)?;
             let txs = block.get("transactions").and_then(Value::as_array).ok_or_else(|| malformed("block without transactions"))?;
             for tx in txs {
                 if !tx.is_object() {
                     return Err(malformed("block transactions are hashes, not objects"));
                 }
-                if let Some(t) = self.native(tx, watched, Some(&b))? {
+                if let Some(t) = self.native(tx, watched, Some(&b), Some(time))? {
                     transfers.push(t);
                 }
             }
+            times.insert(b.height, time);
             blocks.push(b);
         }
         for (i, b) in blocks.iter().enumerate() {
@@ -161,10 +201,11 @@ impl ChainAdapter for Evm {
                 return Err(malformed(format!("asked for block {} and got {}", from + i as u64, b.height)));
             }
         }
+        let mut transfers = self.succeeded(transfers)?;
         if !self.tokens.is_empty() {
             let logs = answers.last().and_then(Value::as_array).ok_or_else(|| malformed("eth_getLogs: not an array"))?;
             for log in logs {
-                if let Some(t) = self.token_transfer(log, watched, &blocks)? {
+                if let Some(t) = self.token_transfer(log, watched, &blocks, &times)? {
                     transfers.push(t);
                 }
             }
@@ -183,7 +224,7 @@ impl ChainAdapter for Evm {
         for by_nonce in pending.values() {
             let by_nonce = by_nonce.as_object().ok_or_else(|| malformed("txpool_content: bad sender entry"))?;
             for tx in by_nonce.values() {
-                if let Some(t) = self.native(tx, watched, None)? {
+                if let Some(t) = self.native(tx, watched, None, None)? {
                     out.push(t);
                 }
             }

@@ -9,7 +9,8 @@
 //! Calls: `getSink` + `getBlock` (tip), `getBlock` (is it still a chain block?),
 //! `getVirtualChainFromBlockV2` with `dataVerbosityLevel: "Low"` (the chain blocks after a hash,
 //! each with the outputs of the transactions it accepted, addresses included),
-//! `getBlockDagInfo` (the pruning point, where a scan without a known block starts),
+//! `getBlockDagInfo` (the pruning point, where a scan without a known block starts; its
+//! `network` is checked against the chain's at the first poll),
 //! `getMempoolEntriesByAddresses` (payments not yet in a block).
 
 use super::rpc::{malformed, RpcError, Transport};
@@ -25,11 +26,33 @@ pub struct Kaspa {
     transport: Box<dyn Transport>,
     asset: String,
     next_id: u64,
+    /// The network the chain row is configured for, until the node was seen on it (checked at
+    /// the first `tip`).
+    network: Option<String>,
 }
 
 impl Kaspa {
     pub fn new(transport: Box<dyn Transport>, asset: &str) -> Kaspa {
-        Kaspa { transport, asset: asset.to_string(), next_id: 1 }
+        Kaspa { transport, asset: asset.to_string(), next_id: 1, network: None }
+    }
+
+    /// Refuse a node of another network (mainnet, testnet, devnet, simnet or regtest: the chain
+    /// row's `network`), checked against `getBlockDagInfo`'s `network` until it matches.
+    pub fn with_network(mut self, network: &str) -> Kaspa {
+        self.network = Some(network.to_string());
+        self
+    }
+
+    /// The node's network against the configured one, until they matched once.
+    fn check_network(&mut self) -> Result<(), RpcError> {
+        let Some(network) = self.network.clone() else { return Ok(()) };
+        let info = self.call("getBlockDagInfo", json!({}))?;
+        let node = info.get("network").and_then(Value::as_str).ok_or_else(|| malformed("getBlockDagInfo without network"))?;
+        if !network_matches(&network, node) {
+            return Err(malformed(format!("the node is on chain {node}, the chain is configured as {network}")));
+        }
+        self.network = None;
+        Ok(())
     }
 
     /// One wRPC JSON call: `{"id", "method", "params"}` → `{"id", "method", "params": result}`
@@ -72,8 +95,9 @@ impl Kaspa {
     }
 
     /// The transfers to watched addresses among `txs` (RpcTransaction objects with verbose
-    /// data), found in `block` (none: the mempool). Coinbase transactions are not payments.
-    fn transfers(&self, txs: &[Value], block: Option<&BlockRef>, watched: &Watched, out: &mut Vec<Transfer>) -> Result<(), RpcError> {
+    /// data), accepted by `block` made at a time in Unix seconds (none: the mempool). Coinbase
+    /// transactions are not payments.
+    fn transfers(&self, txs: &[Value], block: Option<(&BlockRef, i64)>, watched: &Watched, out: &mut Vec<Transfer>) -> Result<(), RpcError> {
         for tx in txs {
             let subnetwork = tx.get("subnetworkId").and_then(Value::as_str).unwrap_or("");
             if subnetwork.starts_with("01") {
@@ -105,11 +129,27 @@ impl Kaspa {
                     asset: self.asset.clone(),
                     amount_base: sompi.to_string(),
                     amount: from_base_units(sompi as u128, DECIMALS).ok_or_else(|| malformed("amount out of range"))?,
-                    block: block.cloned(),
+                    block: block.map(|(b, _)| b.clone()),
+                    block_time: block.map(|(_, t)| t),
                 });
             }
         }
         Ok(())
+    }
+}
+
+/// Does `network` (the chain row's) accept a node on `node`'s network? kaspad's network ids:
+/// `mainnet`, `testnet-10`, `devnet`, `simnet` (some clients write them `kaspa-mainnet`…).
+/// Devnet and simnet differ in their address prefix (`kaspadev:`, `kaspasim:`), so each takes
+/// only its own; regtest addresses are simnet's here (`chains::kaspa`), so regtest is simnet.
+pub fn network_matches(network: &str, node: &str) -> bool {
+    let node = node.strip_prefix("kaspa-").unwrap_or(node);
+    match network {
+        "mainnet" => node == "mainnet",
+        "testnet" => node == "testnet" || node.starts_with("testnet-"),
+        "devnet" => node == "devnet",
+        "simnet" | "regtest" => node == "simnet",
+        _ => false,
     }
 }
 
@@ -130,6 +170,7 @@ fn blue_score(block: &Value) -> Result<u64, RpcError> {
 
 impl ChainAdapter for Kaspa {
     fn tip(&mut self) -> Result<BlockRef, RpcError> {
+        self.check_network()?;
         let sink = self.call("getSink", json!({}))?;
         let hash = hash_of(sink.get("sink").unwrap_or(&Value::Null), "getSink")?;
         let block = self.block(&hash)?;
@@ -182,6 +223,8 @@ impl ChainAdapter for Kaspa {
             let header = entry.get("chainBlockHeader").ok_or_else(|| malformed("chain block without header"))?;
             let height = header.get("blueScore").and_then(Value::as_u64).ok_or_else(|| malformed("chain block without blueScore"))?;
             let hash = hash_of(header.get("hash").unwrap_or(&Value::Null), "chain block")?;
+            // milliseconds, part of the "Low" verbosity level like blueScore
+            let time_ms = header.get("timestamp").and_then(Value::as_i64).ok_or_else(|| malformed("chain block without timestamp"))?;
             if height < from {
                 continue;
             }
@@ -191,7 +234,7 @@ impl ChainAdapter for Kaspa {
             }
             let block = BlockRef { height, hash };
             let txs = entry.get("acceptedTransactions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-            self.transfers(txs, Some(&block), watched, &mut transfers)?;
+            self.transfers(txs, Some((&block, time_ms.div_euclid(1000))), watched, &mut transfers)?;
             blocks.push(block);
             if height >= to {
                 break;

@@ -1,13 +1,13 @@
 //! Payment detection: one adapter per chain family behind [`ChainAdapter`], and the poll that
 //! every chain runs the same way ([`poll`]): mempool, tip, reorg check against the block
-//! hashes stored last time, then the blocks since the cursor. The adapters speak JSON-RPC
-//! through a [`Transport`] (the worker's HTTP client; canned answers in the tests), so
-//! everything here is pure and tested with plain `cargo test`.
+//! hashes stored last time (a node merely behind our cursor is no reorg), then the blocks since
+//! the cursor. The adapters speak JSON-RPC through a [`Transport`] (the worker's HTTP client;
+//! canned answers in the tests), so everything here is pure and tested with plain `cargo test`.
 //!
 //! | family  | tip / blocks                                   | transfers to watched addresses            |
 //! |---------|------------------------------------------------|-------------------------------------------|
-//! | EVM     | `eth_blockNumber`, `eth_getBlockByNumber`      | native value of transactions; ERC-20 `Transfer` logs (`eth_getLogs`) |
-//! | Bitcoin | `getblockchaininfo`, `getblockhash`, `getblock` (verbosity 2) | transaction outputs (`vout`), `getrawmempool` + `getrawtransaction` |
+//! | EVM     | `eth_blockNumber`, `eth_getBlockByNumber`      | native value of transactions that succeeded (`eth_getTransactionReceipt`); ERC-20 `Transfer` logs (`eth_getLogs`) |
+//! | Bitcoin | `getblockchaininfo`, `getblockhash`, `getblock` (verbosity 2) | transaction outputs (`vout`), `getrawmempool` + `getrawtransaction` (no BIP125-replaceable ones) |
 //! | Kaspa   | wRPC JSON: `getSink`, `getBlock`, `getVirtualChainFromBlockV2` (heights are blue scores of the selected chain) | outputs of the transactions each chain block accepts; `getMempoolEntriesByAddresses` |
 
 pub mod bitcoin;
@@ -45,6 +45,9 @@ pub struct Transfer {
     pub amount: Decimal,
     /// The block that contains it; none while in the mempool.
     pub block: Option<BlockRef>,
+    /// When that block was made (Unix seconds, the block's own timestamp): when the payment
+    /// happened as the chain tells it, not when a poll saw it. None while in the mempool.
+    pub block_time: Option<i64>,
 }
 
 /// The addresses a poll looks for. Keys are normalized by the adapter's family (EVM
@@ -134,6 +137,10 @@ pub struct PollResult {
     pub transfers: Vec<Transfer>,
     /// Transfers waiting in the mempool; none if the node has no mempool API.
     pub mempool: Option<Vec<Transfer>>,
+    /// The node's best block is below the cursor but on the chain we scanned (or at a height
+    /// we kept no hash of): a lagging node (e.g. one behind a load balancer), not a reorg.
+    /// Nothing is scanned and nothing reverted; the next poll goes on from the cursor.
+    pub behind: bool,
 }
 
 /// One poll of a chain. The mempool is read first: a transaction mined while the poll runs is
@@ -147,6 +154,9 @@ pub fn poll(adapter: &mut dyn ChainAdapter, input: &PollInput, watched: &Watched
         Some(c) => c.height + 1,
     };
     if let Some(cursor) = &input.cursor {
+        if tip.height < cursor.height && lagging(&tip, &input.recent) {
+            return Ok(PollResult { tip, fork_height: None, blocks: Vec::new(), transfers: Vec::new(), mempool, behind: true });
+        }
         let same = adapter.on_best_chain(cursor, &tip)?;
         if !same {
             // walk back through the blocks we saw to the last one the node still has
@@ -179,7 +189,18 @@ pub fn poll(adapter: &mut dyn ChainAdapter, input: &PollInput, watched: &Watched
     } else {
         (Vec::new(), Vec::new())
     };
-    Ok(PollResult { tip, fork_height, blocks, transfers, mempool })
+    Ok(PollResult { tip, fork_height, blocks, transfers, mempool, behind: false })
+}
+
+/// Is a node whose best block `tip` is below our cursor merely behind? Yes if its best block is
+/// one we scanned, or if we kept no block at its height (we cannot tell, and reverting payments
+/// on a guess is worse than waiting a poll). Only a different hash at a height we stored proves
+/// that the node is on another chain.
+fn lagging(tip: &BlockRef, recent: &[BlockRef]) -> bool {
+    match recent.iter().find(|b| b.height == tip.height) {
+        Some(ours) => ours.hash == tip.hash,
+        None => true,
+    }
 }
 
 /// `base` smallest units of an asset with `decimals` decimals, in whole units (exact).

@@ -58,7 +58,7 @@ fn evm_chain(hashes: Arc<Mutex<Vec<String>>>) -> Box<dyn Transport> {
             } else {
                 json!([])
             };
-            json!({"number": format!("0x{h:x}"), "hash": hash, "transactions": txs})
+            json!({"number": format!("0x{h:x}"), "hash": hash, "timestamp": format!("0x{:x}", evm_time(h)), "transactions": txs})
         };
         match method {
             "eth_getBlockByNumber" => {
@@ -73,9 +73,15 @@ fn evm_chain(hashes: Arc<Mutex<Vec<String>>>) -> Box<dyn Transport> {
                         "blockNumber": "0x2", "blockHash": hashes[2], "logIndex": "0x3", "transactionHash": "0xDD", "removed": false}])
             }
             "txpool_content" => json!({"pending": {"0xsender": {"7": {"hash": "0xee", "to": ALICE, "value": "0xde0b6b3a7640000"}}}, "queued": {}}),
+            "eth_getTransactionReceipt" => json!({"transactionHash": params[0], "status": "0x1"}),
             _ => json!({"__error": -32601}),
         }
     })
+}
+
+/// The timestamp of the fake EVM block at `h` (12 s blocks).
+fn evm_time(h: u64) -> i64 {
+    1_700_000_000 + 12 * h as i64
 }
 
 fn evm(hashes: Arc<Mutex<Vec<String>>>) -> Evm {
@@ -102,12 +108,15 @@ fn evm_finds_native_and_token_transfers_and_the_mempool() {
     assert_eq!(eth.amount_base, "1500000000000000000");
     assert_eq!(eth.amount.to_string(), "1.5");
     assert_eq!(eth.block.as_ref().unwrap().height, 2);
+    assert_eq!(eth.block_time, Some(evm_time(2)));
     let usdc = &r.transfers[1];
     assert_eq!((usdc.txid.as_str(), usdc.index, usdc.asset.as_str()), ("0xdd", 3, "USDC"));
     assert_eq!((usdc.amount_base.as_str(), usdc.amount.to_string().as_str()), ("25000000", "25"));
+    assert_eq!(usdc.block_time, Some(evm_time(2)), "a token transfer takes its block's time");
+    assert!(!r.behind);
     let mempool = r.mempool.unwrap();
     assert_eq!(mempool.len(), 1);
-    assert_eq!((mempool[0].amount.to_string().as_str(), mempool[0].block.is_none()), ("1", true));
+    assert_eq!((mempool[0].amount.to_string().as_str(), mempool[0].block.is_none(), mempool[0].block_time), ("1", true, None));
 }
 
 #[test]
@@ -149,7 +158,7 @@ fn a_reorg_is_found_by_walking_back_the_stored_hashes() {
     // a shorter replacement chain: the cursor is above the tip
     *chain.lock().unwrap() = vec!["0xa0".into(), "0xa1".into(), "0xa2".into(), "0xc3".into()];
     let r = poll(&mut adapter, &input, &watched).unwrap();
-    assert_eq!((r.fork_height, r.blocks.len()), (Some(2), 1));
+    assert_eq!((r.fork_height, r.blocks.len(), r.behind), (Some(2), 1, false));
 }
 
 #[test]
@@ -206,10 +215,11 @@ fn bitcoin_node(verbose_blocks: bool) -> Box<dyn Transport> {
         "getblock" => {
             let hash = params[0].as_str().unwrap();
             let txs = if hash == "h2" { if verbose_blocks { json!([tx.clone()]) } else { json!(["t2"]) } } else { json!([]) };
-            json!({"hash": hash, "tx": txs})
+            json!({"hash": hash, "time": BTC_TIME + hash[1..].parse::<i64>().unwrap(), "tx": txs})
         }
         "getrawtransaction" => if params[0] == "t2" { tx.clone() } else {
-            json!({"txid": "m1", "vout": [{"n": 0, "value": serde_json::from_str::<Value>("1.23456789").unwrap(), "scriptPubKey": {"address": BOB}}]})
+            json!({"txid": "m1", "vin": [{"txid": "t2", "vout": 2, "sequence": 4294967295u64}],
+                   "vout": [{"n": 0, "value": serde_json::from_str::<Value>("1.23456789").unwrap(), "scriptPubKey": {"address": BOB}}]})
         },
         "getrawmempool" => json!(["m1"]),
         _ => json!({"__error": -32601}),
@@ -217,6 +227,8 @@ fn bitcoin_node(verbose_blocks: bool) -> Box<dyn Transport> {
 }
 
 const BOB: &str = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080";
+/// The fake Bitcoin block at height h was made at BTC_TIME + h.
+const BTC_TIME: i64 = 1_231_006_505;
 
 #[test]
 fn bitcoin_outputs_are_read_exactly_with_or_without_verbosity_2() {
@@ -227,10 +239,11 @@ fn bitcoin_outputs_are_read_exactly_with_or_without_verbosity_2() {
         assert_eq!(r.blocks.len(), 3);
         let got: Vec<(i64, String, String)> = r.transfers.iter().map(|t| (t.index, t.amount.to_string(), t.amount_base.clone())).collect();
         assert_eq!(got, vec![(0, "0.1".into(), "10000000".into()), (1, "0.2".into(), "20000000".into())]);
+        assert!(r.transfers.iter().all(|t| t.block_time == Some(BTC_TIME + 2)), "the block's time, verbose or not");
         let sum: Decimal = r.transfers.iter().map(|t| t.amount).sum();
         assert_eq!(sum.to_string(), "0.3", "no float on the way");
         let mempool = r.mempool.unwrap();
-        assert_eq!((mempool[0].txid.as_str(), mempool[0].amount_base.as_str()), ("m1", "123456789"));
+        assert_eq!((mempool[0].txid.as_str(), mempool[0].amount_base.as_str(), mempool[0].block_time), ("m1", "123456789", None));
     }
 }
 
@@ -267,7 +280,7 @@ fn a_node_without_getblock_verbosity_2_is_read_through_getrawtransaction() {
         "getblockchaininfo" => json!({"blocks": 1, "bestblockhash": "h1"}),
         "getblockhash" => json!(format!("h{}", params[0])),
         "getblock" if params[1] == json!(2) => json!({"__error": -3}),
-        "getblock" => json!({"hash": params[0], "tx": if params[0] == "h1" { json!(["t1"]) } else { json!([]) }}),
+        "getblock" => json!({"hash": params[0], "time": 1_600_000_000, "tx": if params[0] == "h1" { json!(["t1"]) } else { json!([]) }}),
         "getrawtransaction" => tx.clone(),
         "getrawmempool" => json!([]),
         _ => json!({"__error": -32601}),
@@ -277,6 +290,7 @@ fn a_node_without_getblock_verbosity_2_is_read_through_getrawtransaction() {
     let r = poll(&mut adapter, &PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 10 }, &watched).unwrap();
     assert_eq!(r.transfers.len(), 1);
     assert_eq!((r.transfers[0].address.as_str(), r.transfers[0].amount_base.as_str()), (BOB, "50000000"));
+    assert_eq!(r.transfers[0].block_time, Some(1_600_000_000), "bcoin's block with txids still has its time");
 }
 
 #[test]
@@ -328,6 +342,11 @@ fn chash(tag: &str, s: u64) -> String {
     khash(if s <= 11 { "a" } else { tag }, s)
 }
 
+/// The timestamp (milliseconds) of the fake chain block at blue score `s`.
+fn kas_time_ms(s: u64) -> u64 {
+    1_700_000_000_000 + 1000 * s + 999
+}
+
 fn kas_tx(id: &str, coinbase: bool, outputs: &[(&str, u64)]) -> Value {
     json!({
         "subnetworkId": if coinbase { "0100000000000000000000000000000000000000" } else { "0000000000000000000000000000000000000000" },
@@ -355,7 +374,7 @@ fn kaspad(chain_tag: Arc<Mutex<String>>, tip: u64) -> Box<dyn Transport> {
                     json!({"block": {"header": {"hash": hash, "blueScore": score, "daaScore": score - 1},
                                      "verboseData": {"hash": hash, "blueScore": score, "isChainBlock": on_chain}}})
                 }
-                "getBlockDagInfo" => json!({"pruningPointHash": chash(&tag, 10), "sink": chash(&tag, tip), "virtualDaaScore": tip}),
+                "getBlockDagInfo" => json!({"network": "simnet", "pruningPointHash": chash(&tag, 10), "sink": chash(&tag, tip), "virtualDaaScore": tip}),
                 "getVirtualChainFromBlockV2" => {
                     assert_eq!(params["dataVerbosityLevel"], "Low");
                     let start = params["startHash"].as_str().unwrap();
@@ -369,7 +388,8 @@ fn kaspad(chain_tag: Arc<Mutex<String>>, tip: u64) -> Box<dyn Transport> {
                             } else {
                                 json!([])
                             };
-                            json!({"chainBlockHeader": {"hash": chash(&tag, s), "blueScore": s, "daaScore": s - 1}, "acceptedTransactions": txs})
+                            json!({"chainBlockHeader": {"hash": chash(&tag, s), "blueScore": s, "daaScore": s - 1, "timestamp": kas_time_ms(s)},
+                                   "acceptedTransactions": txs})
                         })
                         .collect();
                     json!({"removedChainBlockHashes": removed,
@@ -399,9 +419,10 @@ fn kaspa_finds_accepted_payments_and_their_chain_block() {
     let t = &r.transfers[0];
     assert_eq!((t.index, t.amount_base.as_str(), t.amount.to_string().as_str(), t.asset.as_str()), (1, "150000000", "1.5", "KAS"));
     assert_eq!(t.block, Some(BlockRef { height: 12, hash: khash("a", 12) }));
+    assert_eq!(t.block_time, Some(1_700_000_012), "the accepting chain block's time, milliseconds to seconds");
     let mempool = r.mempool.unwrap();
     assert_eq!(mempool.len(), 1);
-    assert_eq!((mempool[0].amount_base.as_str(), mempool[0].block.clone()), ("2", None));
+    assert_eq!((mempool[0].amount_base.as_str(), mempool[0].block.clone(), mempool[0].block_time), ("2", None, None));
     // max_blocks caps the scan, the rest comes next time
     let capped = PollInput { max_blocks: 2, ..input.clone() };
     assert_eq!(poll(&mut node, &capped, &watched).unwrap().blocks.len(), 2);
@@ -455,4 +476,209 @@ fn kaspa_answers_that_are_not_kaspa() {
         assert!(node.tip().is_err(), "{garbage}");
         assert!(node.mempool(&watched).is_err(), "{garbage}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lagging node, failed EVM transactions, BIP125 in the mempool, the node's network, block time
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_node_behind_the_cursor_on_our_chain_is_not_a_reorg() {
+    let chain = hashes("a", 6);
+    let mut adapter = evm(chain.clone());
+    let watched = Watched::new([ALICE], true);
+    let recent: Vec<BlockRef> = (0..6).map(|h| BlockRef { height: h, hash: format!("0xa{h}") }).collect();
+    let input = PollInput { cursor: Some(recent[5].clone()), recent: recent.clone(), start_height: None, rescan_from: Some(2), max_blocks: 100 };
+    // a load-balanced node one block behind: its best block is our block 4
+    chain.lock().unwrap().truncate(5);
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!(r.tip, BlockRef { height: 4, hash: "0xa4".into() });
+    assert_eq!((r.fork_height, r.behind), (None, true));
+    assert!(r.blocks.is_empty() && r.transfers.is_empty(), "nothing scanned, nothing reverted");
+    assert_eq!(r.mempool.map(|m| m.len()), Some(1), "the mempool as read");
+    // no block kept at its height: we cannot tell, so it is waited for, not reverted
+    let sparse = PollInput { recent: vec![recent[5].clone()], ..input.clone() };
+    let r = poll(&mut adapter, &sparse, &watched).unwrap();
+    assert_eq!((r.fork_height, r.behind, r.blocks.len()), (None, true, 0));
+    // caught up: an ordinary poll again
+    chain.lock().unwrap().extend(["0xa5".to_string(), "0xa6".to_string()]);
+    let r = poll(&mut adapter, &PollInput { rescan_from: None, ..input }, &watched).unwrap();
+    assert_eq!((r.fork_height, r.behind), (None, false));
+    assert_eq!(r.blocks.iter().map(|b| b.height).collect::<Vec<_>>(), vec![6]);
+}
+
+#[test]
+fn a_node_behind_the_cursor_on_another_chain_is_a_reorg() {
+    let chain = hashes("a", 6);
+    let mut adapter = evm(chain.clone());
+    let watched = Watched::new([ALICE], true);
+    let recent: Vec<BlockRef> = (0..6).map(|h| BlockRef { height: h, hash: format!("0xa{h}") }).collect();
+    let input = PollInput { cursor: Some(recent[5].clone()), recent, start_height: None, rescan_from: None, max_blocks: 100 };
+    // its best block is at height 4 but not ours: blocks 3.. were replaced
+    *chain.lock().unwrap() = vec!["0xa0".into(), "0xa1".into(), "0xa2".into(), "0xc3".into(), "0xc4".into()];
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!((r.fork_height, r.behind), (Some(2), false));
+    assert_eq!(r.blocks.iter().map(|b| b.hash.as_str()).collect::<Vec<_>>(), vec!["0xc3", "0xc4"]);
+}
+
+/// An EVM node whose block 1 pays ALICE in two transactions, 0x01 (succeeded) and 0x02
+/// (reverted), and someone else in 0x03; `receipts` records the txids asked for.
+fn evm_with_a_failed_transaction(receipts: Arc<Mutex<Vec<String>>>, missing: bool) -> Evm {
+    let node = Fake::boxed(move |method, params| match method {
+        "eth_getBlockByNumber" => {
+            let tag = params[0].as_str().unwrap();
+            let h = if tag == "latest" { 1 } else { u64::from_str_radix(&tag[2..], 16).unwrap() };
+            let txs = if h == 1 {
+                json!([{"hash": "0x01", "to": ALICE, "value": "0x1"},
+                       {"hash": "0x02", "to": ALICE, "value": "0x2"},
+                       {"hash": "0x03", "to": "0x0000000000000000000000000000000000000009", "value": "0x3"}])
+            } else {
+                json!([])
+            };
+            json!({"number": format!("0x{h:x}"), "hash": format!("0xb{h}"), "timestamp": "0x64", "transactions": txs})
+        }
+        "eth_getTransactionReceipt" => {
+            let txid = params[0].as_str().unwrap().to_string();
+            receipts.lock().unwrap().push(txid.clone());
+            match txid.as_str() {
+                "0x02" if missing => Value::Null,
+                "0x02" => json!({"transactionHash": txid, "status": "0x0"}),
+                _ => json!({"transactionHash": txid, "status": "0x1"}),
+            }
+        }
+        _ => json!({"__error": -32601}),
+    });
+    Evm::new(node, "ETH", vec![])
+}
+
+#[test]
+fn failed_evm_transactions_never_credit() {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let mut adapter = evm_with_a_failed_transaction(asked.clone(), false);
+    let watched = Watched::new([ALICE], true);
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 10 };
+    let r = poll(&mut adapter, &input, &watched).unwrap();
+    assert_eq!(r.transfers.iter().map(|t| t.txid.as_str()).collect::<Vec<_>>(), vec!["0x01"], "the reverted 0x02 is dropped");
+    assert_eq!(r.transfers[0].block_time, Some(100));
+    let mut asked = asked.lock().unwrap().clone();
+    asked.sort();
+    assert_eq!(asked, vec!["0x01", "0x02"], "receipts only for the transfers to watched addresses");
+}
+
+#[test]
+fn a_missing_evm_receipt_is_an_error_not_a_credit() {
+    let mut adapter = evm_with_a_failed_transaction(Arc::new(Mutex::new(Vec::new())), true);
+    let watched = Watched::new([ALICE], true);
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(0), rescan_from: None, max_blocks: 10 };
+    let e = poll(&mut adapter, &input, &watched).unwrap_err();
+    assert!(matches!(&e, RpcError::Malformed(m) if m.contains("no receipt")), "{e}");
+}
+
+#[test]
+fn bitcoin_replaceable_mempool_transactions_count_only_once_mined() {
+    let pay = |txid: &str, sequences: &[u64]| {
+        json!({"txid": txid, "vin": sequences.iter().map(|s| json!({"txid": "00", "vout": 0, "sequence": s})).collect::<Vec<_>>(),
+               "vout": [{"n": 0, "value": serde_json::from_str::<Value>("0.5").unwrap(), "scriptPubKey": {"address": BOB}}]})
+    };
+    let final_tx = pay("final", &[0xffff_ffff, 0xffff_ffff]);
+    let rbf_tx = pay("rbf", &[0xffff_ffff, 0xffff_fffd]);
+    let fetched = Arc::new(Mutex::new(0));
+    let counter = fetched.clone();
+    let node = Fake::boxed(move |method, params| match method {
+        "getblockchaininfo" => json!({"chain": "regtest", "blocks": 1, "bestblockhash": "h1"}),
+        "getblockhash" => json!(format!("h{}", params[0])),
+        // the replaceable transaction, once mined, counts
+        "getblock" => json!({"hash": params[0], "time": 7, "tx": if params[0] == "h1" { json!([rbf_tx.clone()]) } else { json!([]) }}),
+        "getrawmempool" => json!(["final", "rbf"]),
+        "getrawtransaction" => {
+            *counter.lock().unwrap() += 1;
+            if params[0] == "final" { final_tx.clone() } else { rbf_tx.clone() }
+        }
+        _ => json!({"__error": -32601}),
+    });
+    let mut adapter = Bitcoin::new(node, "BTC");
+    let watched = Watched::new([BOB], false);
+    let input = PollInput { cursor: None, recent: vec![], start_height: Some(1), rescan_from: None, max_blocks: 10 };
+    for _ in 0..2 {
+        let r = poll(&mut adapter, &input, &watched).unwrap();
+        let mempool = r.mempool.unwrap();
+        assert_eq!(mempool.iter().map(|t| t.txid.as_str()).collect::<Vec<_>>(), vec!["final"]);
+        assert_eq!((r.transfers.len(), r.transfers[0].txid.as_str(), r.transfers[0].block_time), (1, "rbf", Some(7)));
+    }
+    assert_eq!(*fetched.lock().unwrap(), 2, "the flag is cached with the outputs: nothing fetched twice");
+    assert!(bitcoin::signals_rbf(&json!({"vin": [{"coinbase": "03", "sequence": 4294967295u64}]})) == Ok(false));
+    assert!(bitcoin::signals_rbf(&json!({"vin": [{"sequence": 4294967294u64}]})) == Ok(false), "0xfffffffe is final");
+    assert!(bitcoin::signals_rbf(&json!({"vin": [{"txid": "00"}]})).is_err());
+    assert!(bitcoin::signals_rbf(&json!({"vout": []})).is_err());
+}
+
+#[test]
+fn a_bitcoin_node_must_be_on_the_configured_network() {
+    let chain = Arc::new(Mutex::new("test".to_string()));
+    let on = chain.clone();
+    let node = move || {
+        let on = on.clone();
+        Fake::boxed(move |method, _| match method {
+            "getblockchaininfo" => json!({"chain": on.lock().unwrap().clone(), "blocks": 3, "bestblockhash": "h3"}),
+            _ => json!({"__error": -32601}),
+        })
+    };
+    let mut wrong = Bitcoin::new(node(), "BTC").with_network("mainnet");
+    for _ in 0..2 {
+        let e = wrong.tip().unwrap_err();
+        assert_eq!(e, RpcError::Malformed("the node is on chain test, the chain is configured as mainnet".into()), "checked every time until it matches");
+    }
+    let mut right = Bitcoin::new(node(), "BTC").with_network("testnet");
+    assert_eq!(right.tip().unwrap().height, 3);
+    *chain.lock().unwrap() = "main".to_string();
+    assert!(right.tip().is_ok(), "checked until it matched once, like the EVM chain id");
+    assert!(wrong.tip().is_ok(), "a node that moved to the configured network is accepted");
+    assert!(Bitcoin::new(node(), "BTC").tip().is_ok(), "no network given: not checked");
+    for (network, chain, ok) in [("mainnet", "main", true), ("testnet", "test", true), ("testnet", "testnet", true),
+                                 ("testnet", "testnet4", true), ("regtest", "regtest", true), ("simnet", "simnet", true),
+                                 ("devnet", "simnet", true), ("mainnet", "test", false), ("testnet", "main", false),
+                                 ("testnet", "signet", false), ("mainnet", "signet", false), ("regtest", "signet", false),
+                                 ("regtest", "main", false), ("simnet", "regtest", false), ("main", "main", false)] {
+        assert_eq!(bitcoin::network_matches(network, chain), ok, "{network} / {chain}");
+    }
+}
+
+#[test]
+fn a_kaspa_node_must_be_on_the_configured_network() {
+    let tag = Arc::new(Mutex::new("a".to_string()));
+    let mut wrong = kaspa::Kaspa::new(kaspad(tag.clone(), 15), "KAS").with_network("mainnet");
+    for _ in 0..2 {
+        assert_eq!(wrong.tip().unwrap_err(), RpcError::Malformed("the node is on chain simnet, the chain is configured as mainnet".into()));
+    }
+    let mut right = kaspa::Kaspa::new(kaspad(tag, 15), "KAS").with_network("simnet");
+    assert_eq!(right.tip().unwrap().height, 15);
+    assert_eq!(right.tip().unwrap().height, 15);
+    for (network, node, ok) in [("mainnet", "mainnet", true), ("mainnet", "kaspa-mainnet", true), ("testnet", "testnet-10", true),
+                                ("testnet", "kaspa-testnet-11", true), ("simnet", "simnet", true), ("simnet", "kaspa-simnet", true),
+                                ("devnet", "devnet", true), ("devnet", "kaspa-devnet", true), ("regtest", "simnet", true),
+                                ("mainnet", "testnet-10", false), ("testnet", "mainnet", false), ("simnet", "devnet", false),
+                                ("devnet", "simnet", false), ("simnet", "mainnet", false), ("testnet", "testnetx", false)] {
+        assert_eq!(kaspa::network_matches(network, node), ok, "{network} / {node}");
+    }
+}
+
+#[test]
+fn the_json_of_a_transfer_and_a_poll() {
+    let t = Transfer {
+        txid: "t".into(),
+        index: 0,
+        address: BOB.into(),
+        asset: "BTC".into(),
+        amount_base: "1".into(),
+        amount: "0.00000001".parse().unwrap(),
+        block: Some(BlockRef { height: 2, hash: "h2".into() }),
+        block_time: Some(1_700_000_000),
+    };
+    let json = serde_json::to_value(&t).unwrap();
+    assert_eq!(json, json!({"txid": "t", "index": 0, "address": BOB, "asset": "BTC", "amount_base": "1", "amount": "0.00000001",
+                            "block": {"height": 2, "hash": "h2"}, "block_time": 1_700_000_000}));
+    let pending = serde_json::to_value(Transfer { block: None, block_time: None, ..t.clone() }).unwrap();
+    assert_eq!((&pending["block"], &pending["block_time"]), (&Value::Null, &Value::Null));
+    let r = PollResult { tip: BlockRef { height: 2, hash: "h2".into() }, fork_height: None, blocks: vec![], transfers: vec![t], mempool: None, behind: true };
+    assert_eq!(serde_json::to_value(&r).unwrap()["behind"], json!(true));
 }
