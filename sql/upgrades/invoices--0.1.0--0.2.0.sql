@@ -3614,3 +3614,423 @@ select c.id, c.family, c.network, invoices_internal.url_origin(c.rpc_url) as rpc
 comment on view invoices.chains is
   'The chains the worker watches: family, network, node URL (scheme, host and port only: never its path, query or credentials, where hosted nodes keep their key), assets, required confirmations, the node''s tip and how far scanning got, the last error. Change them with configure_chain.';
 
+
+-- Money (issue 19): a mempool payment the node no longer has is reverted; a chain credits only
+-- wallets of its network; a payment pays the invoice that held the address when it was first
+-- seen; the address pause defaults to invoices.address_pause_minutes.
+alter table invoices_internal.chains
+  add column mempool_grace_seconds integer not null default 30 check (mempool_grace_seconds between 0 and 86400);
+alter table invoices_internal.payments
+  add column missing_since timestamptz,
+  add column missing_polls integer not null default 0;
+drop function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean);
+create function invoices.configure_chain(
+  id               text,
+  family           text,
+  rpc_url          text,
+  assets           text[],
+  network          text default 'mainnet',
+  confirmations    integer default 1,
+  chain_id         bigint default null,
+  tokens           jsonb default '{}'::jsonb,
+  start_height     bigint default null,
+  poll_interval_ms integer default 1000,
+  active           boolean default true,
+  mempool_grace_seconds integer default 30
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('configure_chain');  -- first: the caller's scope
+  errors jsonb := '[]';
+  allowed text[] := case family when 'evm' then array['ETH', 'USDC'] when 'bitcoin' then array['BTC']
+                                when 'kaspa' then array['KAS'] end;
+  c invoices_internal.chains;
+  t record;
+begin
+  if id is null or id !~ '^[a-z0-9][a-z0-9_-]{0,39}$' then
+    errors := errors || '[{"field": "id", "message": "lowercase letters, digits, - and _ (at most 40)"}]';
+  end if;
+  if allowed is null then
+    errors := errors || '[{"field": "family", "message": "must be evm, bitcoin or kaspa"}]';
+  elsif assets is null or cardinality(assets) = 0 or not (assets <@ allowed) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'assets',
+      'message', format('a %s chain carries %s', family, array_to_string(allowed, ', '))));
+  end if;
+  if rpc_url is null or rpc_url !~ '^(https?|wss?)://[^\s/]+' then
+    errors := errors || '[{"field": "rpc_url", "message": "must be an http(s) or ws(s) URL"}]';
+  end if;
+  if network is null or network not in ('mainnet', 'testnet', 'regtest', 'devnet', 'simnet') then
+    errors := errors || '[{"field": "network", "message": "must be mainnet, testnet, regtest, devnet or simnet"}]';
+  end if;
+  if confirmations is null or confirmations not between 0 and 1000 then
+    errors := errors || '[{"field": "confirmations", "message": "must be between 0 and 1000"}]';
+  end if;
+  if poll_interval_ms is null or poll_interval_ms not between 50 and 3600000 then
+    errors := errors || '[{"field": "poll_interval_ms", "message": "must be between 50 and 3600000"}]';
+  end if;
+  if mempool_grace_seconds is null or mempool_grace_seconds not between 0 and 86400 then
+    errors := errors || '[{"field": "mempool_grace_seconds", "message": "must be between 0 and 86400"}]';
+  end if;
+  if jsonb_typeof(tokens) is distinct from 'object' then
+    errors := errors || '[{"field": "tokens", "message": "must be an object {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  else
+    for t in select key, value from jsonb_each(tokens) loop
+      if family <> 'evm' or t.key = 'ETH' or not (t.key = any (assets))
+         or coalesce(t.value->>'contract', '') !~ '^0x[0-9a-fA-F]{40}$'
+         or coalesce(t.value->>'decimals', '') !~ '^[0-9]{1,2}$' then
+        errors := errors || jsonb_build_array(jsonb_build_object('field', 'tokens.' || t.key,
+          'message', 'an ERC-20 asset of this chain''s assets with {"contract": "0x<40 hex>", "decimals": 0-99}'));
+      end if;
+    end loop;
+  end if;
+  if family = 'evm' and 'USDC' = any (assets) and not (tokens ? 'USDC') then
+    errors := errors || '[{"field": "tokens.USDC", "message": "give the token contract: {\"USDC\": {\"contract\": \"0x…\", \"decimals\": 6}}"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      format('invalid chain: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text,
+      'configure_chain(''base'', ''evm'', ''http://127.0.0.1:8545'', ''{ETH,USDC}'', chain_id => 8453, tokens => ''{"USDC": {"contract": "0x…", "decimals": 6}}'')');
+  end if;
+  insert into invoices_internal.chains as ch (id, family, network, rpc_url, chain_id, assets, tokens,
+                                              confirmations, poll_interval_ms, start_height, active,
+                                              mempool_grace_seconds)
+  values (configure_chain.id, family, network, rpc_url, chain_id, assets, tokens, confirmations,
+          poll_interval_ms, start_height, active, mempool_grace_seconds)
+  on conflict on constraint chains_pkey do update
+     set family = excluded.family, network = excluded.network, rpc_url = excluded.rpc_url,
+         chain_id = excluded.chain_id, assets = excluded.assets, tokens = excluded.tokens,
+         confirmations = excluded.confirmations, poll_interval_ms = excluded.poll_interval_ms,
+         start_height = excluded.start_height, active = excluded.active,
+         mempool_grace_seconds = excluded.mempool_grace_seconds,
+         -- another node, network or start height: scanning starts again
+         cursor_height = case when (ch.rpc_url, ch.network, ch.start_height)
+                                   is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
+                              then ch.cursor_height end,
+         cursor_hash = case when (ch.rpc_url, ch.network, ch.start_height)
+                                 is not distinct from (excluded.rpc_url, excluded.network, excluded.start_height)
+                            then ch.cursor_hash end
+  returning * into c;
+  return jsonb_build_object('id', c.id, 'family', c.family, 'network', c.network, 'assets', to_jsonb(c.assets),
+                            'confirmations', c.confirmations, 'active', c.active,
+                            'cursor_height', c.cursor_height);
+end
+$$;
+comment on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean, integer) is
+  'Admin: add or change a chain the worker watches (taken into account at its next poll, no restart): family evm / bitcoin / kaspa, the node''s RPC URL, the network its wallets are on (only wallets of that network are credited; the node must be on it: EVM chain_id, Bitcoin/Kaspa network), the assets paid on it, required confirmations (0: a payment counts from the mempool), ERC-20 tokens {"USDC": {"contract", "decimals"}}, where the first poll starts (default: the tip), mempool_grace_seconds (a mempool payment the node no longer has, in 3 polls and at least this long, is reverted; default 30). Returns the chain.';
+
+revoke execute on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean, integer) from public;
+grant execute on function invoices.configure_chain(text, text, text, text[], text, integer, bigint, jsonb, bigint, integer, boolean, integer) to invoices_admin;
+create or replace function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  new.updated_at := now();
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := now();
+      when 'partially_paid_at' then new.partially_paid_at := now();
+      when 'paid_at' then new.paid_at := now();
+      when 'confirmed_at' then new.confirmed_at := now();
+      when 'expired_at' then new.expired_at := now();
+      when 'overdue_at' then new.overdue_at := now();
+      when 'cancelled_at' then new.cancelled_at := now();
+      else null;
+    end case;
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
+    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
+      new.address_id := null;
+    end if;
+  end if;
+  perform invoices_internal.check_invoice_row(new);
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.watched_addresses(chain text) returns setof text
+language plpgsql stable
+as $$
+begin
+  return query
+  with c as (select * from invoices_internal.chains x where x.id = watched_addresses.chain),
+  w as (
+    select w.merchant_id, w.id
+      from invoices_internal.wallets w, c
+     -- a chain credits only wallets of its own network (a testnet never pays a mainnet invoice)
+     where w.asset = any (c.assets) and w.network = c.network
+  )
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is not null
+  union
+  select a.address
+    from invoices_internal.addresses a join w on a.merchant_id = w.merchant_id and a.wallet_id = w.id
+   where a.invoice_id is null and a.available_at > now()
+  union
+  select p.address from invoices_internal.payments p
+   where p.chain = watched_addresses.chain and p.status in ('mempool', 'in_block');
+end
+$$;
+
+create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c invoices_internal.chains;
+  tip bigint := (result->'tip'->>'height')::bigint;
+  fork bigint := (result->>'fork_height')::bigint;
+  mempool_known boolean := jsonb_typeof(result->'mempool') = 'array';
+  last_block jsonb := result->'blocks'->-1;
+  t record;
+  pay invoices_internal.payments;
+  a record;
+  inv invoices_internal.invoices;
+  required integer;
+  confs integer;
+  new_status text;
+  orphaned bigint[] := '{}';
+  touched bigint[] := '{}';
+  invoices_touched uuid[] := '{}';
+  is_late boolean;
+  confirmed_time timestamptz;
+  k record;
+  r record;
+  fork_hash text;
+  watch_at timestamptz;
+  received integer := 0;
+  confirmed integer := 0;
+  reverted integer := 0;
+  seen timestamptz;
+  in_mempool text[] := array(select m->>'txid' || ':' || (m->>'index')
+                               from jsonb_array_elements(coalesce(result->'mempool', '[]')) m);
+  whole_chain boolean;
+  polled_at timestamptz := now();
+begin
+  select * into c from invoices_internal.chains where id = chain for update;
+  if not found then
+    return jsonb_build_object('skipped', 'chain removed');
+  end if;
+  -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
+  if fork is not null then
+    delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
+    for r in update invoices_internal.payments o
+                set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+              where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
+              returning o.id
+    loop
+      orphaned := orphaned || r.id;
+    end loop;
+  end if;
+  insert into invoices_internal.chain_blocks (chain, height, hash)
+  select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
+  on conflict on constraint chain_blocks_pkey do update set hash = excluded.hash;
+  delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height < tip - 100;
+
+  -- 2. transfers: in blocks first, then the mempool (a transaction in both is in its block)
+  for t in
+    select x.*, 0 as pass from jsonb_to_recordset(result->'transfers')
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
+    union all
+    select x.*, 1 from jsonb_to_recordset(coalesce(result->'mempool', '[]'))
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
+    order by pass
+  loop
+    select * into pay from invoices_internal.payments q
+     where q.chain = c.id and q.txid = t.txid and q.output_index = t.index
+     limit 1;
+    if found then
+      if t.block is not null and (pay.block_hash is distinct from t.block->>'hash' or pay.status = 'reverted') then
+        update invoices_internal.payments
+           set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
+               status = case when status = 'reverted' then 'in_block' else status end,
+               reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
+      elsif t.block is null and pay.status = 'reverted' then
+        -- back in the mempool (e.g. re-broadcast after a reorg)
+        update invoices_internal.payments
+           set status = 'mempool', reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
+      end if;
+      continue;
+    end if;
+    -- a new payment: to the address of which wallet of this chain's network (the asset tells
+    -- ETH from USDC)? It pays the invoice that held the address when the payment was first
+    -- seen (now, in the mempool; else its block's time), so a late payment for an earlier
+    -- holder never pays the next one; failing that the live holder, else the last one.
+    seen := case when t.block is not null and t.block_time is not null then to_timestamp(t.block_time) else now() end;
+    select ad.merchant_id, ad.id,
+           coalesce((select x.invoice_id from invoices_internal.address_assignments x
+                      where x.merchant_id = ad.merchant_id and x.address_id = ad.id and x.assigned_at <= seen
+                      order by x.assigned_at desc limit 1),
+                    ad.invoice_id, ad.last_invoice_id) as invoice_id into a
+      from invoices_internal.addresses ad
+      join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
+     where ad.address = t.address and w.asset = t.asset and w.network = c.network
+     order by ad.invoice_id is null, ad.available_at desc, ad.id
+     limit 1;
+    if not found then
+      continue;   -- watched a moment ago, since removed
+    end if;
+    -- locks in the order every other path takes them: the invoice, then its address
+    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
+       for update;
+    is_late := coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false);
+    insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
+                                            asset, amount_base, amount, block_height, block_hash, status, late)
+    values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
+            (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
+            is_late)
+    returning * into pay;
+    update invoices_internal.addresses set first_paid_at = now()
+     where merchant_id = a.merchant_id and id = a.id and first_paid_at is null;
+    received := received + 1;
+    if inv.id is not null then
+      perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
+    end if;
+    touched := touched || pay.id;
+  end loop;
+
+  -- 3. orphaned payments not seen again: back in the mempool if it still has them, else reverted
+  for pay in
+    select * from invoices_internal.payments q
+     where q.id = any (orphaned) and q.block_height is null
+       and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
+                        where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
+  loop
+    update invoices_internal.payments set status = 'reverted', reverted_at = now(), confirmed_at = null, updated_at = now()
+     where merchant_id = pay.merchant_id and id = pay.id
+    returning * into pay;
+    reverted := reverted + 1;
+    select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+    if inv.id is not null then
+      perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
+      invoices_touched := invoices_touched || inv.id;
+    end if;
+  end loop;
+  touched := touched || orphaned;
+
+  -- 3b. mempool payments the node no longer has (dropped, replaced by fee or nonce, double-
+  -- spent): gone once missing from 3 polls that saw the chain up to its tip and for
+  -- mempool_grace_seconds; then reverted, and their invoice goes back to pending or partial.
+  -- A node that is behind, or one without a mempool API, counts nothing.
+  whole_chain := mempool_known and not coalesce((result->>'behind')::boolean, false)
+                 and coalesce((last_block->>'height')::bigint, c.cursor_height, -1) >= tip;
+  if whole_chain then
+    for pay in
+      select * from invoices_internal.payments q
+       where q.chain = c.id and q.status = 'mempool' and q.block_height is null
+    loop
+      if pay.txid || ':' || pay.output_index = any (in_mempool) then
+        if pay.missing_polls > 0 then
+          update invoices_internal.payments set missing_polls = 0, missing_since = null
+           where merchant_id = pay.merchant_id and id = pay.id;
+        end if;
+        continue;
+      end if;
+      update invoices_internal.payments
+         set missing_polls = missing_polls + 1, missing_since = coalesce(missing_since, polled_at)
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
+        update invoices_internal.payments
+           set status = 'reverted', reverted_at = polled_at, confirmed_at = null, updated_at = polled_at
+         where merchant_id = pay.merchant_id and id = pay.id
+        returning * into pay;
+        reverted := reverted + 1;
+        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+        if inv.id is not null then
+          perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
+          invoices_touched := invoices_touched || inv.id;
+        end if;
+      end if;
+    end loop;
+  end if;
+
+  -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
+  for pay in
+    select * from invoices_internal.payments q
+     where q.chain = c.id and (q.status in ('mempool', 'in_block') or q.id = any (touched))
+       and q.status <> 'reverted'
+  loop
+    select coalesce(i.confirmations, c.confirmations) into required
+      from invoices_internal.invoices i where i.merchant_id = pay.merchant_id and i.id = pay.invoice_id;
+    required := coalesce(required, c.confirmations);
+    confs := case when pay.block_height is null then 0 else greatest(tip - pay.block_height + 1, 0) end;
+    new_status := case when confs >= required then 'confirmed'
+                       when pay.block_height is not null then 'in_block' else 'mempool' end;
+    if new_status <> pay.status then
+      confirmed_time := case when new_status = 'confirmed' then now() end;
+      update invoices_internal.payments
+         set status = new_status, updated_at = now(), confirmed_at = confirmed_time
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      invoices_touched := invoices_touched || pay.invoice_id;
+      if new_status = 'confirmed' then
+        confirmed := confirmed + 1;
+        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+        if inv.id is not null then
+          perform invoices_internal.emit_events(inv, '{payment.confirmed}', invoices_internal.payment_object(pay, tip));
+        end if;
+      end if;
+    elsif pay.id = any (touched) then
+      invoices_touched := invoices_touched || pay.invoice_id;
+    end if;
+  end loop;
+
+  -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
+  for k in select i.merchant_id, i.id from invoices_internal.invoices i
+            where i.id = any (invoices_touched)
+            order by i.merchant_id, i.id
+  loop
+    perform invoices_internal.settle_invoice(k.merchant_id, k.id);
+  end loop;
+
+  -- the chain's row: every value computed first (no subquery or function inside its CASEs)
+  if fork is not null then
+    fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
+  end if;
+  watch_at := (result->>'watch_at')::timestamptz;
+
+  update invoices_internal.chains
+     set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
+         last_watch_at = coalesce(watch_at, last_watch_at),
+         last_scan_from = case when fork is not null then fork + 1
+                               when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
+                               then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
+                               else last_scan_from end,
+         cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
+         cursor_hash = coalesce(last_block->>'hash', case when fork is not null then fork_hash else cursor_hash end)
+   where id = c.id;
+  return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
+                            'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
+end
+$$;
