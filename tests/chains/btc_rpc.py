@@ -8,6 +8,13 @@ Usage: btc_rpc.py <command> [args]   ($BTC_RPC node URL, $BTC_WALLET_RPC wallet 
   send <address> <btc>    the wallet pays <btc> to <address> (bcrt1… is accepted); prints the txid
   invalidate-tip          drops the best block (a reorg once longer blocks follow)
   height                  the block count
+  rbf-pay <address> <btc> pays from a mature wallet coin with a transaction that signals BIP125
+                          (sequence 0xfffffffd); prints the txid (the node needs --replace-by-fee)
+  double-spend <txid> <address>  a signed transaction spending <txid>'s first input to <address>
+                          instead (not broadcast); prints its hex
+  send-raw <hex>          broadcasts a signed transaction; prints the txid
+  mine-to <address> <n>   mines n blocks to <address> (works without the wallet)
+  in-mempool <txid>       yes or no
 """
 import base64
 import json
@@ -56,6 +63,21 @@ def to_bcoin(address):
     return "rb1" + "".join(CHARSET[c] for c in data) + "".join(CHARSET[(checksum >> 5 * (5 - i)) & 31] for i in range(6))
 
 
+FEE = 0.001
+
+
+def signed_spend(txid, vout, outputs, sequence=0xFFFFFFFF):
+    """A transaction spending txid:vout to outputs, signed with the wallet's key for that coin."""
+    prev = rpc(NODE, "getrawtransaction", [txid, 1])["vout"][vout]
+    script = prev["scriptPubKey"]
+    address = script.get("address") or script["addresses"][0]
+    key = rpc(WALLET, "dumpprivkey", [address])
+    raw = rpc(NODE, "createrawtransaction", [[{"txid": txid, "vout": vout, "sequence": sequence}], outputs])
+    signed = rpc(NODE, "signrawtransaction",
+                 [raw, [{"txid": txid, "vout": vout, "scriptPubKey": script["hex"], "amount": prev["value"]}], [key]])
+    return signed["hex"], prev["value"]
+
+
 def main(cmd, *args):
     if cmd == "ready":
         rpc(NODE, "getblockchaininfo", [])
@@ -67,6 +89,25 @@ def main(cmd, *args):
         print(rpc(WALLET, "sendtoaddress", [to_bcoin(args[0]), float(args[1])]))
     elif cmd == "invalidate-tip":
         rpc(NODE, "invalidateblock", [rpc(NODE, "getbestblockhash", [])])
+    elif cmd == "rbf-pay":
+        to, btc = to_bcoin(args[0]), float(args[1])
+        coin = next(c for c in rpc(WALLET, "listunspent", [101]) if c["amount"] > btc + 2 * FEE)
+        change = rpc(WALLET, "getnewaddress", [""])
+        outputs = {to: btc, change: round(coin["amount"] - btc - FEE, 8)}
+        raw, _ = signed_spend(coin["txid"], coin["vout"], outputs, sequence=0xFFFFFFFD)
+        print(rpc(NODE, "sendrawtransaction", [raw]))
+    elif cmd == "double-spend":
+        txid, to = args[0], to_bcoin(args[1])
+        first = rpc(NODE, "getrawtransaction", [txid, 1])["vin"][0]
+        prev = rpc(NODE, "getrawtransaction", [first["txid"], 1])["vout"][first["vout"]]
+        raw, _ = signed_spend(first["txid"], first["vout"], {to: round(prev["value"] - FEE, 8)})
+        print(raw)
+    elif cmd == "send-raw":
+        print(rpc(NODE, "sendrawtransaction", [args[0]]))
+    elif cmd == "mine-to":
+        rpc(NODE, "generatetoaddress", [int(args[1]), to_bcoin(args[0])])
+    elif cmd == "in-mempool":
+        print("yes" if args[0] in rpc(NODE, "getrawmempool", []) else "no")
     elif cmd == "height":
         print(rpc(NODE, "getblockcount", []))
     else:
