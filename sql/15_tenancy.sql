@@ -123,7 +123,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('view', 'invoices', 'read'), ('view', 'invoice_lines', 'read'), ('view', 'audit_log', 'read'),
   ('view', 'quotes', 'read'), ('view', 'rates', 'read'), ('view', 'rate_sources', 'read'),
   ('view', 'wallets', 'read'), ('view', 'addresses', 'read'), ('view', 'events', 'read'),
-  ('view', 'chains', 'read'), ('view', 'payments', 'read'), ('view', 'payment_links', 'read'),
+  ('view', 'chains', 'read'), ('view', 'payments', 'read'), ('view', 'unmatched_payments', 'read'), ('view', 'payment_links', 'read'),
   ('view', 'emails', 'read'), ('view', 'worker_status', 'read'),
   ('view', 'receivables_aging', 'read'), ('view', 'revenue_by_month', 'read'),
   ('view', 'payment_conversion', 'read'), ('view', 'days_to_pay', 'read'),

@@ -627,3 +627,32 @@ select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.o
  where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payments', current_user);
 comment on view invoices.payments is
   'Payments detected on chain to the current merchant''s addresses: txid and output, amount (exact, and in base units), status mempool / in_block / confirmed / reverted, live confirmations, late (after the invoice expired).';
+
+-- Money that arrived but matched no open invoice is visible, not lost: a payment to a deposit
+-- address whose invoice had been cancelled or had expired when the payment was first seen,
+-- one in another asset than its invoice's, one that came after its invoice was already paid
+-- in full, or one to an address no invoice held. Reverted payments are not money.
+create view invoices.unmatched_payments with (security_barrier) as
+select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset, u.amount, u.status,
+       u.invoice_id, u.invoice_number, u.reason, u.detected_at
+  from (select p.merchant_id, p.id, p.chain, p.txid, p.output_index, p.address, p.asset, p.amount, p.status,
+               p.invoice_id, i.invoice_number, p.detected_at,
+               case when i.id is null then 'no_invoice'
+                    when i.asset is distinct from p.asset then 'other_asset'
+                    when i.cancelled_at <= p.detected_at then 'invoice_cancelled'
+                    when p.late then 'invoice_expired'
+                    when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
+                           where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
+                             and e.status <> 'reverted' and e.id < p.id)
+                         >= (select q.asset_amount from invoices_internal.quotes q
+                              where q.merchant_id = p.merchant_id and q.invoice_id = p.invoice_id
+                              order by q.created_at desc limit 1) then 'invoice_already_paid'
+               end as reason
+          from invoices_internal.payments p
+          left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+         where p.status <> 'reverted'
+           and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+           and invoices_internal.may_read('unmatched_payments', current_user)) u
+ where u.reason is not null;
+comment on view invoices.unmatched_payments is
+  'Payments that arrived but matched no open invoice, so none is lost: reason invoice_cancelled or invoice_expired (first seen after the invoice was cancelled or had expired: refund or apply them), invoice_already_paid (its invoice was paid in full before it), other_asset (not the asset its invoice asked for), no_invoice (an address no invoice held). Reverted payments are left out.';

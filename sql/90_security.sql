@@ -103,7 +103,7 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_attempts',
 
 -- Chains and payments. configure_chain is for admins only (SQL); merchants read the chains'
 -- progress without their node credentials.
-grant select on invoices.chains, invoices.payments to invoices_api;
+grant select on invoices.chains, invoices.payments, invoices.unmatched_payments to invoices_api;
 grant execute on function invoices_internal.url_origin(text), invoices_internal.redact_urls(text) to invoices_api, invoices_admin;
 grant execute on function invoices.set_payment_tolerance(numeric) to invoices_api;
 select pg_catalog.pg_extension_config_dump('invoices_internal.chains', '');

@@ -11,7 +11,7 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
 source "$here/../worker/lib.sh"
 source "$here/lib.sh"
-PORT="${ANVIL_TRUST_PORT:-18547}"
+PORT="${ANVIL_TRUST_PORT:-18549}"
 CHAIN="trust-$(date +%s)"
 work=$(mktemp -d)
 export ETH_RPC="http://127.0.0.1:$PORT"
@@ -24,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 100); do evm height >/dev/null 2>&1 && break; sleep 0.05; done
-start_proxy "${TRUST_PROXY_PORT:-18548}" "$ETH_RPC"
+start_proxy "${TRUST_PROXY_PORT:-18550}" "$ETH_RPC"
 OTHER=0x000000000000000000000000000000000000dEaD
 mid=$(psql_ -tA <<SQL | tail -1
 select invoices.configure_chain('$CHAIN', 'evm', 'http://127.0.0.1:$PROXY_PORT', '{ETH}', confirmations => 1,

@@ -3,7 +3,9 @@
 # pgbench, while a payer pays random open invoices on a real Anvil node (full or partial
 # amounts) and the worker detects the payments and sweeps expiries. Afterwards: zero illegal
 # transitions in the audit log, no address held by two live invoices, totals and paid amounts
-# consistent, no deadlock anywhere (pgbench, the worker, the server log).
+# consistent, no deadlock anywhere (pgbench, the worker, the server log), and every payment
+# the payer sent accounted for: credited to an open invoice, or in invoices.unmatched_payments
+# with its reason (none unexplained).
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
@@ -51,9 +53,9 @@ while True:
         capture_output=True, text=True).stdout.split()
     for addr in rows:
         wei = random.choice([10**16, 5 * 10**15, 2 * 10**16])   # full, half, double
-        rpc("eth_sendTransaction", [{"from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "to": addr, "value": hex(wei)}])
+        tx = rpc("eth_sendTransaction", [{"from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266", "to": addr, "value": hex(wei)}])
         paid += 1
-    print(paid, flush=True)
+        print(tx.lower(), addr, wei, flush=True)
     time.sleep(0.05)
 PY
 payer=$!
@@ -65,7 +67,8 @@ fi
 kill $payer 2>/dev/null || true
 grep -E "transactions actually processed|number of failed" "$work/pgbench.out" | head -2 | sed 's/^/       /'
 expect_eq "no failed transactions (deadlocks, serialization)" "$(grep -cE "number of failed transactions: [1-9]" "$work/pgbench.out" || true)" "0"
-echo "       payments sent: $(tail -1 "$work/payer.out")"
+sent=$(grep -c '^0x' "$work/payer.out" || true)
+echo "       payments sent: $sent"
 # let the worker catch up with the last blocks
 wait_for 20 "select cursor_height = tip_height and last_poll_at > now() - interval '1 second' from invoices.chains where id = '$CHAIN'" >/dev/null || true
 sleep 1
@@ -88,6 +91,19 @@ select 'paid or confirmed invoices without enough money: ' || count(*) from invo
 SQL
 )
 while read -r line; do expect_eq "${line%:*}" "${line##*: }" "0"; done <<< "$checks"
+# every payment sent: credited to an open invoice, unmatched with a reason, or unexplained
+grep '^0x' "$work/payer.out" | awk '{print $1}' > "$work/sent.txt"
+psql_ -q -c "create temp table sent (txid text)" -c "\copy sent from '$work/sent.txt'" -tA -F ' ' -c "
+  select case when p.id is null then 'unexplained'
+              when u.id is not null then 'unmatched: ' || u.reason
+              else 'credited to an open invoice' end as outcome, count(*)
+    from sent s
+    left join invoices_internal.payments p on p.merchant_id = '$MID' and p.txid = s.txid and p.output_index = -1
+    left join invoices.unmatched_payments u on u.merchant_id = p.merchant_id and u.id = p.id
+   group by 1 order by 1" > "$work/outcomes"
+sed 's/^/       /' "$work/outcomes"
+expect_eq "every payment sent is credited or listed as unmatched with its reason (of $sent)" \
+  "$(awk '{n += $NF} END {print n + 0}' "$work/outcomes") $(grep -c '^unexplained' "$work/outcomes" || true)" "$sent 0"
 expect_eq "no deadlock in the server log" "$(tail -c +"$log_start" "$PG_LOG" | grep -c 'deadlock detected' || true)" "0"
 expect_eq "the chain task recorded no error" "$(q "select coalesce(last_error, 'none') from invoices.chains where id = '$CHAIN'")" "none"
 echo "       $(q "select string_agg(status || ' ' || n, ', ' order by status) from (select status, count(*) n from invoices_internal.invoices where merchant_id = '$MID' group by status) s"); $(q "select count(*) from invoices_internal.payments where merchant_id = '$MID'") payments detected"
