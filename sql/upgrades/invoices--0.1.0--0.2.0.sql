@@ -2328,14 +2328,6 @@ select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is
   join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
  where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_deliveries', current_user);
 
-create or replace view invoices.chains as
-select c.id, c.family, c.network, regexp_replace(c.rpc_url, '//[^/@]*@', '//') as rpc_url, c.chain_id,
-       c.assets, c.tokens, c.confirmations, c.poll_interval_ms, c.active,
-       c.tip_height, c.cursor_height, c.tip_height - c.cursor_height as blocks_behind,
-       c.last_poll_at, c.last_error, c.last_error_at
-  from invoices_internal.chains c
- where invoices_internal.may_read('chains', current_user);
-
 create or replace view invoices.payments with (security_barrier) as
 select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.output_index, p.address,
        p.asset, p.amount, p.amount_base, p.status,
@@ -3033,31 +3025,6 @@ begin
 end
 $$;
 
-create or replace function invoices.delete_webhook_endpoint(id uuid) returns jsonb
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('delete_webhook_endpoint');  -- first: the caller's scope
-  mid uuid := invoices_internal.require_merchant();
-  e invoices_internal.webhook_endpoints;
-begin
-  update invoices_internal.webhook_endpoints
-     set active = false, deleted_at = now()
-   where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id and deleted_at is null
-  returning * into e;
-  if not found then   -- deleted before, or not this merchant's
-    select * into e from invoices_internal.webhook_endpoints
-     where merchant_id = mid and webhook_endpoints.id = delete_webhook_endpoint.id;
-  end if;
-  if not found then
-    perform invoices_internal.raise('P0002', format('webhook endpoint %s not found', delete_webhook_endpoint.id), null,
-      'list them with GET /webhook_endpoints');
-  end if;
-  return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
-end
-$$;
-
 create or replace function invoices.distribute_on_citus() returns setof text
 language plpgsql volatile
 as $$
@@ -3265,28 +3232,6 @@ begin
     'total', inv->'total', 'currency', inv->'currency', 'asset', inv->'asset', 'asset_amount', inv->'asset_amount',
     'rate', inv->'rate', 'address', inv->'address', 'expires_at', inv->'expires_at', 'hosted_url', inv->'hosted_url',
     'redirect_url', l.redirect_url);
-end
-$$;
-
-create or replace function invoices.redeliver(delivery_id bigint) returns jsonb
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('redeliver');  -- first: the caller's scope
-  mid uuid := invoices_internal.require_merchant();
-  d invoices_internal.webhook_deliveries;
-begin
-  update invoices_internal.webhook_deliveries
-     set status = 'pending', next_attempt_at = now(), lease_until = null,
-         max_retries = greatest(max_retries, attempts)
-   where merchant_id = mid and id = delivery_id and status <> 'delivering'
-  returning * into d;
-  if not found then
-    perform invoices_internal.raise('P0002', format('delivery %s not found (or being delivered)', delivery_id), null,
-      'list deliveries with GET /webhook_deliveries');
-  end if;
-  return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
 end
 $$;
 
