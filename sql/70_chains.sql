@@ -351,6 +351,28 @@ begin
 end
 $$;
 
+-- A payment that is no more (its block left the chain and no mempool has it, or the mempool
+-- lost it): reverted, with payment.reverted on its invoice. Returns that invoice (to settle
+-- again), if the payment has one.
+create function invoices_internal.revert_payment(p invoices_internal.payments, tip bigint, at timestamptz)
+returns uuid
+language plpgsql volatile
+as $$
+declare
+  pay invoices_internal.payments;
+  inv invoices_internal.invoices;
+begin
+  update invoices_internal.payments set status = 'reverted', reverted_at = at, confirmed_at = null, updated_at = at
+   where merchant_id = p.merchant_id and id = p.id
+  returning * into pay;
+  select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+  if inv.id is not null then
+    perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
+  end if;
+  return inv.id;
+end
+$$;
+
 -- One poll's findings (domain::detect::PollResult as jsonb): the reorg, the blocks, the
 -- transfers in them and in the mempool. Returns counts for worker_status.
 create function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
@@ -482,15 +504,8 @@ begin
        and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
                         where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
   loop
-    update invoices_internal.payments set status = 'reverted', reverted_at = now(), confirmed_at = null, updated_at = now()
-     where merchant_id = pay.merchant_id and id = pay.id
-    returning * into pay;
+    invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
     reverted := reverted + 1;
-    select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
-    if inv.id is not null then
-      perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
-      invoices_touched := invoices_touched || inv.id;
-    end if;
   end loop;
   touched := touched || orphaned;
 
@@ -517,16 +532,8 @@ begin
        where merchant_id = pay.merchant_id and id = pay.id
       returning * into pay;
       if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
-        update invoices_internal.payments
-           set status = 'reverted', reverted_at = polled_at, confirmed_at = null, updated_at = polled_at
-         where merchant_id = pay.merchant_id and id = pay.id
-        returning * into pay;
+        invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
         reverted := reverted + 1;
-        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
-        if inv.id is not null then
-          perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
-          invoices_touched := invoices_touched || inv.id;
-        end if;
       end if;
     end loop;
   end if;

@@ -3742,6 +3742,54 @@ begin
 end
 $$;
 
+-- Money that matched no open invoice is visible (issue 19).
+insert into invoices_internal.access_rules (kind, object, scope) values ('view', 'unmatched_payments', 'read');
+create view invoices.unmatched_payments with (security_barrier) as
+select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset, u.amount, u.status,
+       u.invoice_id, u.invoice_number, u.reason, u.detected_at
+  from (select p.merchant_id, p.id, p.chain, p.txid, p.output_index, p.address, p.asset, p.amount, p.status,
+               p.invoice_id, i.invoice_number, p.detected_at,
+               case when i.id is null then 'no_invoice'
+                    when i.asset is distinct from p.asset then 'other_asset'
+                    when i.cancelled_at <= p.detected_at then 'invoice_cancelled'
+                    when p.late then 'invoice_expired'
+                    when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
+                           where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
+                             and e.status <> 'reverted' and e.id < p.id)
+                         >= (select q.asset_amount from invoices_internal.quotes q
+                              where q.merchant_id = p.merchant_id and q.invoice_id = p.invoice_id
+                              order by q.created_at desc limit 1) then 'invoice_already_paid'
+               end as reason
+          from invoices_internal.payments p
+          left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+         where p.status <> 'reverted'
+           and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+           and invoices_internal.may_read('unmatched_payments', current_user)) u
+ where u.reason is not null;
+comment on view invoices.unmatched_payments is
+  'Payments that arrived but matched no open invoice, so none is lost: reason invoice_cancelled or invoice_expired (first seen after the invoice was cancelled or had expired: refund or apply them), invoice_already_paid (its invoice was paid in full before it), other_asset (not the asset its invoice asked for), no_invoice (an address no invoice held). Reverted payments are left out.';
+
+grant select on invoices.unmatched_payments to invoices_admin, invoices_api;
+
+create function invoices_internal.revert_payment(p invoices_internal.payments, tip bigint, at timestamptz)
+returns uuid
+language plpgsql volatile
+as $$
+declare
+  pay invoices_internal.payments;
+  inv invoices_internal.invoices;
+begin
+  update invoices_internal.payments set status = 'reverted', reverted_at = at, confirmed_at = null, updated_at = at
+   where merchant_id = p.merchant_id and id = p.id
+  returning * into pay;
+  select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+  if inv.id is not null then
+    perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
+  end if;
+  return inv.id;
+end
+$$;
+revoke execute on function invoices_internal.revert_payment(invoices_internal.payments, bigint, timestamptz) from public;
 create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
 language plpgsql volatile
 as $$
@@ -3871,15 +3919,8 @@ begin
        and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
                         where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
   loop
-    update invoices_internal.payments set status = 'reverted', reverted_at = now(), confirmed_at = null, updated_at = now()
-     where merchant_id = pay.merchant_id and id = pay.id
-    returning * into pay;
+    invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
     reverted := reverted + 1;
-    select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
-    if inv.id is not null then
-      perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
-      invoices_touched := invoices_touched || inv.id;
-    end if;
   end loop;
   touched := touched || orphaned;
 
@@ -3906,16 +3947,8 @@ begin
        where merchant_id = pay.merchant_id and id = pay.id
       returning * into pay;
       if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
-        update invoices_internal.payments
-           set status = 'reverted', reverted_at = polled_at, confirmed_at = null, updated_at = polled_at
-         where merchant_id = pay.merchant_id and id = pay.id
-        returning * into pay;
+        invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
         reverted := reverted + 1;
-        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
-        if inv.id is not null then
-          perform invoices_internal.emit_events(inv, '{payment.reverted}', invoices_internal.payment_object(pay, tip));
-          invoices_touched := invoices_touched || inv.id;
-        end if;
       end if;
     end loop;
   end if;
@@ -3979,32 +4012,3 @@ begin
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
 end
 $$;
-
--- Money that matched no open invoice is visible (issue 19).
-insert into invoices_internal.access_rules (kind, object, scope) values ('view', 'unmatched_payments', 'read');
-create view invoices.unmatched_payments with (security_barrier) as
-select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset, u.amount, u.status,
-       u.invoice_id, u.invoice_number, u.reason, u.detected_at
-  from (select p.merchant_id, p.id, p.chain, p.txid, p.output_index, p.address, p.asset, p.amount, p.status,
-               p.invoice_id, i.invoice_number, p.detected_at,
-               case when i.id is null then 'no_invoice'
-                    when i.asset is distinct from p.asset then 'other_asset'
-                    when i.cancelled_at <= p.detected_at then 'invoice_cancelled'
-                    when p.late then 'invoice_expired'
-                    when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
-                           where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
-                             and e.status <> 'reverted' and e.id < p.id)
-                         >= (select q.asset_amount from invoices_internal.quotes q
-                              where q.merchant_id = p.merchant_id and q.invoice_id = p.invoice_id
-                              order by q.created_at desc limit 1) then 'invoice_already_paid'
-               end as reason
-          from invoices_internal.payments p
-          left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
-         where p.status <> 'reverted'
-           and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
-           and invoices_internal.may_read('unmatched_payments', current_user)) u
- where u.reason is not null;
-comment on view invoices.unmatched_payments is
-  'Payments that arrived but matched no open invoice, so none is lost: reason invoice_cancelled or invoice_expired (first seen after the invoice was cancelled or had expired: refund or apply them), invoice_already_paid (its invoice was paid in full before it), other_asset (not the asset its invoice asked for), no_invoice (an address no invoice held). Reverted payments are left out.';
-
-grant select on invoices.unmatched_payments to invoices_admin, invoices_api;

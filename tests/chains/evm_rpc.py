@@ -18,6 +18,7 @@ Usage: evm_rpc.py <command> [args]   (node URL from $ETH_RPC, default http://127
   send-eth-gas <to> <ether>          pays with a fixed gas limit (no estimate): mined even if it fails;
                                      prints the tx hash
   receipt-status <tx>                0x1 or 0x0
+  tx-time <tx>                       the Unix time of the block that holds <tx>
 """
 import json
 import os
@@ -94,6 +95,9 @@ def main(cmd, *args):
         to, ether = args
         wei = int(Decimal(ether) * 10**18)
         print(rpc("eth_sendTransaction", [{"from": DEV0, "to": to, "value": hex(wei), "gas": hex(100000)}]))
+    elif cmd == "tx-time":
+        block = rpc("eth_getBlockByNumber", [receipt(args[0])["blockNumber"], False])
+        print(int(block["timestamp"], 16))
     elif cmd == "receipt-status":
         print(receipt(args[0])["status"])
     elif cmd == "height":

@@ -109,7 +109,11 @@ echo "a payment is credited to the invoice that held the address when it was fir
 read -r first addr < <(invoice ETH 0.1 1)
 q "update invoices_internal.chains set active = false where id = '$CHAIN'" >/dev/null
 sleep 0.5
-evm send-eth "$addr" 0.1 >/dev/null   # mined now, while the worker does not look
+tx=$(evm send-eth "$addr" 0.1)   # mined now, while the worker does not look
+# Anvil's block clock runs ahead of the wall clock when blocks come fast: the address changes
+# hands only after the block's time, as it would on a real chain
+mined_at=$(evm tx-time "$tx")
+while [ "$(date +%s)" -le "$mined_at" ]; do sleep 0.2; done
 q "select invoices.act_as('$mid'); select invoices.cancel_invoice('$first')" >/dev/null
 # the operator shortens the address's pause: it goes to the next invoice at once
 q "update invoices_internal.addresses set available_at = now() where merchant_id = '$mid' and address = '$addr'" >/dev/null
