@@ -232,10 +232,10 @@ call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "
 HOOK_KEY=$(field "d['api_key']")
 call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "writer", "scopes": ["write"]}'
 WRITE_KEY=$(field "d['api_key']")
-call POST /rpc/create_webhook_endpoint -H "X-API-Key: $WRITE_KEY" "${json[@]}" -d '{"url": "https://example.com/hooks"}'
+call POST /rpc/create_webhook_endpoint -H "X-API-Key: $WRITE_KEY" "${json[@]}" -d '{"url": "http://127.0.0.1:9/hooks"}'
 expect_status "a write key cannot register endpoints: 403 (webhooks scope)" 403
 call POST /rpc/create_webhook_endpoint -H "X-API-Key: $HOOK_KEY" "${json[@]}" \
-  -d '{"url": "https://example.com/hooks", "events": ["invoice.paid", "invoice.expired"], "description": "erp"}'
+  -d '{"url": "http://127.0.0.1:9/hooks", "events": ["invoice.paid", "invoice.expired"], "description": "erp"}'
 expect_status "a webhooks key registers an endpoint" 200
 HOOK_ID=$(field "d['id']")
 expect_eq "  the secret is shown once (whsec_)" "$(field "d['secret'][:6]")" "whsec_"

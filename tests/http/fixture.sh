@@ -17,7 +17,7 @@ select invoices_internal.insert_api_key(:'b_id', 'suite admin', '{read,write,web
 select invoices.act_as(:'b_id') \gset
 select invoices.create_invoice(lines => '[{"description": "Secret work of B", "quantity": 1, "unit_price": "999.00"}]',
                                customer_email => 'client-of-b@example.com', metadata => '{"internal": "B only"}',
-                               callback_url => 'https://b.example.com/hook', callback_secret => 'b-callback-secret',
+                               callback_url => 'http://127.0.0.1:9/b-hook', callback_secret => 'b-callback-secret',
                                send => true) as b_invoice \gset
 select invoices.act_as(null) \gset
 select jsonb_build_object(

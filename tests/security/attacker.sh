@@ -16,7 +16,7 @@ read -r a_id a_key b_id < <(psql_ -tA -F ' ' <<'SQL' | tail -1
 select (invoices.create_merchant('Attacked A') ->> 'id') as a \gset
 select (invoices.create_merchant('Other B') ->> 'id') as b \gset
 select invoices.act_as(:'a') is not null as acting \gset
-select invoices.create_webhook_endpoint('https://example.com/a') is not null as hook \gset
+select invoices.create_webhook_endpoint('http://127.0.0.1:9/a') is not null as hook \gset
 select invoices.create_invoice(lines => '[{"description": "x", "unit_price": 1}]', send => true) is not null as inv \gset
 select :'a', invoices_internal.insert_api_key(:'a', 'attacker', '{read,write,webhooks}', 100000) ->> 'api_key', :'b';
 SQL
