@@ -6,7 +6,8 @@
 # accepted by a chain block, then confirmed; confirmations counting; partial then completion;
 # overpayment; late payment after expiry; a node that is not kaspad (handshake refused) and a
 # stopped node, with the payment made meanwhile found after recovery; and a reorg by a second
-# node whose heavier chain double-spends the payment: reverted, the invoice back to pending.
+# node whose heavier chain double-spends the payment: reverted, the invoice back to pending; a
+# mempool payment the node loses (restarted) whose coin is then spent elsewhere: reverted.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
@@ -154,4 +155,15 @@ mine 1
 expect_status "  node 1 switched chains: the invoice is pending again" "$inv" pending 20
 expect_eq "  the payment is reverted" "$(q "select status from invoices.payments where invoice_id = '$inv'")" "reverted"
 expect_eq "  events" "$(events "$inv" | sed 's/invoice.created,invoice.finalized,//')" "payment.received,invoice.paid,payment.reverted,invoice.reverted"
+echo "a mempool payment the node loses, its coin then spent elsewhere: reverted"
+q "update invoices_internal.chains set mempool_grace_seconds = 1 where id = '$CHAIN'" >/dev/null
+read -r payer_key payer < <(kas "$WS1" new-key)
+pay "$payer" 5 >/dev/null; mine 1
+read -r inv addr < <(invoice KAS 1.2 1)
+pay "$addr" 1.2 "$URL1" 0 "$payer_key" >/dev/null   # in the mempool only
+expect_status "  seen in the mempool: paid" "$inv" paid
+stop_node 1; start_node 1                            # kaspad keeps no mempool across a restart
+pay "$(kas "$WS1" new-address)" 1.2 "$URL1" 1 "$payer_key" >/dev/null   # the same coin, elsewhere, mined
+expect_status "  double-spent: the invoice is pending again" "$inv" pending 20
+expect_eq "  the payment is reverted" "$(q "select status from invoices.payments where invoice_id = '$inv'")" "reverted"
 finish
