@@ -3996,7 +3996,10 @@ begin
   if fork is not null then
     fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
   end if;
-  watch_at := (result->>'watch_at')::timestamptz;
+  -- a lagging node's poll scanned nothing: the addresses handed out before it still need the
+  -- rescan it did not do, so its watch time is not kept
+  watch_at := case when coalesce((result->>'behind')::boolean, false) then null
+                   else (result->>'watch_at')::timestamptz end;
 
   update invoices_internal.chains
      set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,

@@ -108,7 +108,9 @@ expect_status "  caught up, 3 confirmations: confirmed" "$inv" confirmed
 echo "a payment is credited to the invoice that held the address when it was first seen"
 read -r first addr < <(invoice ETH 0.1 1)
 q "update invoices_internal.chains set active = false where id = '$CHAIN'" >/dev/null
-sleep 0.5
+# the worker reads the chains every second; a poll may still be under way: wait until none came
+# for a second and a half
+wait_for 10 "select last_poll_at < now() - interval '1.5 seconds' from invoices_internal.chains where id = '$CHAIN'" || true
 tx=$(evm send-eth "$addr" 0.1)   # mined now, while the worker does not look
 # Anvil's block clock runs ahead of the wall clock when blocks come fast: the address changes
 # hands only after the block's time, as it would on a real chain

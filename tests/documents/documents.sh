@@ -17,6 +17,7 @@ cleanup() {
   if [ -n "$site_pid" ]; then kill "$site_pid" 2>/dev/null || true; fi
   pkill -f -- "--user-data-dir=$work" 2>/dev/null || true; sleep 0.2   # Chromium's helpers may linger
   rm -rf "$work" 2>/dev/null || true
+  psql_ -qc "update invoices_internal.chains set active = false where id = 'docs-base'" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 API="$PGRST_URL"; PUB="$PUBLIC_URL"
@@ -37,9 +38,11 @@ select (select id from invoices_internal.merchants where name = 'Docs <Test> & C
        invoices.create_api_key('other', '{read}') ->> 'api_key';
 SQL
 )
-# a chain for the ERC-20's contract (the payment URI names it); not polled
+# a chain for the ERC-20's contract (the payment URI names it): active while the test runs, so
+# the documents take it before any chain an earlier test left behind (its node, 127.0.0.1:9,
+# refuses every poll)
 psql_ -qc "select invoices.configure_chain('docs-base', 'evm', 'http://127.0.0.1:9', '{ETH,USDC}', chain_id => 8453,
-             tokens => '{\"USDC\": {\"contract\": \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\", \"decimals\": 6}}', active => false)" >/dev/null
+             tokens => '{\"USDC\": {\"contract\": \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\", \"decimals\": 6}}')" >/dev/null
 
 # create ARGS_JSON -> invoice object (POST /rpc/create_invoice with the merchant's key)
 create() { curl -fsS -X POST "$API/rpc/create_invoice" -H "X-API-Key: $key" -H 'Content-Type: application/json' -d "$1"; }
