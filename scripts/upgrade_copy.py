@@ -8,6 +8,8 @@ catalog with a fresh install, so the text must be the same).
 
 With --into, the definitions are appended to the script and any earlier CREATE OR REPLACE of the
 same function or view after the marker line is dropped, so the script keeps one copy of each.
+The new copy lands at the end: use --into only for objects that already exist by then (a
+function the section creates and grants must keep its place before its GRANT/REVOKE).
 
 Functions are matched by schema-qualified name (every overload), views likewise; the statement
 runs to its `$$;` (functions) or its first line ending in `;` (views)."""

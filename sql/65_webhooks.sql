@@ -279,6 +279,8 @@ declare
   g record;
   k record;
   locked bigint[];
+  ended bigint[];
+  inactive uuid[];
 begin
   -- the n most overdue deliveries are read without locks; each merchant's are then locked with
   -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
@@ -291,28 +293,34 @@ begin
             group by d.merchant_id
   loop
     locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
     -- locked by key (the due index would scan every due row), then checked again: a row that
     -- changed since the read above is locked in its latest version
-    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.webhook_deliveries x
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
               where x.merchant_id = g.mid and x.id = any (g.ids)
               order by x.id
               for update skip locked
     loop
       if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
-        locked := locked || k.id;
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
       end if;
     end loop;
-    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
-    update invoices_internal.webhook_deliveries d
-       set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
-     where d.merchant_id = g.mid and d.id = any (locked) and d.endpoint_id is not null
-       and not exists (select 1 from invoices_internal.webhook_endpoints e
-                        where e.merchant_id = g.mid and e.id = d.endpoint_id and e.active);
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
     return query
     with claimed as (
       update invoices_internal.webhook_deliveries d
          set status = 'delivering', lease_until = lease
-       where d.merchant_id = g.mid and d.id = any (locked) and d.status in ('pending', 'delivering')
+       where d.merchant_id = g.mid and d.id = any (locked)
       returning d.*
     )
     select c.merchant_id, c.id, c.url,

@@ -1876,6 +1876,21 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'destination_problem_wrapper';
 drop function invoices_internal.required_scope(text, text);
+create or replace function invoices_internal.required_scope(method text, path text) returns text
+language plpgsql stable
+as $$
+declare
+  r record;
+begin
+  select * into r from invoices_internal.http_route(method, path);
+  return case r.kind
+           when 'root' then 'anonymous'
+           when 'view_write' then 'method_not_allowed'
+           when 'unreadable' then 'admin'
+           else invoices_internal.needed_scope(r.kind, r.object)
+         end;
+end
+$$;
 alter function invoices_internal.prepare_invoice(jsonb) stable;
 alter function invoices_internal.prepare_new_invoice(jsonb) stable;
 
@@ -2012,53 +2027,6 @@ begin atomic
          end;
 end;
 
-create or replace function invoices_internal.needed_scope(kind text, object text) returns text
-language sql stable
-begin atomic
-  select coalesce((select a.scope from invoices_internal.access_rules a
-                    where a.kind = needed_scope.kind and a.object = needed_scope.object),
-                  case needed_scope.kind when 'function' then 'write' else 'read' end);
-end;
-
-create or replace function invoices_internal.check_scope(need text, scopes text[], what text) returns void
-language plpgsql stable
-as $$
-begin
-  if need = 'anonymous'
-     or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
-     or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']) then
-    return;
-  end if;
-  if need = 'sql' then
-    perform invoices_internal.raise('42501', format('%s is not available over HTTP', what), null,
-      'operators call it in SQL, as a member of invoices_admin');
-  elsif scopes = '{anonymous}' then
-    perform invoices_internal.raise('28000', 'an API key is required', null,
-      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
-  end if;
-  need := replace(need, 'public_', '');
-  perform invoices_internal.raise('42501', format('this API key lacks the %s scope', need), null,
-    format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(scopes, ', ')));
-end
-$$;
-
-create or replace function invoices_internal.authorize(object text) returns boolean
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  scopes text[] := invoices_internal.http_scopes();
-begin
-  if scopes is null or coalesce(current_setting('invoices.authorized_call', true), '') <> '' then
-    return true;
-  end if;
-  perform invoices_internal.check_scope(invoices_internal.needed_scope('function', object), scopes,
-                                        format('invoices.%s()', object));
-  perform set_config('invoices.authorized_call', object, true);
-  return true;
-end
-$$;
-
 create or replace function invoices_internal.may_read(object text, caller name) returns boolean
 language plpgsql stable security definer
 set search_path = pg_catalog
@@ -2072,18 +2040,6 @@ begin
   end if;
   return true;
 end
-$$;
-
-create or replace function invoices_internal.required_scope(method text, path text) returns text
-language sql stable
-as $$
-  select case r.kind
-           when 'root' then 'anonymous'
-           when 'view_write' then 'method_not_allowed'
-           when 'unreadable' then 'admin'
-           else invoices_internal.needed_scope(r.kind, r.object)
-         end
-    from invoices_internal.http_route(method, path) r
 $$;
 
 create or replace function invoices_internal.count_request(bucket uuid, per_minute integer, who text) returns void
@@ -2104,67 +2060,6 @@ begin
   end if;
   perform set_config('invoices.response_headers', '{' || limits || '}', true),
           set_config('response.headers', '[{' || replace(limits, ', ', '}, {') || '}]', true);
-end
-$$;
-
-create or replace function invoices_internal.http_pre_request() returns void
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
-  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
-                                                coalesce(current_setting('request.path', true), '/'));
-  presented text := nullif(btrim(headers->>'x-api-key'), '');
-  client text;
-  owner record;
-  k record;
-begin
-  if presented is null and headers->>'authorization' ~* '^bearer\s' then
-    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
-  end if;
-  if presented is null then
-    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
-    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
-    -- the bucket "local".
-    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
-    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
-      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
-    perform set_config('invoices.api_key_scopes', 'anonymous', true);
-    if need in ('anonymous', 'public_read') then
-      return;
-    end if;
-    perform invoices_internal.raise('28000', 'an API key is required', null,
-      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
-  end if;
-
-  select h.merchant_id, h.key_id into owner
-    from invoices_internal.api_key_hashes h
-   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
-  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
-    from invoices_internal.api_keys
-   where merchant_id = owner.merchant_id and id = owner.key_id;
-  if not found or k.revoked_at is not null then
-    perform invoices_internal.raise('28000',
-      case when found then 'this API key was revoked' else 'invalid API key' end, null,
-      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
-  end if;
-  perform invoices_internal.count_request(k.id,
-    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
-
-  if need = 'method_not_allowed' then
-    perform invoices_internal.raise('0A000',
-      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
-             current_setting('request.path', true)), null,
-      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
-  end if;
-  -- the functions and views check the scope themselves; this is the second line
-  perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
-
-  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
-          set_config('invoices.api_key_id', k.id::text, true),
-          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
-          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
 end
 $$;
 
@@ -3406,65 +3301,6 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     ('invoices_internal.worker_tasks',        'local', null, null, 900)
   ) as p(table_name, kind, distribution_column, colocate_with, position);
 
-create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
-returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
-language plpgsql volatile
-as $$
-declare
-  lease timestamptz := now() + make_interval(secs => lease_seconds);
-  g record;
-  k record;
-  locked bigint[];
-begin
-  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
-  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
-  for g in select d.merchant_id as mid, array_agg(d.id) as ids
-             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
-                    where (x.status = 'pending' and x.next_attempt_at <= now())
-                       or (x.status = 'delivering' and x.lease_until < now())
-                    order by x.next_attempt_at
-                    limit n) d
-            group by d.merchant_id
-  loop
-    locked := '{}';
-    -- locked by key (the due index would scan every due row), then checked again: a row that
-    -- changed since the read above is locked in its latest version
-    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.webhook_deliveries x
-              where x.merchant_id = g.mid and x.id = any (g.ids)
-              order by x.id
-              for update skip locked
-    loop
-      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
-        locked := locked || k.id;
-      end if;
-    end loop;
-    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
-    update invoices_internal.webhook_deliveries d
-       set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
-     where d.merchant_id = g.mid and d.id = any (locked) and d.endpoint_id is not null
-       and not exists (select 1 from invoices_internal.webhook_endpoints e
-                        where e.merchant_id = g.mid and e.id = d.endpoint_id and e.active);
-    return query
-    with claimed as (
-      update invoices_internal.webhook_deliveries d
-         set status = 'delivering', lease_until = lease
-       where d.merchant_id = g.mid and d.id = any (locked) and d.status in ('pending', 'delivering')
-      returning d.*
-    )
-    select c.merchant_id, c.id, c.url,
-           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
-                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
-           v.event, v.id,
-           jsonb_build_object('id', v.id, 'event', v.event,
-                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                              'data', v.data)::text,
-           c.attempts + 1
-      from claimed c
-      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
-  end loop;
-end
-$$;
-
 create or replace function invoices.delete_webhook_endpoint(id uuid) returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -4015,3 +3851,192 @@ begin
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
 end
 $$;
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+  ended bigint[];
+  inactive uuid[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
+      end if;
+    end loop;
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url,
+           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
+                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
+           v.event, v.id,
+           jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data)::text,
+           c.attempts + 1
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.check_scope(need text, scopes text[], what text) returns void
+language plpgsql stable
+as $$
+begin
+  if invoices_internal.scope_allows(need, scopes) then
+    return;
+  end if;
+  if need = 'sql' then
+    perform invoices_internal.raise('42501', format('%s is not available over HTTP', what), null,
+      'operators call it in SQL, as a member of invoices_admin');
+  elsif scopes = '{anonymous}' then
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  need := replace(need, 'public_', '');
+  perform invoices_internal.raise('42501', format('this API key lacks the %s scope', need), null,
+    format('create a key with scopes => ''{%s}'' (this one has %s)', need, array_to_string(scopes, ', ')));
+end
+$$;
+
+create or replace function invoices_internal.authorize(object text) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+  need text;
+begin
+  if scopes is null or coalesce(current_setting('invoices.authorized_call', true), '') <> '' then
+    return true;
+  end if;
+  need := invoices_internal.needed_scope('function', object);
+  if not invoices_internal.scope_allows(need, scopes) then
+    perform invoices_internal.check_scope(need, scopes, format('invoices.%s()', object));
+  end if;
+  perform set_config('invoices.authorized_call', object, true);
+  return true;
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  k record;
+begin
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  if not invoices_internal.scope_allows(need, k.scopes) then
+    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+  end if;
+
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+
+create or replace function invoices_internal.needed_scope(kind text, object text) returns text
+language plpgsql stable
+as $$
+declare
+  need text;
+begin
+  select a.scope into need from invoices_internal.access_rules a
+   where a.kind = needed_scope.kind and a.object = needed_scope.object;
+  return coalesce(need, case kind when 'function' then 'write' else 'read' end);
+end
+$$;
+
+create function invoices_internal.scope_allows(need text, scopes text[]) returns boolean
+language sql immutable
+return need = 'anonymous'
+    or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
+    or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']);
+revoke execute on function invoices_internal.scope_allows(text, text[]) from public;
