@@ -216,10 +216,14 @@ set search_path = pg_catalog
 as $$
 declare
   scopes text[] := invoices_internal.http_scopes();
+  need text;
 begin
-  if scopes is not null and caller <> current_user then
-    perform invoices_internal.check_scope(invoices_internal.needed_scope('view', object), scopes,
-                                          format('invoices.%s', object));
+  if scopes is null or caller = current_user then
+    return true;
+  end if;
+  need := invoices_internal.needed_scope('view', object);
+  if not invoices_internal.scope_allows(need, scopes) then
+    perform invoices_internal.check_scope(need, scopes, format('invoices.%s', object));
   end if;
   return true;
 end

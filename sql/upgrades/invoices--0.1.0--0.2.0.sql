@@ -2027,21 +2027,6 @@ begin atomic
          end;
 end;
 
-create or replace function invoices_internal.may_read(object text, caller name) returns boolean
-language plpgsql stable security definer
-set search_path = pg_catalog
-as $$
-declare
-  scopes text[] := invoices_internal.http_scopes();
-begin
-  if scopes is not null and caller <> current_user then
-    perform invoices_internal.check_scope(invoices_internal.needed_scope('view', object), scopes,
-                                          format('invoices.%s', object));
-  end if;
-  return true;
-end
-$$;
-
 create or replace function invoices_internal.count_request(bucket uuid, per_minute integer, who text) returns void
 language plpgsql volatile
 as $$
@@ -4040,3 +4025,22 @@ return need = 'anonymous'
     or (need = 'public_read' and (scopes = '{anonymous}' or scopes && '{read,admin}'))
     or (need not in ('sql', 'public_read') and scopes && array[need, 'admin']);
 revoke execute on function invoices_internal.scope_allows(text, text[]) from public;
+
+create or replace function invoices_internal.may_read(object text, caller name) returns boolean
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  scopes text[] := invoices_internal.http_scopes();
+  need text;
+begin
+  if scopes is null or caller = current_user then
+    return true;
+  end if;
+  need := invoices_internal.needed_scope('view', object);
+  if not invoices_internal.scope_allows(need, scopes) then
+    perform invoices_internal.check_scope(need, scopes, format('invoices.%s', object));
+  end if;
+  return true;
+end
+$$;

@@ -35,7 +35,7 @@ def lagging(request, headers):
         if c.get("method") == "eth_getBlockByNumber" and c["params"][0] == "latest":
             c = dict(c, params=[hex(behind)] + c["params"][1:])
         out.append(c)
-    return (out if isinstance(request, list) else out[0]), behind
+    return out if isinstance(request, list) else out[0]
 
 
 def wrong(answer):
@@ -74,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization"):
             headers["Authorization"] = self.headers["Authorization"]
         if m == "lag":
-            request, _ = lagging(json.loads(body), headers)
+            request = lagging(json.loads(body), headers)
             body = json.dumps(request).encode()
         req = urllib.request.Request(upstream, body, headers)
         try:
