@@ -33,8 +33,13 @@ export NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 export ANVIL_VERSION="1.7.1"
 export ANVIL_BIN="$NPM_DIR/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 export ANVIL_PORT="${ANVIL_PORT:-8545}"
+# Heavy one-time builds live outside the clone, keyed by version, so a fresh clone (CI) reuses
+# them: ${XDG_CACHE_HOME:-~/.cache}/invoices/<name>-<version>. The clone's .local/ gets a copy
+# (the cluster's user runs it, and a home directory is often closed to it).
+export INVOICES_CACHE_DIR="${INVOICES_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/invoices}"
 # kaspad (rusty-kaspa, crates.io), the Kaspa node of the chain tests (simnet), built once
 export KASPAD_VERSION="2.1.0"
+export KASPAD_CACHE="$INVOICES_CACHE_DIR/kaspad-$KASPAD_VERSION"
 export KASPAD_BIN="$LOCAL_DIR/kaspad/bin/kaspad"
 # bcoin, the Bitcoin full node of the chain tests (npm; regtest)
 export BCOIN_VERSION="1.0.2"

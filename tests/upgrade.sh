@@ -6,8 +6,7 @@
 # EXTENSION gives (compared through the catalog).
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../scripts/env.sh"
-source "$here/worker/lib.sh"
+source "$here/lib.sh"
 work=$(mktemp -d); chmod 755 "$work"
 trap 'psql_ -d postgres -qc "drop database if exists invoices_upgrade" -c "drop database if exists invoices_fresh" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -1)

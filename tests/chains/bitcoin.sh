@@ -6,8 +6,7 @@
 # answers, and a reorg (invalidateblock) that reverts a payment.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/lib.sh"
 PORT="${BCOIN_TEST_PORT:-18643}"
 WALLET_PORT=$((PORT + 1))

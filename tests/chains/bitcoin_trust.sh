@@ -5,8 +5,7 @@
 # conflicting transaction mined) is reverted and its invoice goes back to pending.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/lib.sh"
 PORT="${BCOIN_TRUST_PORT:-18653}"
 WALLET_PORT=$((PORT + 1))

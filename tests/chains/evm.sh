@@ -6,8 +6,7 @@
 # garbage RPC answers, a reorg that reverts a payment, and a node restart mid-stream.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/lib.sh"
 PORT="${ANVIL_TEST_PORT:-18545}"
 PROXY_PORT="${RPC_PROXY_PORT:-18546}"

@@ -8,8 +8,7 @@
 # it was first seen, not to the address's next holder.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/lib.sh"
 PORT="${ANVIL_TRUST_PORT:-18549}"
 CHAIN="trust-$(date +%s)"

@@ -10,8 +10,7 @@
 # mempool payment the node loses (restarted) whose coin is then spent elsewhere: reverted.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/lib.sh"
 bash "$here/install_kaspad.sh"
 PY="$LOCAL_DIR/venv/bin/python"

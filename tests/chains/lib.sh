@@ -1,4 +1,4 @@
-# Helpers of the chain tests. Source after scripts/env.sh and tests/worker/lib.sh; they use
+# Helpers of the chain tests. Source after tests/lib.sh; they use
 # $mid (the merchant) and $CHAIN (the chain's id).
 # shellcheck shell=bash
 

@@ -32,8 +32,7 @@
 # Each rule prints one ok line, or one FAIL line per offending table, index or constraint.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 root="$(cd "$here/../.." && pwd)"
 
 # The plan joined with the catalog, shared by every rule.

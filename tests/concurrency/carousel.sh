@@ -3,7 +3,7 @@
 # of one BTC wallet (addresses free again at once: invoices.address_pause_minutes = 0): no
 # address is ever held by two live invoices, no deadlock, no error, and derivation has no gaps.
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 DB=invoices_carousel
 SECONDS_RUN="${CAROUSEL_SECONDS:-10}"
 psql_ -d postgres -c "drop database if exists $DB" -c "create database $DB" >/dev/null
@@ -69,9 +69,8 @@ select 'overlapping holdings of one address: ' || count(*)
 select 'gaps in derivation: ' || (max(derivation_index) + 1 - count(*)) from invoices_internal.addresses;
 SQL
 )
-echo "$checks"
+while IFS= read -r line; do expect_eq "${line%: *}" "${line##*: }" 0; done <<< "$checks"
 stats=$(psql_ -d $DB -tAc "select count(*) || ' invoices, ' || (select count(*) from invoices_internal.addresses) || ' addresses derived, ' || (select sum(times_assigned) from invoices_internal.addresses) || ' assignments' from invoices_internal.invoices")
 echo "$stats"
 [ -n "${KEEP_DB:-}" ] || psql_ -d postgres -c "drop database $DB" >/dev/null
-if echo "$checks" | grep -qv ': 0$'; then echo "FAIL"; exit 1; fi
-echo "PASS"
+finish

@@ -2,7 +2,7 @@
 # 16 concurrent creators on one merchant, a quarter of them rolling back: invoice numbers stay
 # unique and gapless (1..N with N = committed invoices).
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 DB=invoices_concurrency
 psql_ -d postgres -c "drop database if exists $DB" -c "create database $DB"
 psql_ -d $DB -c "create extension invoices"
@@ -29,8 +29,8 @@ read -r n distinct maxseq misformatted <<<"$result"
 echo "committed invoices: $n, distinct numbers: $distinct, highest number: $maxseq"
 rm -rf "$work"
 psql_ -d postgres -c "drop database $DB"
-if [ "$n" -gt 0 ] && [ "$n" = "$distinct" ] && [ "$n" = "$maxseq" ] && [ "$misformatted" = 0 ]; then
-  echo "PASS concurrent_creators_get_unique_gapless_numbers"
-else
-  echo "FAIL concurrent_creators_get_unique_gapless_numbers"; exit 1
-fi
+check "some invoices were committed" [ "$n" -gt 0 ]
+expect_eq "every number is distinct" "$distinct" "$n"
+expect_eq "no gap: the highest number is the count" "$maxseq" "$n"
+expect_eq "every number reads INV-<4 digits>" "$misformatted" 0
+finish

@@ -8,8 +8,7 @@
 # with its reason (none unexplained).
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/../chains/lib.sh"
 SECONDS_RUN="${RACE_SECONDS:-60}"
 CLIENTS="${RACE_CLIENTS:-64}"

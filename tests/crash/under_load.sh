@@ -7,8 +7,7 @@
 # change has its event in the outbox.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/../chains/lib.sh"
 PORT="${CRASH_ANVIL_PORT:-18548}"
 CHAIN="crash-$(date +%s)"

@@ -7,8 +7,7 @@
 # by polling and the success / failed redirects).
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 source "$here/../chains/lib.sh"
 bash "$here/install_tools.sh"
 work=$(mktemp -d); chmod 755 "$work"

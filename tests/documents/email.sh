@@ -6,8 +6,7 @@
 # without a relay the queue waits.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 bash "$here/install_tools.sh"
 bash "$ROOT/tests/http/install_clients.sh" >/dev/null
 work=$(mktemp -d); chmod 777 "$work"

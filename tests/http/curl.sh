@@ -5,7 +5,7 @@
 # Usage: tests/http/curl.sh   (FIXTURE=<file> to reuse a fixture from tests/http/fixture.sh)
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
+source "$here/../lib.sh"
 fixture="${FIXTURE:-}"
 if [ -z "$fixture" ]; then fixture=$(mktemp); bash "$here/fixture.sh" curl > "$fixture"; fi
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$@"; }
@@ -18,9 +18,6 @@ B_NUMBER=$(j "$fixture" "d['b']['invoice']['invoice_number']")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-pass=0; fail=0
-ok()   { pass=$((pass + 1)); printf '  ok   %s\n' "$1"; }
-bad()  { fail=$((fail + 1)); printf '  FAIL %s\n' "$1"; [ -n "${2:-}" ] && printf '       %s\n' "$2"; return 0; }
 # call METHOD PATH [curl args...]: sets $status, body in $work/body, headers in $work/headers
 call() {
   local method=$1 path=$2; shift 2
@@ -30,9 +27,6 @@ header() { grep -i "^$1:" "$work/headers" | head -1 | cut -d' ' -f2- | tr -d '\r
 field() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'d': d}))" "$work/body" "$1"; }
 expect_status() {  # name expected
   if [ "$status" = "$2" ]; then ok "$1"; else bad "$1" "HTTP $status, expected $2: $(head -c 400 "$work/body")"; fi
-}
-expect_eq() {  # name actual expected
-  if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got [$2], expected [$3]"; fi
 }
 json=(-H 'Content-Type: application/json')
 
@@ -304,5 +298,4 @@ expect_status "request 102 (other header, same key): still 429" 429
 call GET "/invoices?limit=1" -H "X-API-Key: $A_KEY"
 expect_status "another key is unaffected" 200
 
-printf '%d passed, %d failed\n' "$pass" "$fail"
-[ "$fail" -eq 0 ]
+finish

@@ -8,8 +8,7 @@
 # the database (even GET / with "X-Foo: \xdd"), which is PostgREST's behaviour, not this API's.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 EXAMPLES="${FUZZ_EXAMPLES:-25}"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 read -r mid key < <(psql_ -tA -F ' ' <<'SQL' | tail -1

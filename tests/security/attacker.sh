@@ -6,8 +6,7 @@
 # DEFINER function must pin its search_path.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 URL="$PGRST_URL"
 

@@ -4,8 +4,7 @@
 # matches it (slug=like.a* once recovered every slug, prefix by prefix).
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 read -r slug link admin_key < <(psql_ -tA -F ' ' <<'SQL' | tail -1

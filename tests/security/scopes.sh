@@ -6,7 +6,7 @@
 # from invoices_internal.access_rules, which the objects check themselves.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
+source "$here/../lib.sh"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
 mid=$(psql_ -tAc "select invoices.create_merchant('Scopes $(date +%s%N)') ->> 'id'")

@@ -5,8 +5,7 @@
 # (tests/stubs/counting_receiver.mjs) answers after 5 ms so the flush takes a few seconds.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 EVENTS="${CRASH_EVENTS:-10000}"
 PORT="${CRASH_RECEIVER_PORT:-18951}"
 node "$here/../stubs/counting_receiver.mjs" "$PORT" 5 &

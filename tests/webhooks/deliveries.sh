@@ -6,8 +6,7 @@
 # redeliver then delivers. verify_webhook_signature agrees with the receivers.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 PORT="${WEBHOOK_RECEIVER_PORT:-18900}"
 work=$(mktemp -d)
 log="$work/received.jsonl"; touch "$log"

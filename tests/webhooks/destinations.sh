@@ -7,8 +7,7 @@
 # at once. Every address used here is on loopback: refusals happen before any connection.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/../worker/lib.sh"
+source "$here/../lib.sh"
 PORT="${DESTINATIONS_RECEIVER_PORT:-18910}"
 work=$(mktemp -d); log="$work/requests"; touch "$log"
 python3 - "$PORT" "$log" <<'PY' &

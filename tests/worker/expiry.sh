@@ -4,8 +4,7 @@
 # requote_invoice gives the expired one a fresh quote. Each change is stamped and audited.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/lib.sh"
+source "$here/../lib.sh"
 [ -n "$(worker_pid)" ] && ok "the worker runs" || bad "the worker runs"
 ids=$(psql_ -tA <<'SQL'
 select invoices.act_as((invoices.create_merchant('Expiry test') ->> 'id')::uuid) is not null as acting \gset

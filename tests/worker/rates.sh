@@ -5,8 +5,7 @@
 # worker's other work. Pair BTC/CHF is used by this test only.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/lib.sh"
+source "$here/../lib.sh"
 PORT="${RATES_STUB_PORT:-18799}"
 python3 "$here/../stubs/rates_server.py" "$PORT" &
 stub=$!

@@ -3,8 +3,7 @@
 # recovery restarts it) and after a SIGTERM (pg_terminate_backend), and logs a clean shutdown.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
-source "$here/../../scripts/env.sh"
-source "$here/lib.sh"
+source "$here/../lib.sh"
 row=$(q "select backend_type || '|' || application_name || '|' || datname from pg_stat_activity where backend_type = 'invoices worker'")
 expect_eq "visible in pg_stat_activity (backend_type|application_name|database)" "$row" "invoices worker|invoices worker|$PGDATABASE"
 pid=$(worker_pid)

@@ -1,8 +1,15 @@
-# Helpers of the worker tests. Source after scripts/env.sh.
+# The shell suites' one assertion helper and output format. Source it first: it brings
+# scripts/env.sh. Every check prints one line, "  ok   <what>" or "  FAIL <what>" with the
+# detail under it, and `finish` prints "<n> passed, <m> failed" and fails when any failed;
+# the Python suites (tests/security/*.py) print the same lines.
 # shellcheck shell=bash
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 pass=0; fail=0
 ok()  { pass=$((pass + 1)); printf '  ok   %s\n' "$1"; }
 bad() { fail=$((fail + 1)); printf '  FAIL %s\n' "$1"; [ -n "${2:-}" ] && printf '       %s\n' "$2"; return 0; }
+section() { printf '%s\n' "$*"; }
+# check NAME COMMAND...: ok when the command succeeds
+check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
 expect_eq() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got [$2], expected [$3]"; fi; }
 q() { psql_ -tA -c "$1"; }
 # wait_for SECONDS SQL: polls until SQL returns t; returns 1 on timeout
