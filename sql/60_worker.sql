@@ -15,22 +15,24 @@ create table invoices_internal.worker_tasks (
   last_error           text,
   last_error_at        timestamptz,
   last_result          jsonb,
-  next_run_at          timestamptz
+  next_run_at          timestamptz,
+  last_error_kind      text     -- spi, json, rpc, config, thread (src/worker/error.rs)
 );
 
 -- The worker reports a task's runs since its previous report.
 create function invoices_internal.worker_task_report(task text, runs bigint, failures bigint,
                                                      consecutive_failures integer,
                                                      last_success_unix_ms bigint, last_error text,
+                                                     last_error_kind text,
                                                      last_result jsonb, next_run_in_ms bigint)
 returns void
 language sql volatile
 as $$
   insert into invoices_internal.worker_tasks as t
-    (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_at,
-     last_result, next_run_at)
+    (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_kind,
+     last_error_at, last_result, next_run_at)
   values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix_ms / 1000.0), last_error,
-          case when last_error is not null then now() end, last_result,
+          last_error_kind, case when last_error is not null then now() end, last_result,
           now() + next_run_in_ms * interval '1 millisecond')
   on conflict on constraint worker_tasks_pkey do update set
     runs = t.runs + excluded.runs,
@@ -39,6 +41,7 @@ as $$
     last_run_at = excluded.last_run_at,
     last_success_at = coalesce(excluded.last_success_at, t.last_success_at),
     last_error = coalesce(excluded.last_error, t.last_error),
+    last_error_kind = case when excluded.last_error is not null then excluded.last_error_kind else t.last_error_kind end,
     last_error_at = coalesce(excluded.last_error_at, t.last_error_at),
     last_result = excluded.last_result,
     next_run_at = excluded.next_run_at
@@ -47,13 +50,13 @@ $$;
 create view invoices.worker_status as
 select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
        t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
-       t.last_error, t.last_error_at, t.last_result, t.next_run_at
+       t.last_error, t.last_error_at, t.last_result, t.next_run_at, t.last_error_kind
   from invoices_internal.worker_tasks t
   left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
                       where a.backend_type = 'invoices worker' limit 1) w on true
  where invoices_internal.may_read('worker_status', current_user);
 comment on view invoices.worker_status is
-  'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others.';
+  'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error (and its kind: spi, json, rpc, config, thread) and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others; the task recovery is what the worker found half done when it started.';
 
 -- Rate sources whose fetch is due, claimed: their next fetch moves a full interval ahead so a
 -- slow fetch is not started twice.

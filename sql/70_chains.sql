@@ -288,66 +288,46 @@ as $$
     'late', p.late)
 $$;
 
--- The invoice's amounts and status from the sum of its payments in the quoted asset:
--- partial below the asset amount (less the merchant's tolerance), paid at or above it,
--- confirmed once the confirmed payments reach it; overpaid above it; a payment after the
--- expiry makes it paid_late. Every change goes through the status machine.
+-- The invoice's amounts and status follow its payments. The rule (tolerance, partial / paid /
+-- confirmed, the fiat share, overpaid, paid_late) is domain::settlement::settle, described in
+-- docs/money.md; here the invoice is locked, its rows read, the decision written. Every status
+-- step goes through the status machine (the invoices trigger).
 create function invoices_internal.settle_invoice(mid uuid, inv_id uuid) returns void
 language plpgsql volatile
 as $$
 declare
   i invoices_internal.invoices;
-  due numeric;
-  paid numeric;
-  confirmed_sum numeric;
-  any_late boolean;
-  tolerance numeric;
-  threshold numeric;
-  target text;
-  fiat_paid numeric;
+  decision jsonb;
+  step text;
 begin
+  -- lock
   select * into i from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
-  if not found or i.status in ('draft', 'cancelled') then
-    return;   -- money on a cancelled invoice stays in payments for the merchant to refund
-  end if;
-  select q.asset_amount into due from invoices_internal.quotes q
-   where q.merchant_id = mid and q.invoice_id = inv_id order by q.created_at desc limit 1;
-  if due is null or due = 0 then
+  if not found then
     return;
   end if;
-  select coalesce(sum(p.amount), 0), coalesce(sum(p.amount) filter (where p.status = 'confirmed'), 0),
-         coalesce(bool_or(p.late), false)
-    into paid, confirmed_sum, any_late
-    from invoices_internal.payments p
-   where p.merchant_id = mid and p.invoice_id = inv_id and p.asset = i.asset and p.status <> 'reverted';
-  select m.payment_tolerance_percent into tolerance from invoices_internal.merchants m where m.id = mid;
-  threshold := due * (1 - coalesce(tolerance, 0) / 100);
-  target := case
-    when paid = 0 then case when i.status in ('partial', 'paid', 'confirmed') then 'pending' else i.status end
-    when confirmed_sum >= threshold then 'confirmed'
-    when paid >= threshold then 'paid'
-    else 'partial'
-  end;
-  fiat_paid := case when i.currency = i.asset then paid
-                    else round(i.total * paid / due, i.exponent) end;
-  -- the amounts first (no status change), so the status events carry them
+  -- read and decide
+  decision := invoices_internal.settlement(
+    i.status, i.asset, i.currency, i.total, i.exponent,
+    (select q.asset_amount from invoices_internal.quotes q
+      where q.merchant_id = mid and q.invoice_id = inv_id order by q.created_at desc limit 1),
+    (select m.payment_tolerance_percent from invoices_internal.merchants m where m.id = mid),
+    (select jsonb_agg(jsonb_build_object('asset', p.asset, 'amount', p.amount::text, 'status', p.status,
+                                         'late', p.late))
+       from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id));
+  if decision is null then
+    return;   -- a draft, or a cancelled invoice (its money stays in payments, to refund)
+  end if;
+  -- write: the amounts first (no status change), so the status events carry them
   update invoices_internal.invoices
-     set asset_paid = paid, amount_paid = fiat_paid, overpaid = paid > due, paid_late = any_late
+     set asset_paid = (decision->>'asset_paid')::numeric, amount_paid = (decision->>'amount_paid')::numeric,
+         overpaid = (decision->>'overpaid')::boolean, paid_late = (decision->>'paid_late')::boolean
    where merchant_id = mid and id = inv_id
-     and (asset_paid, amount_paid, overpaid, paid_late) is distinct from (paid, fiat_paid, paid > due, any_late);
-  if target = i.status then
-    return;
-  end if;
-  if target = 'confirmed' and i.status <> 'paid' then
-    if invoices_internal.transition_problem(i.status, 'paid') is not null then
-      return;
-    end if;
-    update invoices_internal.invoices set status = 'paid' where merchant_id = mid and id = inv_id;
-    i.status := 'paid';
-  end if;
-  if invoices_internal.transition_problem(i.status, target) is null then
-    update invoices_internal.invoices set status = target where merchant_id = mid and id = inv_id;
-  end if;
+     and (asset_paid, amount_paid, overpaid, paid_late) is distinct from
+         ((decision->>'asset_paid')::numeric, (decision->>'amount_paid')::numeric,
+          (decision->>'overpaid')::boolean, (decision->>'paid_late')::boolean);
+  for step in select jsonb_array_elements_text(decision->'steps') loop
+    update invoices_internal.invoices set status = step where merchant_id = mid and id = inv_id;
+  end loop;
 end
 $$;
 
@@ -403,7 +383,6 @@ declare
   received integer := 0;
   confirmed integer := 0;
   reverted integer := 0;
-  seen timestamptz;
   in_mempool text[] := array(select m->>'txid' || ':' || (m->>'index')
                                from jsonb_array_elements(coalesce(result->'mempool', '[]')) m);
   whole_chain boolean;
@@ -461,15 +440,15 @@ begin
       continue;
     end if;
     -- a new payment: to the address of which wallet of this chain's network (the asset tells
-    -- ETH from USDC)? It pays the invoice that held the address when the payment was first
-    -- seen (now, in the mempool; else its block's time), so a late payment for an earlier
-    -- holder never pays the next one; failing that the live holder, else the last one.
-    seen := case when t.block is not null and t.block_time is not null then to_timestamp(t.block_time) else now() end;
+    -- ETH from USDC)? Which invoice it pays is domain::settlement::holder_when_seen: the one
+    -- that held the address when the payment was first seen, so a late payment for an earlier
+    -- holder never pays the next one.
     select ad.merchant_id, ad.id,
-           coalesce((select x.invoice_id from invoices_internal.address_assignments x
-                      where x.merchant_id = ad.merchant_id and x.address_id = ad.id and x.assigned_at <= seen
-                      order by x.assigned_at desc limit 1),
-                    ad.invoice_id, ad.last_invoice_id) as invoice_id into a
+           (select invoices_internal.payment_holder(array_agg(x.invoice_id), array_agg(x.assigned_at),
+                                                    t.block_time, t.block is not null,
+                                                    ad.invoice_id, ad.last_invoice_id)
+              from invoices_internal.address_assignments x
+             where x.merchant_id = ad.merchant_id and x.address_id = ad.id) as invoice_id into a
       from invoices_internal.addresses ad
       join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
      where ad.address = t.address and w.asset = t.asset and w.network = c.network
@@ -481,7 +460,7 @@ begin
     -- locks in the order every other path takes them: the invoice, then its address
     select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
        for update;
-    is_late := coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false);
+    is_late := inv.id is not null and invoices_internal.payment_is_late(inv.status, inv.expires_at);
     insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
                                             asset, amount_base, amount, block_height, block_hash, status, late)
     values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,

@@ -197,3 +197,20 @@ begin
   end if;
 end
 $$;
+
+-- The worker's recovery phase, once before its first task runs (src/worker/mod.rs): what a
+-- previous incarnation (killed, crashed) left half done. Its leases are void, since its threads
+-- died with it: webhook deliveries and e-mails it held are due again at once.
+create function invoices_internal.worker_recovery() returns jsonb
+language plpgsql volatile
+as $$
+declare
+  deliveries integer := invoices_internal.release_delivery_leases();
+  emails integer;
+begin
+  update invoices_internal.emails set lease_until = now()
+   where status = 'sending' and lease_until > now();
+  get diagnostics emails = row_count;
+  return jsonb_build_object('deliveries_released', deliveries, 'emails_released', emails);
+end
+$$;

@@ -109,7 +109,16 @@ pgrx::extension_sql_file!(
         api::webhooks::invoices_internal::redact_urls
     ]
 );
-pgrx::extension_sql_file!("../sql/70_chains.sql", name = "chains", requires = ["webhooks"]);
+pgrx::extension_sql_file!(
+    "../sql/70_chains.sql",
+    name = "chains",
+    requires = [
+        "webhooks",
+        api::settlement::invoices_internal::settlement,
+        api::settlement::invoices_internal::payment_holder,
+        api::settlement::invoices_internal::payment_is_late
+    ]
+);
 pgrx::extension_sql_file!("../sql/75_payment_links.sql", name = "payment_links", requires = ["chains"]);
 pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["payment_links"]);
 pgrx::extension_sql_file!(

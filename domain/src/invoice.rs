@@ -494,8 +494,10 @@ pub fn prepare_with(payload: &Value, allow_private_destinations: bool) -> Result
     }))
 }
 
-/// The invoice object of a new invoice, from `prepare`'s output, in the shape the invoice object
-/// has (SPEC.md): the lines without their position, and the amounts and payment fields every new
+/// The invoice object of a new invoice, from `prepare`'s output, in the shape of the invoice object
+/// every function returns (a row of the `invoices` view with its amounts as strings in the
+/// currency's exponent, `invoices_internal.invoice_object`; see docs/money.md): the lines
+/// without their position, and the amounts and payment fields every new
 /// invoice starts with. What the database assigns (id, number, slug, status, merchant, URLs,
 /// timestamps) is added by `create_invoice`; the prepared fields stay, so the same value also
 /// fills the row (keys that are not columns are ignored there).

@@ -1,7 +1,7 @@
 //! Quotes: what a fiat-denominated invoice costs in its crypto asset, locked at finalization.
 //!
 //! `asset_amount = total × (1 + markup_percent / 100) ÷ rate`, rounded **up** to the asset's
-//! smallest unit (SPEC "Money": a payer never underpays by rounding). `rate` is the price of one
+//! smallest unit, so a payer never underpays by rounding (docs/money.md). `rate` is the price of one
 //! unit of the asset in the invoice currency. A crypto-denominated invoice (currency = asset)
 //! needs no rate: its amount is the total with the markup applied.
 

@@ -1,4 +1,5 @@
-//! Webhook signatures (SPEC "Webhooks"):
+//! Webhook signatures: a delivery carries both headers, signed with its endpoint's secret or the
+//! invoice's callback_secret (a callback without a secret goes unsigned):
 //! - `X-Webhook-Signature: <hex HMAC-SHA256(secret, raw body)>` — what the Living Invoices and
 //!   BTPay documents verify;
 //! - `Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` — replay-safe:

@@ -1,4 +1,5 @@
-//! The invoice state machine (SPEC "Statuses"). The database calls [`transition`] from a trigger,
+//! The invoice state machine: [`allowed`] lists every legal status change (payments move an
+//! invoice as docs/money.md describes). The database calls [`transition`] from a trigger,
 //! so an illegal change is refused whichever door it came through.
 //!
 //! ```text

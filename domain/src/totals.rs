@@ -1,4 +1,4 @@
-//! Exact invoice totals (SPEC "Money"):
+//! Exact invoice totals (docs/money.md), in decimals, never floats:
 //! line amount = quantity × unit_price rounded to the currency exponent (half away from zero);
 //! subtotal = Σ line amounts; discount ≤ subtotal; tax = (subtotal − discount) × tax_rate / 100
 //! rounded; total = subtotal − discount + tax.

@@ -7,5 +7,6 @@ pub mod ids;
 pub mod documents;
 pub mod invoices;
 pub mod rates;
+pub mod settlement;
 pub mod wallets;
 pub mod webhooks;

@@ -3,7 +3,10 @@
 //! thread (connect, SMTP dialogue, outside any transaction), then records every outcome.
 //! Without a relay configured the queue waits.
 
-use super::{in_transaction, InFlight};
+use super::error::{Result, WorkerError};
+use super::in_transaction;
+use super::task::{Step, Task};
+use super::threads::Batch;
 use crate::domain::document::{email_text, InvoiceDoc};
 use crate::domain::mail;
 use crate::settings;
@@ -25,16 +28,16 @@ struct Email {
 struct Outcome {
     merchant_id: pgrx::Uuid,
     id: i64,
-    result: Result<String, mail::SmtpError>,
+    result: std::result::Result<String, mail::SmtpError>,
 }
 
 pub struct Sends {
-    inflight: InFlight<Outcome>,
+    inflight: Batch<Outcome>,
 }
 
 impl Default for Sends {
     fn default() -> Self {
-        Sends { inflight: InFlight::new() }
+        Sends { inflight: Batch::new() }
     }
 }
 
@@ -45,7 +48,7 @@ fn send_one(e: Email) -> Outcome {
     Outcome { merchant_id: e.merchant_id, id: e.id, result }
 }
 
-fn deliver(e: &Email) -> Result<String, mail::SmtpError> {
+fn deliver(e: &Email) -> std::result::Result<String, mail::SmtpError> {
     let temporary = |message: String| mail::SmtpError { permanent: false, message };
     let doc = InvoiceDoc::from_json(&e.document).map_err(|err| mail::SmtpError { permanent: true, message: err.message })?;
     let (subject, text) = email_text(&doc);
@@ -77,9 +80,23 @@ fn deliver(e: &Email) -> Result<String, mail::SmtpError> {
     mail::send(stream, "invoices", auth, &e.from, &e.recipient, &data)
 }
 
+impl Task for Sends {
+    fn name(&self) -> &str {
+        "email"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
+    fn run(&mut self) -> Result<Step> {
+        self.step().map(Step::Done)
+    }
+}
+
 impl Sends {
     /// One step: record what finished, claim and start what is due. Returns a summary.
-    pub fn step(&mut self) -> Result<serde_json::Value, String> {
+    fn step(&mut self) -> Result<serde_json::Value> {
         let done = self.inflight.collect();
         let (mut sent, mut failed) = (0, 0);
         if !done.is_empty() {
@@ -95,8 +112,7 @@ impl Sends {
                     Spi::run_with_args(
                         "select invoices_internal.record_email($1, $2, $3, $4, $5)",
                         &[o.merchant_id.into(), o.id.into(), error.into(), permanent.into(), response.into()],
-                    )
-                    .map_err(|e| e.to_string())?;
+                    )?;
                 }
                 Ok(())
             })?;
@@ -105,35 +121,32 @@ impl Sends {
         let Some(relay) = relay else {
             return Ok(serde_json::json!({ "relay": null, "sent": sent, "failed": failed }));
         };
-        let relay = mail::SmtpUrl::parse(&relay)?;
+        let relay = mail::SmtpUrl::parse(&relay).map_err(WorkerError::Config)?;
         let label = format!("{}:{}", relay.host, relay.port);
         let from = settings::SMTP_FROM
             .get()
             .and_then(|c| c.into_string().ok())
             .filter(|s| mail::valid_address(s))
-            .ok_or("invoices.smtp_from is not an e-mail address")?;
+            .ok_or_else(|| WorkerError::Config("invoices.smtp_from is not an e-mail address".into()))?;
         let mut started = 0;
         if self.inflight.idle() {
             let due = in_transaction(move || {
                 Spi::connect_mut(|client| {
-                    let rows = client
-                        .update(
-                            "select merchant_id, id, recipient, merchant_name, document, pdf \
-                               from invoices_internal.claim_emails(8, 120)",
-                            None,
-                            &[],
-                        )
-                        .map_err(|e| e.to_string())?;
+                    let rows = client.update(
+                        "select merchant_id, id, recipient, merchant_name, document, pdf \
+                           from invoices_internal.claim_emails(8, 120)",
+                        None,
+                        &[],
+                    )?;
                     let mut out = Vec::new();
                     for row in rows {
-                        let err = |e: pgrx::spi::SpiError| e.to_string();
                         out.push(Email {
-                            merchant_id: row.get::<pgrx::Uuid>(1).map_err(err)?.ok_or("null merchant")?,
-                            id: row.get::<i64>(2).map_err(err)?.unwrap_or_default(),
-                            recipient: row.get::<String>(3).map_err(err)?.unwrap_or_default(),
-                            merchant_name: row.get::<String>(4).map_err(err)?.unwrap_or_default(),
-                            document: row.get::<pgrx::JsonB>(5).map_err(err)?.map(|j| j.0).unwrap_or_default(),
-                            pdf: row.get::<Vec<u8>>(6).map_err(err)?.unwrap_or_default(),
+                            merchant_id: row.get::<pgrx::Uuid>(1)?.ok_or_else(|| WorkerError::spi("null merchant"))?,
+                            id: row.get::<i64>(2)?.unwrap_or_default(),
+                            recipient: row.get::<String>(3)?.unwrap_or_default(),
+                            merchant_name: row.get::<String>(4)?.unwrap_or_default(),
+                            document: row.get::<pgrx::JsonB>(5)?.map(|j| j.0).unwrap_or_default(),
+                            pdf: row.get::<Vec<u8>>(6)?.unwrap_or_default(),
                             relay: relay.clone(),
                             from: from.clone(),
                         });

@@ -1,25 +1,31 @@
 //! The background worker: one process, registered through `shared_preload_libraries`, connected
-//! to `invoices.database`. It runs its tasks on a loop: expiry and overdue sweeps, exchange
-//! rates, housekeeping, webhook delivery (webhooks.rs), invoice e-mails (email.rs) and one poll
-//! per chain (chains.rs). Each
-//! task runs in its
-//! own transaction; a failing task is recorded in `invoices.worker_status` and retried with
-//! back-off, and never stops the others. Network I/O happens on plain threads, outside any
-//! transaction; only the main thread talks to PostgreSQL.
+//! to `invoices.database`. Modeled on pg_cron's launcher: it waits for the extension, runs a
+//! recovery phase once (what a previous incarnation left half done), then loops over a list of
+//! tasks (task.rs): the expiry and overdue sweeps, housekeeping, exchange rates (rates.rs),
+//! webhook deliveries (webhooks.rs), invoice e-mails (email.rs) and one poll task per chain
+//! (polls.rs). Each run is a transaction of its own; a failing run is recorded in
+//! `invoices.worker_status` by kind (error.rs) and retried with back-off, and never stops the
+//! others. Network I/O happens on threads (threads.rs) outside any transaction, through the
+//! outgoing client (net.rs); only the main thread talks to PostgreSQL.
 
-mod chains;
 mod email;
-mod http;
+mod error;
+mod net;
+mod polls;
 mod rates;
+mod task;
+mod threads;
 mod webhooks;
 mod ws;
 
 use crate::settings;
+use error::{Result, WorkerError};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::{Duration, Instant};
+use task::{Step, Task, Tasks};
 
 /// `backend_type` in `pg_stat_activity`.
 pub const WORKER_TYPE: &str = "invoices worker";
@@ -47,19 +53,43 @@ pub extern "C-unwind" fn invoices_worker_main(_arg: pg_sys::Datum) {
         .unwrap_or_else(|| "invoices".to_string());
     BackgroundWorker::connect_worker_to_spi(Some(&db), None);
     let _ = in_transaction(|| {
-        Spi::run("set application_name = 'invoices worker'").map_err(|e| e.to_string())?;
-        Spi::run("set invoices.actor = 'worker'").map_err(|e| e.to_string())
+        Spi::run("set application_name = 'invoices worker'")?;
+        Spi::run("set invoices.actor = 'worker'")?;
+        Ok(())
     });
     log!("invoices worker started (database {db})");
 
-    let mut worker = Worker::new();
+    let mut worker: Option<Tasks> = None;
+    let mut installed_checked: Option<Instant> = None;
     let mut nap = naptime();
     while BackgroundWorker::wait_latch(Some(nap)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
-        // a task with more work waiting (webhooks in flight) gets the next tick at once
-        nap = if worker.tick() { Duration::from_millis(1) } else { naptime() };
+        nap = naptime();
+        let Some(tasks) = worker.as_mut() else {
+            // 1. wait for the extension (looked for every second), 2. recover, 3. the tasks
+            if installed_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                installed_checked = Some(Instant::now());
+                if extension_installed() {
+                    recover();
+                    worker = Some(tasks());
+                    nap = Duration::from_millis(1);
+                }
+            }
+            continue;
+        };
+        let tick = tasks.tick();
+        if tick.missing_object {
+            // dropped (or being re-created): wait for it again, then recover again
+            log!("invoices worker: the extension's objects are gone; waiting for the extension");
+            worker = None;
+            continue;
+        }
+        // a task with more work waiting (webhooks in flight, a poll) gets the next tick at once
+        if tick.busy {
+            nap = Duration::from_millis(1);
+        }
     }
     // Exit status 1: the postmaster restarts the worker after bgw_restart_time unless the
     // server itself is shutting down (status 0 would unregister it for good, so a stray
@@ -68,15 +98,84 @@ pub extern "C-unwind" fn invoices_worker_main(_arg: pg_sys::Datum) {
     unsafe { pg_sys::proc_exit(1) };
 }
 
+/// The list of tasks.
+fn tasks() -> Tasks {
+    Tasks::new(vec![
+        Box::new(Sweep::new("expiry", naptime, "select to_jsonb(r) from invoices_internal.expire_and_mark_overdue() r")),
+        Box::new(Sweep::new("housekeeping", || Duration::from_secs(30), "select to_jsonb(r) from invoices_internal.housekeeping() r")),
+        Box::new(webhooks::Deliveries::default()),
+        Box::new(email::Sends::default()),
+        Box::new(rates::Fetches::default()),
+        Box::new(polls::Chains::default()),
+    ])
+}
+
+/// Is the extension installed in this database?
+fn extension_installed() -> bool {
+    in_transaction(|| {
+        Ok(Spi::get_one::<bool>("select exists (select 1 from pg_extension where extname = 'invoices')")?
+            .unwrap_or(false))
+    })
+    .unwrap_or(false)
+}
+
+/// The recovery phase, before the first task runs (pg_cron's MarkPendingRunsAsFailed): what a
+/// previous incarnation of the worker left half done is made whole again. Its leases on
+/// webhook deliveries and e-mails are void (its threads died with it), so those are queued
+/// again at once; a chain poll in flight recorded nothing (its cursor did not move), so it is
+/// simply polled again. Reported as the task `recovery` in worker_status.
+fn recover() {
+    let recovered = in_transaction(|| {
+        let result = Spi::get_one::<pgrx::JsonB>("select invoices_internal.worker_recovery()")?
+            .map(|j| j.0)
+            .unwrap_or_default();
+        Spi::run_with_args(
+            "select invoices_internal.worker_task_report('recovery', 1, 0, 0, $1, null, null, $2, 0)",
+            &[unix_ms(std::time::SystemTime::now()).into(), pgrx::JsonB(result.clone()).into()],
+        )?;
+        Ok(result)
+    });
+    match recovered {
+        Ok(r) => log!("invoices worker: recovered {r}"),
+        Err(e) => warning!("invoices worker: recovery failed ({}): {e}", e.kind()),
+    }
+}
+
+/// A task that is one SQL statement returning a row (the sweeps).
+struct Sweep {
+    name: &'static str,
+    every: fn() -> Duration,
+    sql: &'static str,
+}
+
+impl Sweep {
+    fn new(name: &'static str, every: fn() -> Duration, sql: &'static str) -> Self {
+        Sweep { name, every, sql }
+    }
+}
+
+impl Task for Sweep {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn every(&self) -> Duration {
+        (self.every)()
+    }
+
+    fn run(&mut self) -> Result<Step> {
+        let sql = self.sql;
+        in_transaction(move || Ok(Step::Done(Spi::get_one::<pgrx::JsonB>(sql)?.map(|j| j.0).unwrap_or_default())))
+    }
+}
+
 fn naptime() -> Duration {
     Duration::from_millis(settings::WORKER_NAPTIME_MS.get().max(10) as u64)
 }
 
 /// Runs `f` in a transaction of its own: committed if it returns Ok, rolled back (and the
-/// error returned as text) if it returns Err or raises.
-pub(crate) fn in_transaction<R>(
-    f: impl FnOnce() -> Result<R, String> + UnwindSafe + RefUnwindSafe,
-) -> Result<R, String> {
+/// error returned) if it returns Err or raises.
+pub(crate) fn in_transaction<R>(f: impl FnOnce() -> Result<R> + UnwindSafe + RefUnwindSafe) -> Result<R> {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();
         pg_sys::StartTransactionCommand();
@@ -91,10 +190,16 @@ pub(crate) fn in_transaction<R>(
         Ok(value)
     })
     .catch_others(|e| {
-        Err(match e {
-            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
-            CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
-        })
+        let report = match &e {
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
+            CaughtError::RustPanic { ereport, .. } => ereport,
+        };
+        use pgrx::PgSqlErrorCode::*;
+        let missing_object = matches!(
+            report.sql_error_code(),
+            ERRCODE_UNDEFINED_FUNCTION | ERRCODE_UNDEFINED_TABLE | ERRCODE_INVALID_SCHEMA_NAME | ERRCODE_UNDEFINED_OBJECT
+        );
+        Err(WorkerError::Spi { message: report.message().to_string(), missing_object })
     })
     .execute();
     if result.is_err() && unsafe { pg_sys::IsTransactionState() } {
@@ -106,252 +211,4 @@ pub(crate) fn in_transaction<R>(
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
-
-/// Network work of a task running on threads: started as one batch, results collected on
-/// later ticks, the next batch started once every thread of the last one is done.
-pub(crate) struct InFlight<T> {
-    rx: Option<std::sync::mpsc::Receiver<T>>,
-}
-
-impl<T: Send + 'static> InFlight<T> {
-    pub(crate) fn new() -> Self {
-        InFlight { rx: None }
-    }
-
-    /// The results that arrived since the last call.
-    pub(crate) fn collect(&mut self) -> Vec<T> {
-        let mut out = Vec::new();
-        if let Some(rx) = &self.rx {
-            loop {
-                match rx.try_recv() {
-                    Ok(v) => out.push(v),
-                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        self.rx = None;
-                        break;
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    pub(crate) fn idle(&self) -> bool {
-        self.rx.is_none()
-    }
-
-    /// Runs `work` on one thread per item (no PostgreSQL calls there).
-    pub(crate) fn start<I: Send + 'static>(&mut self, items: Vec<I>, work: fn(I) -> T) {
-        if items.is_empty() {
-            return;
-        }
-        let (tx, rx) = std::sync::mpsc::channel();
-        for item in items {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let _ = tx.send(work(item));
-            });
-        }
-        self.rx = Some(rx);
-    }
-}
-
-/// One task's schedule and its counters since the last flush to `worker_tasks`.
-struct Task {
-    name: &'static str,
-    every: Duration,
-    next_run: Instant,
-    consecutive_failures: u32,
-    runs: u64,
-    failures: u64,
-    last_success: Option<std::time::SystemTime>,
-    last_error: Option<String>,
-    last_result: serde_json::Value,
-    last_flush: Instant,
-    dirty: bool,
-}
-
-impl Task {
-    fn new(name: &'static str, every: Duration) -> Self {
-        Task {
-            name,
-            every,
-            next_run: Instant::now(),
-            consecutive_failures: 0,
-            runs: 0,
-            failures: 0,
-            last_success: None,
-            last_error: None,
-            last_result: serde_json::Value::Null,
-            last_flush: Instant::now() - Duration::from_secs(60),
-            dirty: false,
-        }
-    }
-
-    /// Back-off after failures: 1 s, 2 s, 4 s … capped at 5 minutes.
-    fn backoff(&self) -> Duration {
-        Duration::from_secs(1u64 << self.consecutive_failures.min(8)).min(Duration::from_secs(300))
-    }
-
-    fn finished(&mut self, outcome: Result<serde_json::Value, String>) {
-        self.runs += 1;
-        match outcome {
-            Ok(result) => {
-                let changed = result != self.last_result;
-                self.consecutive_failures = 0;
-                self.last_success = Some(std::time::SystemTime::now());
-                self.last_result = result;
-                self.next_run = Instant::now() + self.every;
-                self.dirty |= changed;
-            }
-            Err(e) => {
-                self.consecutive_failures += 1;
-                self.failures += 1;
-                warning!("invoices worker: task {} failed: {e}", self.name);
-                self.last_error = Some(e);
-                self.next_run = Instant::now() + self.backoff();
-                self.dirty = true;
-            }
-        }
-        // worker_status is written on errors at once, on other news (a result that changed) at
-        // most every 250 ms, and otherwise every 2 s; not on every tick
-        let since = self.last_flush.elapsed();
-        if self.last_error.is_some()
-            || (self.dirty && since >= Duration::from_millis(250))
-            || since >= Duration::from_secs(2)
-        {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        let (name, runs, failures, consecutive) = (self.name, self.runs as i64, self.failures as i64, self.consecutive_failures as i32);
-        let error = self.last_error.take();
-        let result = pgrx::JsonB(self.last_result.clone());
-        let success = self.last_success.take().map(unix_ms);
-        let next_in = self.next_run.saturating_duration_since(Instant::now()).as_millis() as i64;
-        let recorded = in_transaction(move || {
-            Spi::run_with_args(
-                "select invoices_internal.worker_task_report($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[
-                    name.into(),
-                    runs.into(),
-                    failures.into(),
-                    consecutive.into(),
-                    success.into(),
-                    error.into(),
-                    result.into(),
-                    next_in.into(),
-                ],
-            )
-            .map_err(|e| e.to_string())
-        });
-        if let Err(e) = recorded {
-            warning!("invoices worker: could not record task {}: {e}", self.name);
-        }
-        self.runs = 0;
-        self.failures = 0;
-        self.dirty = false;
-        self.last_flush = Instant::now();
-    }
-}
-
-struct Worker {
-    expiry: Task,
-    rates: Task,
-    housekeeping: Task,
-    webhooks: Task,
-    email: Task,
-    email_sends: email::Sends,
-    rate_fetches: rates::Fetches,
-    deliveries: webhooks::Deliveries,
-    chains: chains::Chains,
-    installed_checked: Option<Instant>,
-    installed: bool,
-}
-
-impl Worker {
-    fn new() -> Self {
-        Worker {
-            expiry: Task::new("expiry", Duration::ZERO),
-            rates: Task::new("rates", Duration::from_millis(500)),
-            housekeeping: Task::new("housekeeping", Duration::from_secs(30)),
-            webhooks: Task::new("webhooks", Duration::ZERO),
-            email: Task::new("email", Duration::from_millis(500)),
-            email_sends: email::Sends::default(),
-            rate_fetches: rates::Fetches::default(),
-            deliveries: webhooks::Deliveries::default(),
-            chains: chains::Chains::default(),
-            installed_checked: None,
-            installed: false,
-        }
-    }
-
-    /// Is the extension installed in this database (checked every second until it is)?
-    fn extension_installed(&mut self) -> bool {
-        if self.installed {
-            return true;
-        }
-        if self.installed_checked.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return false;
-        }
-        self.installed_checked = Some(Instant::now());
-        self.installed = in_transaction(|| {
-            Spi::get_one::<bool>("select exists (select 1 from pg_extension where extname = 'invoices')")
-                .map(|v| v.unwrap_or(false))
-                .map_err(|e| e.to_string())
-        })
-        .unwrap_or(false);
-        self.installed
-    }
-
-    /// Runs the tasks that are due; true if one of them has more work waiting.
-    fn tick(&mut self) -> bool {
-        if !self.extension_installed() {
-            return false;
-        }
-        let now = Instant::now();
-        self.expiry.every = naptime();
-        if now >= self.expiry.next_run {
-            let outcome = in_transaction(|| {
-                Spi::get_one::<pgrx::JsonB>(
-                    "select to_jsonb(r) from invoices_internal.expire_and_mark_overdue() r",
-                )
-                .map(|v| v.map(|j| j.0).unwrap_or_default())
-                .map_err(|e| e.to_string())
-            });
-            if let Err(e) = &outcome {
-                if e.contains("does not exist") {
-                    // dropped (or being re-created): look again in a while
-                    self.installed = false;
-                }
-            }
-            self.expiry.finished(outcome);
-        }
-        if now >= self.housekeeping.next_run {
-            let outcome = in_transaction(|| {
-                Spi::get_one::<pgrx::JsonB>("select to_jsonb(r) from invoices_internal.housekeeping() r")
-                    .map(|v| v.map(|j| j.0).unwrap_or_default())
-                    .map_err(|e| e.to_string())
-            });
-            self.housekeeping.finished(outcome);
-        }
-        let mut busy = false;
-        if now >= self.webhooks.next_run {
-            let outcome = self.deliveries.step();
-            busy |= outcome.is_ok() && self.deliveries.busy;
-            self.webhooks.finished(outcome);
-        }
-        if now >= self.email.next_run {
-            let outcome = self.email_sends.step();
-            self.email.finished(outcome);
-        }
-        if now >= self.rates.next_run {
-            let outcome = self.rate_fetches.step();
-            self.rates.finished(outcome);
-        }
-        busy |= self.chains.tick();
-        busy
-    }
 }

@@ -2,7 +2,10 @@
 //! timeout, outside any transaction), parses each body with `domain::rates` and records every
 //! outcome (a rate or an error) in `rate_sources` / `rate_observations`.
 
-use super::{in_transaction, InFlight};
+use super::error::Result;
+use super::in_transaction;
+use super::task::{Step, Task};
+use super::threads::Batch;
 use crate::domain::rates;
 use pgrx::prelude::*;
 use std::time::Duration;
@@ -18,16 +21,16 @@ struct Source {
 
 struct Outcome {
     id: i64,
-    result: Result<String, String>,
+    result: std::result::Result<String, String>,
 }
 
 pub struct Fetches {
-    inflight: InFlight<Outcome>,
+    inflight: Batch<Outcome>,
 }
 
 impl Default for Fetches {
     fn default() -> Self {
-        Fetches { inflight: InFlight::new() }
+        Fetches { inflight: Batch::new() }
     }
 }
 
@@ -38,8 +41,8 @@ fn fetch_one(source: Source) -> Outcome {
     Outcome { id: source.id, result: fetch(&source) }
 }
 
-fn fetch(source: &Source) -> Result<String, String> {
-    let agent = super::http::agent("invoices-worker", Duration::from_millis(source.timeout_ms), 1);
+fn fetch(source: &Source) -> std::result::Result<String, String> {
+    let agent = super::net::agent("invoices-worker", Duration::from_millis(source.timeout_ms), 1);
     let mut response = agent.get(&source.url).call().map_err(|e| match e {
         ureq::Error::Timeout(_) => format!("timed out after {} ms", source.timeout_ms),
         other => other.to_string(),
@@ -57,9 +60,23 @@ fn fetch(source: &Source) -> Result<String, String> {
     rates::parse(&source.format, &body, &source.asset, &source.currency).map(|r| r.to_string())
 }
 
+impl Task for Fetches {
+    fn name(&self) -> &str {
+        "rates"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+
+    fn run(&mut self) -> Result<Step> {
+        self.step().map(Step::Done)
+    }
+}
+
 impl Fetches {
     /// One step: record what finished, start fetching what is due. Returns a summary.
-    pub fn step(&mut self) -> Result<serde_json::Value, String> {
+    fn step(&mut self) -> Result<serde_json::Value> {
         let done = self.inflight.collect();
         let recorded = done.len();
         if !done.is_empty() {
@@ -75,8 +92,7 @@ impl Fetches {
                     Spi::run_with_args(
                         "select invoices_internal.record_rate_fetch($1, $2::numeric, $3)",
                         &[(*id).into(), rate.clone().into(), error.clone().into()],
-                    )
-                    .map_err(|e| e.to_string())?;
+                    )?;
                 }
                 Ok(())
             })?;
@@ -85,26 +101,22 @@ impl Fetches {
         if self.inflight.idle() {
             let due = in_transaction(|| {
                 Spi::connect_mut(|client| {
-                    let rows = client
-                        .update(
-                            "select id, format, url, asset, currency, timeout_ms \
-                               from invoices_internal.claim_due_rate_sources()",
-                            None,
-                            &[],
-                        )
-                        .map_err(|e| e.to_string())?;
+                    let rows = client.update(
+                        "select id, format, url, asset, currency, timeout_ms \
+                           from invoices_internal.claim_due_rate_sources()",
+                        None,
+                        &[],
+                    )?;
                     let mut out = Vec::new();
                     for row in rows {
-                        let get = |i: usize| -> Result<String, String> {
-                            row.get::<String>(i).map_err(|e| e.to_string())?.ok_or("null".to_string())
-                        };
+                        let get = |i: usize| -> Result<String> { Ok(row.get::<String>(i)?.unwrap_or_default()) };
                         out.push(Source {
-                            id: row.get::<i64>(1).map_err(|e| e.to_string())?.unwrap_or_default(),
+                            id: row.get::<i64>(1)?.unwrap_or_default(),
                             format: get(2)?,
                             url: get(3)?,
                             asset: get(4)?,
                             currency: get(5)?,
-                            timeout_ms: row.get::<i32>(6).map_err(|e| e.to_string())?.unwrap_or(5000) as u64,
+                            timeout_ms: row.get::<i32>(6)?.unwrap_or(5000) as u64,
                         });
                     }
                     Ok(out)

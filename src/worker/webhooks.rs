@@ -3,12 +3,14 @@
 //! the finished attempts in batches. Network I/O never runs inside a transaction; only the main
 //! thread talks to PostgreSQL.
 
+use super::error::Result;
+use super::task::{Step, Task};
+use super::threads::Pool;
 use super::{in_transaction, unix_ms};
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,41 +60,14 @@ const EXCERPT: usize = 1024;
 /// At most this many deliveries are claimed by one statement.
 const MAX_CLAIM: i32 = 1000;
 
-/// Sender threads, each with its own job queue (filled round-robin), sharing one keep-alive
-/// connection pool.
-struct Pool {
-    jobs: Vec<Sender<Delivery>>,
-    next: usize,
-    results: Receiver<Outcome>,
-    threads: i32,
-    timeout_ms: i32,
-}
+/// The sender threads (each with its own job queue, filled round-robin) share one keep-alive
+/// connection pool: the agent, and the timeout it was made with.
+type Senders = Pool<Delivery, Outcome>;
 
-impl Pool {
-    fn new(threads: i32, timeout_ms: i32, allow_private: Arc<AtomicBool>) -> Pool {
-        let timeout = Duration::from_millis(timeout_ms as u64);
-        let agent = super::http::merchant_agent("invoices-webhooks", timeout, threads as usize, allow_private);
-        let (done, results) = channel::<Outcome>();
-        let mut jobs = Vec::new();
-        for _ in 0..threads {
-            let (tx, queue) = channel::<Delivery>();
-            let (done, agent) = (done.clone(), agent.clone());
-            std::thread::spawn(move || {
-                while let Ok(d) = queue.recv() {
-                    if done.send(send(&agent, timeout, d)).is_err() {
-                        return;
-                    }
-                }
-            });
-            jobs.push(tx);
-        }
-        Pool { jobs, next: 0, results, threads, timeout_ms }
-    }
-
-    fn dispatch(&mut self, d: Delivery) -> Result<(), String> {
-        self.next = (self.next + 1) % self.jobs.len();
-        self.jobs[self.next].send(d).map_err(|_| "a sender thread is gone".to_string())
-    }
+fn senders(threads: i32, timeout_ms: i32, allow_private: Arc<AtomicBool>) -> Senders {
+    let timeout = Duration::from_millis(timeout_ms as u64);
+    let agent = super::net::merchant_agent("invoices-webhooks", timeout, threads as usize, allow_private);
+    Pool::new(threads as usize, (agent, timeout), |(agent, timeout), d| send(agent, *timeout, d))
 }
 
 fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
@@ -162,9 +137,10 @@ fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
 
 #[derive(Default)]
 pub struct Deliveries {
-    pool: Option<Pool>,
+    pool: Option<Senders>,
+    /// The concurrency and timeout the pool was made with (a change makes a new one).
+    pool_made_with: (i32, i32),
     in_flight: usize,
-    leases_released: bool,
     /// `invoices.allow_private_destinations` of the database, read with every claim (the
     /// worker's session predates a later ALTER DATABASE SET).
     allow_private: Arc<AtomicBool>,
@@ -174,34 +150,39 @@ pub struct Deliveries {
     pub busy: bool,
 }
 
+impl Task for Deliveries {
+    fn name(&self) -> &str {
+        "webhooks"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    fn run(&mut self) -> Result<Step> {
+        self.step().map(Step::Done)
+    }
+
+    fn busy(&self) -> bool {
+        self.busy
+    }
+}
+
 impl Deliveries {
     /// One step: record the attempts that finished, then claim more while the pool has room.
-    pub fn step(&mut self) -> Result<serde_json::Value, String> {
+    /// (Leases of a previous incarnation were released by the worker's recovery phase.)
+    fn step(&mut self) -> Result<serde_json::Value> {
         self.busy = false;
-        if !self.leases_released {
-            // Leases held by a previous incarnation of the worker (killed mid-delivery) are
-            // void: its threads died with it. Queue those deliveries again now.
-            in_transaction(|| {
-                Spi::run("select invoices_internal.release_delivery_leases()").map_err(|e| e.to_string())
-            })?;
-            self.leases_released = true;
-        }
         let threads = settings::WEBHOOK_CONCURRENCY.get().max(1);
         let timeout_ms = settings::WEBHOOK_TIMEOUT_MS.get().max(100);
-        let stale = self.pool.as_ref().is_some_and(|p| p.threads != threads || p.timeout_ms != timeout_ms);
+        let stale = self.pool.is_some() && self.pool_made_with != (threads, timeout_ms);
         if self.pool.is_none() || (stale && self.in_flight == 0) {
-            self.pool = Some(Pool::new(threads, timeout_ms, self.allow_private.clone()));
+            self.pool = Some(senders(threads, timeout_ms, self.allow_private.clone()));
+            self.pool_made_with = (threads, timeout_ms);
         }
-        let Some(pool) = self.pool.as_mut() else { return Err("no sender pool".into()) };
+        let Some(pool) = self.pool.as_mut() else { unreachable!("the pool was just made") };
 
-        let mut done = Vec::new();
-        loop {
-            match pool.results.try_recv() {
-                Ok(o) => done.push(o),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => break,
-            }
-        }
+        let done = pool.collect();
         self.in_flight -= done.len().min(self.in_flight);
         let ok = done.iter().filter(|o| o.delivered()).count() as u64;
         let failed = done.len() as u64 - ok;
@@ -222,17 +203,15 @@ impl Deliveries {
         // sent again (at least once, same X-Webhook-Id), never lost.
         let allow_private = self.allow_private.clone();
         let batch = in_transaction(move || {
-            Spi::run("set local synchronous_commit = off").map_err(|e| e.to_string())?;
+            Spi::run("set local synchronous_commit = off")?;
             if claim_now {
                 let allowed = Spi::get_one::<bool>(
                     "select coalesce(invoices_internal.database_setting('invoices.allow_private_destinations')::boolean, false)",
-                )
-                .map_err(|e| e.to_string())?;
+                )?;
                 allow_private.store(allowed.unwrap_or(false), Ordering::Relaxed);
             }
             if let Some(outcomes) = outcomes {
-                Spi::run_with_args("select invoices_internal.record_deliveries($1)", &[outcomes.into()])
-                    .map_err(|e| e.to_string())?;
+                Spi::run_with_args("select invoices_internal.record_deliveries($1)", &[outcomes.into()])?;
             }
             if claim_now { claim(n, lease) } else { Ok(Vec::new()) }
         })?;
@@ -258,30 +237,26 @@ impl Deliveries {
     }
 }
 
-fn claim(n: i32, lease: i32) -> Result<Vec<Delivery>, String> {
+fn claim(n: i32, lease: i32) -> Result<Vec<Delivery>> {
     Spi::connect_mut(|client| {
-        let rows = client
-            .update(
-                "select merchant_id::text, id, url, secret, event, event_id::text, body, attempt \
-                   from invoices_internal.claim_deliveries($1, $2)",
-                None,
-                &[n.into(), lease.into()],
-            )
-            .map_err(|e| e.to_string())?;
+        let rows = client.update(
+            "select merchant_id::text, id, url, secret, event, event_id::text, body, attempt \
+               from invoices_internal.claim_deliveries($1, $2)",
+            None,
+            &[n.into(), lease.into()],
+        )?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let text = |i: usize| -> Result<String, String> {
-                row.get::<String>(i).map_err(|e| e.to_string()).map(|v| v.unwrap_or_default())
-            };
+            let text = |i: usize| -> Result<String> { Ok(row.get::<String>(i)?.unwrap_or_default()) };
             out.push(Delivery {
                 merchant_id: text(1)?,
-                id: row.get::<i64>(2).map_err(|e| e.to_string())?.unwrap_or_default(),
+                id: row.get::<i64>(2)?.unwrap_or_default(),
                 url: text(3)?,
-                secret: row.get::<String>(4).map_err(|e| e.to_string())?,
+                secret: row.get::<String>(4)?,
                 event: text(5)?,
                 event_id: text(6)?,
                 body: text(7)?,
-                attempt: row.get::<i32>(8).map_err(|e| e.to_string())?.unwrap_or(1),
+                attempt: row.get::<i32>(8)?.unwrap_or(1),
             });
         }
         Ok(out)
