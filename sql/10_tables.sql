@@ -1,8 +1,11 @@
 -- ============================================================================================
--- invoices — private tables (schema invoices_internal)
+-- invoices — core tables (schema invoices_internal): currencies, merchants, invoices, lines, quotes, audit log
 -- ============================================================================================
 -- Every tenant table carries merchant_id as the first column of its primary key and of every
 -- foreign key, so the schema can be distributed by merchant_id (Citus) later.
+--
+-- Needs: nothing of the files before
+-- Provides (internal): currencies, merchants, invoices, invoice_lines, quotes, audit_log, current_actor(), refuse_change(), audit_log_append_only, audit_log_no_truncate, check_invoice_row(), invoice_lines_consistent(), quotes_immutable, invoice_lines_immutable, invoice_never_deleted(), invoice_never_deleted
 
 -- Reference data: currencies and their exponents (ISO 4217 minor units; satoshi, wei …).
 -- Seeded from the Rust list so SQL and Rust can never disagree.
@@ -12,6 +15,7 @@ create table invoices_internal.currencies (
   kind     text not null check (kind in ('fiat', 'crypto')),
   name     text not null
 );
+
 insert into invoices_internal.currencies (code, exponent, kind, name)
 select code, exponent, kind, name from invoices_internal.currency_list();
 
@@ -93,16 +97,21 @@ create table invoices_internal.invoices (
   -- constraints: PostgreSQL re-reads CHECK expressions for every INSERT statement, while the
   -- trigger's expressions are compiled once per session (create_invoice is the hot path).
 );
+
 create index invoices_merchant_status_idx on invoices_internal.invoices (merchant_id, status, created_at desc);
+
 -- Slugs are random (~79 bits): unique per merchant by this index (it includes merchant_id, so
 -- the table can be distributed by it on Citus) and, by their randomness, across merchants. The
 -- public page finds an invoice by its slug alone through the same index (slug leads).
 create unique index invoices_slug_key on invoices_internal.invoices (slug, merchant_id);
+
 create index invoices_id_idx on invoices_internal.invoices (id);
+
 -- the worker's sweeps: unpaid invoices past their quote deadline, open invoices past due
 -- (invoices without a deadline or due date stay out of them: one index entry fewer to write)
 create index invoices_expiring_idx on invoices_internal.invoices (expires_at)
   where status in ('pending', 'overdue') and expires_at is not null;
+
 create index invoices_due_idx on invoices_internal.invoices (due_date)
   where status in ('pending', 'partial') and due_date is not null;
 
@@ -179,11 +188,13 @@ begin
     using errcode = '42501', hint = tg_argv[1];
 end
 $$;
+
 create trigger audit_log_append_only
   before update or delete on invoices_internal.audit_log
   for each row execute function invoices_internal.refuse_change(
     'the audit log is append-only: %s is not allowed',
     'audit rows are written by the status trigger and are never changed or removed');
+
 create trigger audit_log_no_truncate
   before truncate on invoices_internal.audit_log
   for each statement execute function invoices_internal.refuse_change(
@@ -233,90 +244,6 @@ begin
 end
 $$;
 
--- The status machine, enforced by the database whichever door a change comes through.
--- check_transition (Rust, domain::status) raises 23514 for an illegal transition and says
--- which timestamp to stamp.
-create function invoices_internal.invoice_before_update() returns trigger
-language plpgsql
-as $$
-declare
-  t text[];
-begin
-  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
-     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
-    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
-      using errcode = '23514';
-  end if;
-  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
-                                new.tax_amount, new.total)
-      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
-                        old.tax_amount, old.total) then
-    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
-      using errcode = '23514', hint = 'only draft invoices can change their amounts';
-  end if;
-  new.updated_at := now();
-  if new.status is distinct from old.status then
-    t := invoices_internal.check_transition(old.status, new.status);
-    case t[1]
-      when 'finalized_at' then new.finalized_at := now();
-      when 'partially_paid_at' then new.partially_paid_at := now();
-      when 'paid_at' then new.paid_at := now();
-      when 'confirmed_at' then new.confirmed_at := now();
-      when 'expired_at' then new.expired_at := now();
-      when 'overdue_at' then new.overdue_at := now();
-      when 'cancelled_at' then new.cancelled_at := now();
-      else null;
-    end case;
-    -- the audit row and the outbox, in the same transaction (one statement)
-    perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
-    -- expiry, cancellation and confirmation release the deposit address after its pause (the
-    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
-    -- to it still finds its invoice instead of the address's next holder
-    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
-    -- a late payment or a reorg never claims an address the carousel has handed on)
-    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
-      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
-        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
-      new.address_id := null;
-    end if;
-  end if;
-  perform invoices_internal.check_invoice_row(new);
-  return new;
-end
-$$;
-create trigger invoice_status_machine
-  before update on invoices_internal.invoices
-  for each row execute function invoices_internal.invoice_before_update();
-
--- A new invoice starts as draft; create_invoice(send => true) inserts it finalized at once,
--- which is the draft -> pending transition and is audited as both events. Its audit rows and
--- outbox events are written here, before the row (a failing insert takes them back with it):
--- one trigger and one statement instead of an AFTER trigger's two (create_invoice is the hot
--- path). Invoices are never inserted with ON CONFLICT, which could skip the row after this.
-create function invoices_internal.invoice_before_insert() returns trigger
-language plpgsql
-as $$
-begin
-  if new.status = 'pending' then
-    new.finalized_at := now();   -- draft -> pending, always legal
-  elsif new.status <> 'draft' then
-    raise exception 'a new invoice starts as draft, not %', new.status
-      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
-  end if;
-  perform invoices_internal.check_invoice_row(new);
-  if new.status = 'pending' then
-    perform invoices_internal.emit_events(new, '{invoice.created,invoice.finalized}', null,
-                                          '{NULL,draft}', '{draft,pending}');
-  else
-    perform invoices_internal.emit_events(new, '{invoice.created}', null, '{NULL}', '{draft}');
-  end if;
-  return new;
-end
-$$;
-create trigger invoice_starts_as_draft
-  before insert on invoices_internal.invoices
-  for each row execute function invoices_internal.invoice_before_insert();
-
 -- Lines agree with the invoice's totals: checked at commit, after all lines of a new invoice
 -- are in (a CHECK cannot look at other rows). SECURITY DEFINER: it fires at COMMIT, outside
 -- the SECURITY DEFINER function that wrote the rows, as the caller (e.g. PostgREST's role).
@@ -347,6 +274,7 @@ begin
   return null;
 end
 $$;
+
 create constraint trigger invoice_lines_match_subtotal
   after insert on invoices_internal.invoices
   deferrable initially deferred
@@ -374,6 +302,7 @@ begin
     using errcode = '42501', hint = 'cancel it with invoices.cancel_invoice';
 end
 $$;
+
 create trigger invoice_never_deleted
   before delete on invoices_internal.invoices
   for each row execute function invoices_internal.invoice_never_deleted();

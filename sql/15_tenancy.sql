@@ -1,9 +1,12 @@
 -- ============================================================================================
--- invoices — tenancy: which merchant the caller acts for
+-- invoices — tenancy and scopes: which merchant the caller acts for, and what it may call
 -- ============================================================================================
 -- HTTP requests act for the merchant of their API key; SQL sessions call invoices.act_as().
 -- Views and row-level security policies show only visible_merchants().
-
+--
+-- Needs: 05_errors (raise); 10_tables (merchants)
+-- Provides (API): act_as()
+-- Provides (internal): current_merchant_id(), admin_merchant_ids(), visible_merchants(), require_merchant(), access_rules, http_scopes(), needed_scope(), scope_allows(), check_scope(), authorize(), may_read()
 
 -- SQL-standard bodies (BEGIN ATOMIC) are resolved when created, so views and policies can call
 -- these for roles that have no USAGE on schema invoices_internal.
@@ -75,9 +78,9 @@ begin
   return jsonb_build_object('id', m.id, 'name', m.name);
 end
 $$;
+
 comment on function invoices.act_as(uuid) is
   'SQL door (admins only): act for this merchant for the rest of the session; row-level security and every invoices.* function then scope to it. act_as(null) stops. Returns {id, name}.';
-
 
 -- --------------------------------------------------------------------------------------------
 -- Scopes: what the caller's API key may use
@@ -94,8 +97,10 @@ create table invoices_internal.access_rules (
   scope  text not null check (scope in ('anonymous', 'public_read', 'read', 'write', 'webhooks', 'admin', 'sql')),
   primary key (kind, object)
 );
+
 comment on table invoices_internal.access_rules is
   'The scope each function and view of schema invoices needs over HTTP: anonymous (anyone), public_read (anyone; with a key, read), read, write, webhooks, admin (a key with admin may use everything but sql), sql (never over HTTP).';
+
 insert into invoices_internal.access_rules (kind, object, scope) values
   -- SQL door only: operators and data teams
   ('function', 'act_as', 'sql'), ('function', 'create_merchant', 'sql'), ('function', 'set_rate', 'sql'),
@@ -138,6 +143,7 @@ begin atomic
               then string_to_array(coalesce(nullif(current_setting('invoices.api_key_scopes', true), ''),
                                             'anonymous'), ',')
          end;
+
 end;
 
 -- The scope an object needs: its rule, else write for a function and read for a view.

@@ -4,6 +4,11 @@
 -- The worker (src/worker/) runs its tasks on a loop; what happened is data, not log lines:
 -- each task's runs, last success, last error and counters are in worker_tasks, each rate
 -- source's in rate_sources.
+--
+-- Needs: 12_outbox (emails, release_delivery_leases); 15_tenancy (may_read); 20_api_keys
+--   (api_keys, idempotency_keys); 25_rates_quotes (rate_observations, rate_sources)
+-- Provides (API): worker_status
+-- Provides (internal): worker_tasks, worker_task_report(), claim_due_rate_sources(), record_rate_fetch(), housekeeping(), worker_recovery()
 
 create table invoices_internal.worker_tasks (
   task                 text primary key,
@@ -55,6 +60,7 @@ select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
   left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
                       where a.backend_type = 'invoices worker' limit 1) w on true
  where invoices_internal.may_read('worker_status', current_user);
+
 comment on view invoices.worker_status is
   'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error (and its kind: spi, json, rpc, config, thread) and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others; the task recovery is what the worker found half done when it started.';
 
@@ -138,5 +144,22 @@ begin
   end loop;
   delete from invoices_internal.idempotency_keys where created_at < now() - interval '24 hours';
   get diagnostics idempotency_keys_expired = row_count;
+end
+$$;
+
+-- The worker's recovery phase, once before its first task runs (src/worker/mod.rs): what a
+-- previous incarnation (killed, crashed) left half done. Its leases are void, since its threads
+-- died with it: webhook deliveries and e-mails it held are due again at once.
+create function invoices_internal.worker_recovery() returns jsonb
+language plpgsql volatile
+as $$
+declare
+  deliveries integer := invoices_internal.release_delivery_leases();
+  emails integer;
+begin
+  update invoices_internal.emails set lease_until = now()
+   where status = 'sending' and lease_until > now();
+  get diagnostics emails = row_count;
+  return jsonb_build_object('deliveries_released', deliveries, 'emails_released', emails);
 end
 $$;

@@ -1,134 +1,17 @@
 -- ============================================================================================
--- invoices — events, webhook endpoints and deliveries (the transactional outbox)
+-- invoices — webhook endpoints and deliveries
 -- ============================================================================================
--- Every status change writes its event in the same transaction (the status trigger calls
--- emit_event), and the event fans out to one delivery per matching endpoint and to the
--- invoice's own callback_url. The worker sends deliveries outside any transaction, signs them
--- (X-Webhook-Signature, Webhook-Signature t=…,v1=…), records every attempt and retries on the
--- schedule invoices.webhook_retry_schedule (1m, 5m, 15m, 1h, 2h), then dead-letters.
-
-create table invoices_internal.events (
-  merchant_id uuid not null,
-  id          uuid not null default invoices_internal.uuid_v7(),
-  event       text not null,
-  invoice_id  uuid,
-  data        jsonb not null,
-  created_at  timestamptz not null default clock_timestamp(),
-  primary key (merchant_id, id)
-);
-create trigger events_immutable
-  before update or delete on invoices_internal.events
-  for each row execute function invoices_internal.refuse_change(
-    'events are immutable (%s refused)', 'events are written by the status changes that caused them');
-
-create table invoices_internal.webhook_endpoints (
-  merchant_id uuid not null references invoices_internal.merchants (id),
-  id          uuid not null default invoices_internal.uuid_v7(),
-  url         text not null check (url ~ '^https?://[^\s/]+'),
-  events      text[] not null default '{*}',
-  description text,
-  secret      text not null,
-  active      boolean not null default true,
-  created_at  timestamptz not null default now(),
-  deleted_at  timestamptz,
-  primary key (merchant_id, id)
-);
-
-create table invoices_internal.webhook_deliveries (
-  merchant_id      uuid not null,
-  id               bigint generated always as identity,
-  event_id         uuid not null,
-  endpoint_id      uuid,                   -- null: the invoice's callback_url
-  url              text not null,
-  secret           text,
-  max_retries      integer not null,
-  status           text not null default 'pending'
-                   check (status in ('pending', 'delivering', 'delivered', 'dead')),
-  attempts         integer not null default 0,
-  next_attempt_at  timestamptz not null default now(),
-  lease_until      timestamptz,
-  last_status_code integer,
-  last_error       text,
-  delivered_at     timestamptz,
-  created_at       timestamptz not null default clock_timestamp(),
-  primary key (merchant_id, id)
-);
-create index webhook_deliveries_due_idx on invoices_internal.webhook_deliveries (next_attempt_at)
-  where status in ('pending', 'delivering');
-
-create table invoices_internal.webhook_attempts (
-  merchant_id      uuid not null,
-  delivery_id      bigint not null,
-  attempt          integer not null,
-  started_at       timestamptz not null,
-  latency_ms       integer,
-  status_code      integer,
-  response_excerpt text,                   -- first 1 KiB of the response body
-  error            text,
-  primary key (merchant_id, delivery_id, attempt)
-);
-
--- The events of a status change (one, or created + finalized for an invoice created finalized)
--- and their deliveries, in the caller's transaction, in one statement. Payment events carry the
--- payment too (data.payment). A status change passes its audit rows too (audit_from/audit_to,
--- one per event), written by the same statement.
-create function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null,
-                                              audit_from text[] default null, audit_to text[] default null)
-returns void
-language plpgsql volatile
-as $$
-declare
-  data jsonb := jsonb_build_object(
-    'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
-    'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
-    'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
-    'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
-  retries integer := invoices_internal.retry_count();
-  actor text := case when audit_to is not null then invoices_internal.current_actor() end;
-begin
-  if payment is not null then
-    data := data || jsonb_build_object('payment', payment);
-  end if;
-  with audit as (
-    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
-    select i.merchant_id, i.id, t.from_status, t.to_status, t.event, actor
-      from unnest(audit_from, audit_to, events) t(from_status, to_status, event)
-     where audit_to is not null),
-  ev as (
-    insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
-    select i.merchant_id, invoices_internal.uuid_v7(), e.event, i.id, data
-      from unnest(events) with ordinality e(event, n)
-     order by e.n
-    returning id, event)
-  insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, secret, max_retries)
-  select i.merchant_id, d.event_id, d.endpoint_id, d.url, d.secret, d.max_retries
-    from (select ev.id as event_id, ev.event, w.id as endpoint_id, w.url, null::text as secret,
-                 retries as max_retries, 1 as kind
-            from ev join invoices_internal.webhook_endpoints w
-              on w.merchant_id = i.merchant_id and w.active and ('*' = any (w.events) or ev.event = any (w.events))
-          union all
-          select ev.id, ev.event, null, i.callback_url, i.callback_secret, coalesce(i.attempts_callback, retries), 2
-            from ev
-           where i.callback_url is not null) d
-   order by array_position(events, d.event), d.kind, d.endpoint_id;
-end
-$$;
-
--- How many retries invoices.webhook_retry_schedule allows (a delivery's max_retries), without
--- parsing the intervals; inlined into the statements that use it.
-create function invoices_internal.retry_count() returns integer
-language sql stable
-as $$
-  select cardinality(string_to_array(current_setting('invoices.webhook_retry_schedule'), ','))
-$$;
-
--- invoices.webhook_retry_schedule as intervals ('1min,5min,15min,1h,2h').
-create function invoices_internal.retry_schedule() returns interval[]
-language sql stable
-as $$
-  select array(select btrim(x)::interval
-                 from unnest(string_to_array(current_setting('invoices.webhook_retry_schedule'), ',')) x)
-$$;
+-- The API over the outbox (12_outbox.sql): endpoints, redelivery, the views of events,
+-- endpoints and deliveries, and the worker's side: claiming due deliveries with a lease and
+-- recording every attempt. Deliveries are signed (X-Webhook-Signature, Webhook-Signature
+-- t=…,v1=…) and retried on invoices.webhook_retry_schedule (1m, 5m, 15m, 1h, 2h), then
+-- dead-lettered.
+--
+-- Needs: 05_errors (raise); 12_outbox (events, retry_schedule, webhook_attempts,
+--   webhook_deliveries, …); 15_tenancy (authorize, may_read, require_merchant,
+--   visible_merchants)
+-- Provides (API): create_webhook_endpoint(), delete_webhook_endpoint(), redeliver(), verify_webhook_signature(), events, webhook_endpoints, webhook_deliveries
+-- Provides (internal): claim_deliveries(), record_deliveries()
 
 create function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null)
 returns jsonb
@@ -165,6 +48,7 @@ begin
                             'active', e.active, 'created_at', e.created_at, 'secret', e.secret);
 end
 $$;
+
 comment on function invoices.create_webhook_endpoint(text, text[], text) is
   'Register a webhook endpoint of the current merchant for events (default {*}: all). Returns {id, url, events, …, secret}: the signing secret (whsec_…) is shown this once. Deliveries carry X-Webhook-Signature (hex HMAC-SHA256 of the body) and Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">.';
 
@@ -196,6 +80,7 @@ begin
   return jsonb_build_object('id', e.id, 'url', e.url, 'active', e.active, 'deleted_at', e.deleted_at);
 end
 $$;
+
 comment on function invoices.delete_webhook_endpoint(uuid) is
   'Stop delivering to one of the current merchant''s webhook endpoints: its queued deliveries end at once, dead with last_error "not sent: the endpoint was deleted" (its history stays). Returns {id, url, active, deleted_at}.';
 
@@ -223,6 +108,7 @@ begin
   return jsonb_build_object('id', d.id, 'status', d.status, 'attempts', d.attempts, 'next_attempt_at', d.next_attempt_at);
 end
 $$;
+
 comment on function invoices.redeliver(bigint) is
   'Queue a delivery again now (dead-lettered ones included): one more attempt, then the usual retry schedule if it fails.';
 
@@ -234,6 +120,7 @@ as $$
   select invoices_internal.authorize('verify_webhook_signature');
   select invoices_internal.verify_signature(body, signature_header, secret, tolerance_seconds)
 $$;
+
 comment on function invoices.verify_webhook_signature(text, text, text, integer) is
   'The check a receiver runs: true if signature_header is the hex HMAC-SHA256 of body under secret (X-Webhook-Signature), or a Webhook-Signature t=<unix>,v1=<hex> whose timestamp is within tolerance_seconds (default 300) of now.';
 
@@ -241,6 +128,7 @@ create view invoices.events with (security_barrier) as
 select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
   from invoices_internal.events v
  where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('events', current_user);
+
 comment on view invoices.events is
   'Every event of the current merchant (invoice.created, invoice.paid, …), written in the same transaction as the change it reports. Immutable.';
 
@@ -248,6 +136,7 @@ create view invoices.webhook_endpoints with (security_barrier) as
 select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at
   from invoices_internal.webhook_endpoints e
  where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
+
 comment on view invoices.webhook_endpoints is
   'Webhook endpoints of the current merchant: url, subscribed events, active. Never the secret.';
 
@@ -263,11 +152,11 @@ select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is
   from invoices_internal.webhook_deliveries d
   join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
  where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_deliveries', current_user);
+
 comment on view invoices.webhook_deliveries is
   'One row per (event, endpoint or invoice callback): status pending / delivering / delivered / dead, attempts, next attempt, and the log of every attempt (status code, latency, first 1 KiB of the response, error).';
 
 -- The worker's side ------------------------------------------------------------------------
-
 -- Claims up to n due deliveries with a lease (a crashed worker's leases expire and are taken
 -- again), with everything needed to send them.
 create function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
@@ -379,21 +268,6 @@ begin
     get diagnostics m = row_count;
     n := n + m;
   end loop;
-  return n;
-end
-$$;
-
--- At the worker's start: leases of a previous incarnation (killed mid-delivery) are void.
-create function invoices_internal.release_delivery_leases() returns integer
-language plpgsql volatile
-as $$
-declare
-  n integer;
-begin
-  update invoices_internal.webhook_deliveries
-     set status = 'pending', lease_until = null, next_attempt_at = least(next_attempt_at, now())
-   where status = 'delivering';
-  get diagnostics n = row_count;
   return n;
 end
 $$;

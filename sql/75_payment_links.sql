@@ -4,6 +4,12 @@
 -- A payment link is a reusable, public way to get paid (BTPay's payment links): a title, a
 -- fixed amount or one the payer chooses, a currency and the asset to pay in. Paying a link
 -- creates a finalized invoice of the link's merchant (quote and deposit address included).
+--
+-- Needs: 05_errors (raise); 10_tables (currencies, merchants); 15_tenancy (authorize, may_read,
+--   require_merchant, visible_merchants); 50_invoices (create_invoice); 55_gateway
+--   (public_lookup_allowed)
+-- Provides (API): create_payment_link(), deactivate_payment_link(), pay_payment_link(), payment_links, public_payment_links
+-- Provides (internal): payment_links, payment_link_slugs, link_slug(), payment_link_object()
 
 create table invoices_internal.payment_links (
   merchant_id    uuid not null references invoices_internal.merchants (id),
@@ -22,7 +28,9 @@ create table invoices_internal.payment_links (
   deactivated_at timestamptz,
   primary key (merchant_id, id)
 );
+
 create unique index payment_links_slug_key on invoices_internal.payment_links (merchant_id, slug);
+
 create index payment_links_slug_idx on invoices_internal.payment_links (slug);
 
 -- A link is public and found by its slug alone, so slugs are unique across merchants: the
@@ -113,6 +121,7 @@ begin
   return invoices_internal.payment_link_object(l);
 end
 $$;
+
 comment on function invoices.create_payment_link(text, text, text, numeric, text, text, text, jsonb) is
   'Create a payment link of the current merchant: a title, a fixed amount or null (the payer chooses), the currency (default: the merchant''s), the asset to pay in, a redirect URL after payment. The slug is made from the title unless given. Returns the link with its public URL.';
 
@@ -151,6 +160,7 @@ begin
   return invoices_internal.payment_link_object(l);
 end
 $$;
+
 comment on function invoices.deactivate_payment_link(text) is
   'Stop a payment link of the current merchant from taking payments (its invoices stay). Returns the link.';
 
@@ -206,6 +216,7 @@ begin
     'redirect_url', l.redirect_url);
 end
 $$;
+
 comment on function invoices.pay_payment_link(text, numeric) is
   'Public (no key): pay an active payment link. Creates a finalized invoice of the link''s merchant for the fixed amount, or for amount when the payer chooses; returns what the payer needs (amount to pay in the asset, deposit address, deadline, hosted URL).';
 
@@ -214,6 +225,7 @@ select l.merchant_id, l.id, l.slug, l.title, l.description, l.amount, l.currency
        l.metadata, l.active, l.invoices_created, l.created_at, l.deactivated_at
   from invoices_internal.payment_links l
  where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_links', current_user);
+
 comment on view invoices.payment_links is
   'Payment links of the current merchant: slug, title, fixed amount (null: the payer chooses), currency, asset, active, how many invoices they created.';
 
@@ -223,5 +235,6 @@ select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
   from invoices_internal.payment_links l
  where l.active and invoices_internal.public_lookup_allowed()
    and invoices_internal.may_read('public_payment_links', current_user);
+
 comment on view invoices.public_payment_links is
   'An active payment link as the payer sees it, readable without an API key by slug: GET /public_payment_links?slug=eq.<slug>. Pay it with POST /rpc/pay_payment_link.';

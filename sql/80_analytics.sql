@@ -4,6 +4,11 @@
 -- Read-only views over the current merchant's invoices (an admin acting for no merchant sees
 -- every merchant: one row group per merchant). Money stays numeric and exact; fiat values of
 -- crypto amounts use the quoted rate unless the view says otherwise.
+--
+-- Needs: 10_tables (currencies, invoices, quotes); 15_tenancy (may_read, visible_merchants);
+--   25_rates_quotes (current_rate, rate_observations)
+-- Provides (API): receivables_aging, revenue_by_month, payment_conversion, days_to_pay, open_exposure, fx_gain_loss
+-- Provides (internal): latest_quotes
 
 -- The latest quote of each invoice (asset amount, rate = currency per 1 asset).
 create view invoices_internal.latest_quotes as
@@ -34,6 +39,7 @@ select merchant_id, currency,
        coalesce(sum(due) filter (where bucket = '90+'), 0) as days_90_plus
   from open
  group by merchant_id, currency;
+
 comment on view invoices.receivables_aging is
   'Receivables aging per currency: what open invoices (pending, partial, overdue) still owe, by days past their due date: current (not yet due, or no due date), 1-30, 31-60, 61-90, 90+.';
 
@@ -49,6 +55,7 @@ select i.merchant_id, date_trunc('month', i.paid_at)::date as month, i.currency,
  where i.status in ('paid', 'confirmed') and i.paid_at is not null
    and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('revenue_by_month', current_user)
  group by i.merchant_id, date_trunc('month', i.paid_at), i.currency, i.asset;
+
 comment on view invoices.revenue_by_month is
   'Revenue of paid and confirmed invoices by month of payment x invoice currency x asset: invoices, amount paid (currency), asset received, and its value in the invoice currency at the quoted rate.';
 
@@ -65,6 +72,7 @@ select i.merchant_id, date_trunc('month', i.finalized_at)::date as month,
  where i.finalized_at is not null
    and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_conversion', current_user)
  group by i.merchant_id, date_trunc('month', i.finalized_at);
+
 comment on view invoices.payment_conversion is
   'Conversion by month of finalization: finalized, paid (paid or confirmed), expired, cancelled, still open, and paid / (paid + expired).';
 
@@ -86,6 +94,7 @@ select merchant_id,
        round(avg(days), 2) as mean_days
   from paid
  group by merchant_id;
+
 comment on view invoices.days_to_pay is
   'How long customers take to pay, from finalization to payment: counts per bucket (same day, 1-6, 7-29, 30+ days), median, 90th percentile and mean in days.';
 
@@ -108,6 +117,7 @@ select o.merchant_id, o.asset, o.currency,
   join invoices_internal.currencies c on c.code = o.currency
   left join lateral invoices_internal.current_rate(o.asset, o.currency) r on true
  group by o.merchant_id, o.asset, o.currency, r.rate, c.exponent;
+
 comment on view invoices.open_exposure is
   'Open exposure per asset and currency: the asset amounts open invoices still expect, their value at the quoted rates, today''s rate (median of fresh sources; null if none) and their value at it.';
 
@@ -124,5 +134,6 @@ select i.merchant_id, i.id as invoice_id, i.invoice_number, q.asset, q.currency,
      order by o.observed_at desc limit 1) c on true
  where i.status = 'confirmed' and q.rate is not null
    and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('fx_gain_loss', current_user);
+
 comment on view invoices.fx_gain_loss is
   'FX gain or loss of each confirmed crypto-paid fiat invoice: the asset received valued at the last rate observed before confirmation minus its value at the quoted rate (positive: the crypto was worth more when it arrived).';

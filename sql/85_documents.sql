@@ -11,11 +11,19 @@
 -- public_invoices view allows. The hosted URL <invoices.public_base_url>/i/<slug> is this
 -- page: the web server in front of PostgREST maps it to /rpc/hosted_invoice?slug=<slug>
 -- (see the README; scripts/setup.sh runs such an nginx).
+--
+-- Needs: 05_errors (raise); 10_tables (invoices); 12_outbox (emit_events); 15_tenancy
+--   (authorize); 50_invoices (document_invoice, invoice_object); 70_chains (chains)
+-- Provides (API): "application/pdf, "text/html, invoice_pdf(), hosted_invoice(), invoice_viewed()
+-- Provides (internal): invoice_document()
 
 create domain invoices."application/pdf" as bytea;
+
 comment on domain invoices."application/pdf" is
   'A PDF document: PostgREST serves functions returning it for Accept: application/pdf.';
+
 create domain invoices."text/html" as text;
+
 comment on domain invoices."text/html" is
   'An HTML page: PostgREST serves functions returning it for Accept: text/html (browsers).';
 
@@ -56,6 +64,7 @@ begin
   return invoices_internal.render_invoice_pdf(doc);
 end
 $$;
+
 comment on function invoices.invoice_pdf(text) is
   'The invoice as a PDF: merchant and customer, number and dates, the line table, subtotal / discount / tax / total, the crypto amount with rate and deadline, the deposit address with a QR code of its payment URI (BIP21 bitcoin:, EIP-681 ethereum: incl. ERC-20 transfer, kaspa:), and a PAID / EXPIRED / CANCELLED stamp. ref: the invoice number, id or slug for the merchant''s key; without a key, the slug (or id) of a finalized invoice. Over HTTP: GET /rpc/invoice_pdf?ref=<slug> with Accept: application/pdf (the pdf_url of the invoice).';
 
@@ -82,6 +91,7 @@ begin
     (extract(epoch from clock_timestamp()) * 1000)::bigint);
 end
 $$;
+
 comment on function invoices.hosted_invoice(text) is
   'The hosted invoice page (HTML, self-contained: no external scripts, fonts or images): amount and asset, deposit address with its QR code and an "open in wallet" link, a countdown to the quote deadline, the status refreshing by polling invoice_status, paid / expired states that follow the invoice''s success_url / failed_url, and the PDF. Served at <invoices.public_base_url>/i/<slug> (the web server maps that to GET /rpc/hosted_invoice?slug=<slug>); opening it records invoice.viewed once.';
 
@@ -118,5 +128,6 @@ begin
   return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
 end
 $$;
+
 comment on function invoices.invoice_viewed(text) is
   'Records that the payer opened the hosted page (the page calls it: POST /rpc/invoice_viewed {"slug": …}). The first call stamps viewed_at and emits invoice.viewed; later calls change nothing. Returns {slug, viewed_at, first_view}.';

@@ -7,54 +7,12 @@
 -- machinery: a lease per attempt, retries after invoices.webhook_retry_schedule, dead after
 -- the last one (a relay's permanent 5xx refusal is dead at once). The invoice's sent_at is
 -- stamped when the relay accepts the first message. Without a relay the e-mails wait.
-
-create table invoices_internal.emails (
-  merchant_id      uuid not null,
-  id               bigint generated always as identity,
-  invoice_id       uuid not null,
-  recipient        text not null check (invoices_internal.is_email(recipient)),
-  status           text not null default 'queued' check (status in ('queued', 'sending', 'sent', 'failed', 'dead')),
-  attempts         integer not null default 0,
-  max_attempts     integer not null,
-  next_attempt_at  timestamptz not null default now(),
-  lease_until      timestamptz,
-  last_error       text,
-  relay_response   text,
-  created_at       timestamptz not null default now(),
-  sent_at          timestamptz,
-  primary key (merchant_id, id),
-  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
-);
-create index emails_due_idx on invoices_internal.emails (next_attempt_at) where status in ('queued', 'failed', 'sending');
-create index emails_invoice_idx on invoices_internal.emails (merchant_id, invoice_id);
-
--- Queues the e-mail of one invoice to `recipient` (default: its customer).
-create function invoices_internal.queue_invoice_email(mid uuid, invoice_id uuid, recipient text default null)
-returns invoices_internal.emails
-language plpgsql volatile
-as $$
-declare
-  i invoices_internal.invoices;
-  e invoices_internal.emails;
-  to_addr text;
-begin
-  select * into i from invoices_internal.invoices v where v.merchant_id = mid and v.id = invoice_id;
-  to_addr := btrim(coalesce(nullif(btrim(recipient), ''), i.customer_email, ''));
-  if to_addr = '' then
-    perform invoices_internal.raise('22023', format('invoice %s has no customer e-mail to send it to', i.invoice_number),
-      '{"errors":[{"field":"customer_email","message":"is required to send the invoice (or pass to_email)"}]}',
-      'create the invoice with customer_email, or call send_invoice(ref, to_email => ''…'')');
-  end if;
-  if not invoices_internal.is_email(to_addr) then
-    perform invoices_internal.raise('22023', format('invalid e-mail address %s', to_addr),
-      '{"errors":[{"field":"to_email","message":"is not an e-mail address"}]}', 'pass an address such as bob@example.com');
-  end if;
-  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  values (mid, i.id, to_addr, invoices_internal.retry_count() + 1)
-  returning * into e;
-  return e;
-end
-$$;
+--
+-- Needs: 05_errors (raise); 10_tables (invoices); 12_outbox (emails, queue_invoice_email,
+--   retry_schedule); 15_tenancy (authorize, may_read, require_merchant, visible_merchants);
+--   50_invoices (finalize_invoice, resolve_invoice); 85_documents (invoice_document)
+-- Provides (API): send_invoice(), emails
+-- Provides (internal): email_object(), database_setting(), claim_emails(), record_email()
 
 create function invoices_internal.email_object(e invoices_internal.emails) returns jsonb
 language sql stable
@@ -89,6 +47,7 @@ begin
   return invoices_internal.email_object(e);
 end
 $$;
+
 comment on function invoices.send_invoice(text, text) is
   'E-mail the invoice to its customer (or to_email): the hosted link and the PDF, delivered by the worker through invoices.smtp_url with retries (the webhook schedule); a draft is finalized first. The invoice''s sent_at is stamped when the relay accepts it. Returns the queued e-mail {id, invoice_number, to, status, attempts, next_attempt_at, …}; follow it in the emails view.';
 
@@ -98,6 +57,7 @@ select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to",
   from invoices_internal.emails e
   join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
  where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('emails', current_user);
+
 comment on view invoices.emails is
   'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer.';
 
@@ -195,22 +155,5 @@ begin
            next_attempt_at = retry_at
      where x.merchant_id = mid and x.id = email_id;
   end if;
-end
-$$;
-
--- The worker's recovery phase, once before its first task runs (src/worker/mod.rs): what a
--- previous incarnation (killed, crashed) left half done. Its leases are void, since its threads
--- died with it: webhook deliveries and e-mails it held are due again at once.
-create function invoices_internal.worker_recovery() returns jsonb
-language plpgsql volatile
-as $$
-declare
-  deliveries integer := invoices_internal.release_delivery_leases();
-  emails integer;
-begin
-  update invoices_internal.emails set lease_until = now()
-   where status = 'sending' and lease_until > now();
-  get diagnostics emails = row_count;
-  return jsonb_build_object('deliveries_released', deliveries, 'emails_released', emails);
 end
 $$;

@@ -17,6 +17,10 @@
 -- position is the call order: reference tables first, then the colocation anchor (merchants),
 -- then the tables colocated with it (a referenced table before the tables referencing it),
 -- then the routing tables.
+--
+-- Needs: 15_tenancy (authorize)
+-- Provides (API): distribute_on_citus()
+-- Provides (internal): distribution_plan
 
 create view invoices_internal.distribution_plan as
 select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
@@ -55,6 +59,7 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     -- only by invoices.worker_status; replicating it to every node would buy nothing
     ('invoices_internal.worker_tasks',        'local', null, null, 900)
   ) as p(table_name, kind, distribution_column, colocate_with, position);
+
 comment on view invoices_internal.distribution_plan is
   'How each table of invoices_internal is laid out on Citus: kind tenant (distributed by distribution_column, colocated with colocate_with, or the anchor when null), reference (copied to every node), routing (a global lookup distributed by its own key, in a colocation group of its own) or local (coordinator only); position is the order of the create_reference_table / create_distributed_table calls. Checked without Citus by tests/citus/catalog.sh; applied by invoices.distribute_on_citus().';
 
@@ -100,5 +105,6 @@ begin
   end loop;
 end
 $$;
+
 comment on function invoices.distribute_on_citus() is
   'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';

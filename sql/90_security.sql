@@ -1,32 +1,44 @@
 -- ============================================================================================
--- invoices — privileges and row-level security
+-- invoices — security: grants, row-level security, dump configuration
 -- ============================================================================================
 -- Nobody but the owner touches invoices_internal directly; the API is the functions and views
 -- of schema invoices. Functions that write are SECURITY DEFINER with a pinned search_path and
 -- scope every statement to the caller's merchant.
+--
+-- Needs: every file before (it grants on, and checks, all of them)
 
 revoke all on schema invoices_internal from public;
+
 revoke all on all tables in schema invoices_internal from public;
+
 revoke execute on all functions in schema invoices_internal from public;
+
 revoke execute on all functions in schema invoices from public;
 
 -- Views and policies call these as the querying user (no schema USAGE is needed for that).
 grant execute on function invoices_internal.visible_merchants() to public;
+
 grant execute on function invoices_internal.current_merchant_id() to public;
+
 grant execute on function invoices_internal.admin_merchant_ids(name) to public;
+
 grant execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) to public;
 
 -- Admins (data teams, operators) use the whole SQL door.
 grant usage on schema invoices to invoices_admin;
+
 grant select on all tables in schema invoices to invoices_admin;
+
 grant execute on all functions in schema invoices to invoices_admin;
 
 -- Row-level security on every tenant table: a role that is granted a table directly still
 -- sees only its merchant's rows. (The owner, who runs the SECURITY DEFINER functions, scopes
 -- its statements itself.)
 alter table invoices_internal.merchants enable row level security;
+
 create policy merchant_scope on invoices_internal.merchants
   using (id = any ((select invoices_internal.visible_merchants())::uuid[]));
+
 -- ... and every table that carries merchant_id, today's and tomorrow's alike.
 do $$
 declare
@@ -49,14 +61,20 @@ $$;
 -- role can read the views and call the functions a key's scopes may use; the pre-request check
 -- decides which key, merchant and scope a request has.
 grant usage on schema invoices_internal to invoices_api, invoices_authenticator;
+
 grant execute on function invoices_internal.postgrest_config() to invoices_authenticator;
+
 grant execute on function invoices_internal.http_pre_request() to invoices_api;
+
 grant execute on function invoices_internal.api_key_usage(), invoices_internal.public_lookup_allowed()
   to invoices_api, invoices_admin;
+
 grant usage on schema invoices to invoices_api;
+
 grant select on invoices.invoices, invoices.invoice_lines, invoices.audit_log, invoices.api_keys,
                 invoices.public_invoices
    to invoices_api;
+
 grant execute on function
   invoices.create_invoice(jsonb, text, text, text, text, text, numeric, numeric, date, date, text, jsonb, text, numeric, integer, integer, integer, text, text, integer, text, text, text, boolean, jsonb, text, text),
   invoices.finalize_invoice(text),
@@ -68,59 +86,90 @@ grant execute on function
 
 -- Extension tables are left out of pg_dump unless marked: these hold the users' data.
 select pg_catalog.pg_extension_config_dump('invoices_internal.merchants', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.invoices', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_lines', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.audit_log', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.api_keys', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.api_key_hashes', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.server_secrets', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.idempotency_keys', '');
 
 -- Rates, quotes and the worker.
 grant execute on function invoices_internal.median_rate(numeric[]) to invoices_api, invoices_admin;
+
 grant select on invoices.quotes, invoices.rates to invoices_api;
+
 grant execute on function invoices.requote_invoice(text) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.quotes', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.rate_sources', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.rate_observations', '');
 
 -- Wallets and the address carousel.
 grant select on invoices.wallets, invoices.addresses to invoices_api;
+
 grant execute on function invoices.create_wallet(text, text, text, integer, text) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.wallets', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.addresses', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.address_assignments', '');
 
 -- Events and webhooks (row-level security comes from the merchant_id loop above).
 grant select on invoices.events, invoices.webhook_endpoints, invoices.webhook_deliveries to invoices_api;
+
 grant execute on function invoices.create_webhook_endpoint(text, text[], text), invoices.delete_webhook_endpoint(uuid),
   invoices.redeliver(bigint), invoices.verify_webhook_signature(text, text, text, integer) to invoices_api;
+
 grant execute on function invoices_internal.verify_signature(text, text, text, integer) to invoices_api, invoices_admin;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.events', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_endpoints', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_deliveries', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.webhook_attempts', '');
 
 -- Chains and payments. configure_chain is for admins only (SQL); merchants read the chains'
 -- progress without their node credentials.
 grant select on invoices.chains, invoices.payments, invoices.unmatched_payments to invoices_api;
+
 grant execute on function invoices_internal.url_origin(text), invoices_internal.redact_urls(text) to invoices_api, invoices_admin;
+
 grant execute on function invoices.set_payment_tolerance(numeric) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.chains', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');
 
 -- Analytics views (read scope over HTTP).
 grant select on invoices.receivables_aging, invoices.revenue_by_month, invoices.payment_conversion,
   invoices.days_to_pay, invoices.open_exposure, invoices.fx_gain_loss to invoices_api;
+
 grant execute on function invoices_internal.current_rate(text, text) to invoices_api, invoices_admin;
 
 -- Payment links: merchants manage theirs (write scope); anyone may read an active one by slug
 -- and pay it (the pre-request check lets these through without a key).
 grant select on invoices.payment_links, invoices.public_payment_links to invoices_api;
+
 grant execute on function invoices.create_payment_link(text, text, text, numeric, text, text, text, jsonb),
   invoices.deactivate_payment_link(text), invoices.pay_payment_link(text, numeric) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_links', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs', '');
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.wallet_keys', '');
 
 -- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
@@ -129,7 +178,9 @@ grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(te
 
 -- E-mail: merchants send (write scope) and follow their e-mails (read).
 grant select on invoices.emails to invoices_api;
+
 grant execute on function invoices.send_invoice(text, text) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');
 
 -- Every function and view of schema invoices has its scope in invoices_internal.access_rules,

@@ -29,111 +29,250 @@ pub extern "C-unwind" fn _PG_init() {
     worker::register();
 }
 
-// The hand-written SQL, in dependency order. Each file reads as part of the API reference.
+// The hand-written SQL. Each file names what it needs: the files whose objects it uses and the
+// Rust functions it calls, so pgrx orders them by their real dependencies (the numbers give
+// the same order; each file's header says what it needs and provides).
 pgrx::extension_sql_file!("../sql/00_bootstrap.sql", name = "bootstrap", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/05_errors.sql",
+    name = "errors",
+    requires = [
+        "bootstrap",
+        api::gateway::invoices_internal::http_status
+    ]
+);
 pgrx::extension_sql_file!(
     "../sql/10_tables.sql",
     name = "tables",
     requires = [
-        api::ids::invoices_internal::uuid_v7,
-        api::ids::invoices_internal::new_slug,
+        "bootstrap",
         api::ids::invoices_internal::currency_list,
         api::ids::invoices_internal::is_currency,
-        api::invoices::invoices_internal::check_transition
+        api::ids::invoices_internal::new_slug,
+        api::ids::invoices_internal::uuid_v7
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/12_outbox.sql",
+    name = "outbox",
+    requires = [
+        "errors",
+        "tables",
+        api::documents::invoices_internal::is_email,
+        api::ids::invoices_internal::uuid_v7
     ]
 );
 pgrx::extension_sql_file!(
     "../sql/15_tenancy.sql",
     name = "tenancy",
-    requires = ["tables"]
-);
-pgrx::extension_sql_file!(
-    "../sql/20_views.sql",
-    name = "views",
-    requires = ["tenancy"]
-);
-pgrx::extension_sql_file!(
-    "../sql/30_invoices.sql",
-    name = "invoice_functions",
     requires = [
-        "views",
-        api::invoices::invoices_internal::prepare_invoice,
-        api::invoices::invoices_internal::prepare_merchant,
-        api::invoices::invoices_internal::transition_problem,
-        api::ids::invoices_internal::format_invoice_number
+        "errors",
+        "tables"
     ]
 );
 pgrx::extension_sql_file!(
-    "../sql/40_http.sql",
-    name = "http",
+    "../sql/20_api_keys.sql",
+    name = "api_keys",
     requires = [
-        "invoice_functions",
-        api::http::invoices_internal::issue_api_key,
-        api::http::invoices_internal::prepare_api_key,
-        api::http::invoices_internal::new_secret,
-        api::http::invoices_internal::http_route,
-        api::http::invoices_internal::http_status,
-        api::http::invoices_internal::rate_limit_hit,
-        api::http::invoices_internal::api_key_usage
+        "errors",
+        "tables",
+        "tenancy",
+        api::gateway::invoices_internal::api_key_usage,
+        api::gateway::invoices_internal::issue_api_key,
+        api::gateway::invoices_internal::new_secret,
+        api::gateway::invoices_internal::prepare_api_key,
+        api::ids::invoices_internal::uuid_v7
     ]
 );
 pgrx::extension_sql_file!(
-    "../sql/50_rates_quotes.sql",
+    "../sql/25_rates_quotes.sql",
     name = "rates_quotes",
     requires = [
-        "http",
+        "errors",
+        "tables",
+        "tenancy",
+        api::ids::invoices_internal::is_currency,
         api::rates::invoices_internal::median_rate,
         api::rates::invoices_internal::quote_asset_amount,
         api::rates::invoices_internal::rate_source_url
     ]
 );
 pgrx::extension_sql_file!(
-    "../sql/55_wallets.sql",
+    "../sql/30_wallets.sql",
     name = "wallets",
     requires = [
+        "errors",
+        "tables",
+        "tenancy",
         "rates_quotes",
-        api::wallets::invoices_internal::derive_wallet_address,
-        api::wallets::invoices_internal::check_wallet_address
+        api::ids::invoices_internal::uuid_v7,
+        api::wallets::invoices_internal::check_wallet_address,
+        api::wallets::invoices_internal::derive_wallet_address
     ]
 );
-pgrx::extension_sql_file!("../sql/60_worker.sql", name = "worker", requires = ["wallets"]);
+pgrx::extension_sql_file!(
+    "../sql/35_status_machine.sql",
+    name = "status_machine",
+    requires = [
+        "tables",
+        "outbox",
+        "wallets",
+        api::invoices::invoices_internal::check_transition
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/40_views.sql",
+    name = "views",
+    requires = [
+        "tables",
+        "tenancy"
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/50_invoices.sql",
+    name = "invoices",
+    requires = [
+        "errors",
+        "tables",
+        "outbox",
+        "tenancy",
+        "api_keys",
+        "wallets",
+        "views",
+        api::ids::invoices_internal::format_invoice_number,
+        api::ids::invoices_internal::new_slug,
+        api::ids::invoices_internal::uuid_v7,
+        api::invoices::invoices_internal::prepare_merchant,
+        api::invoices::invoices_internal::prepare_new_invoice,
+        api::invoices::invoices_internal::transition_problem
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/55_gateway.sql",
+    name = "gateway",
+    requires = [
+        "errors",
+        "tenancy",
+        "api_keys",
+        "views",
+        api::gateway::invoices_internal::http_route,
+        api::gateway::invoices_internal::new_secret,
+        api::gateway::invoices_internal::rate_limit_hit
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/60_worker.sql",
+    name = "worker",
+    requires = [
+        "outbox",
+        "tenancy",
+        "api_keys",
+        "rates_quotes",
+        api::gateway::invoices_internal::api_key_usage
+    ]
+);
 pgrx::extension_sql_file!(
     "../sql/65_webhooks.sql",
     name = "webhooks",
     requires = [
-        "worker",
-        api::webhooks::invoices_internal::new_webhook_secret,
-        api::webhooks::invoices_internal::verify_signature,
+        "errors",
+        "outbox",
+        "tenancy",
         api::webhooks::invoices_internal::destination_problem,
-        api::webhooks::invoices_internal::url_origin,
-        api::webhooks::invoices_internal::redact_urls
+        api::webhooks::invoices_internal::new_webhook_secret,
+        api::webhooks::invoices_internal::verify_signature
     ]
 );
 pgrx::extension_sql_file!(
     "../sql/70_chains.sql",
     name = "chains",
     requires = [
-        "webhooks",
-        api::settlement::invoices_internal::settlement,
-        api::settlement::invoices_internal::payment_holder,
-        api::settlement::invoices_internal::payment_is_late
+        "errors",
+        "tenancy",
+        api::webhooks::invoices_internal::redact_urls,
+        api::webhooks::invoices_internal::url_origin
     ]
 );
-pgrx::extension_sql_file!("../sql/75_payment_links.sql", name = "payment_links", requires = ["chains"]);
-pgrx::extension_sql_file!("../sql/80_analytics.sql", name = "analytics", requires = ["payment_links"]);
+pgrx::extension_sql_file!(
+    "../sql/72_payments.sql",
+    name = "payments",
+    requires = [
+        "errors",
+        "tables",
+        "outbox",
+        "tenancy",
+        "chains",
+        api::settlement::invoices_internal::settlement
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/74_polls.sql",
+    name = "polls",
+    requires = [
+        "tables",
+        "outbox",
+        "wallets",
+        "chains",
+        "payments",
+        api::settlement::invoices_internal::payment_holder,
+        api::settlement::invoices_internal::payment_is_late,
+        api::webhooks::invoices_internal::redact_urls,
+        api::webhooks::invoices_internal::url_origin
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/75_payment_links.sql",
+    name = "payment_links",
+    requires = [
+        "errors",
+        "tables",
+        "tenancy",
+        "invoices",
+        "gateway",
+        api::ids::invoices_internal::uuid_v7
+    ]
+);
+pgrx::extension_sql_file!(
+    "../sql/80_analytics.sql",
+    name = "analytics",
+    requires = [
+        "tables",
+        "tenancy",
+        "rates_quotes"
+    ]
+);
 pgrx::extension_sql_file!(
     "../sql/85_documents.sql",
     name = "documents",
     requires = [
-        "analytics",
-        api::documents::invoices_internal::render_invoice_pdf,
-        api::documents::invoices_internal::render_hosted_page
+        "errors",
+        "tables",
+        "outbox",
+        "tenancy",
+        "invoices",
+        "chains",
+        api::documents::invoices_internal::render_hosted_page,
+        api::documents::invoices_internal::render_invoice_pdf
     ]
 );
 pgrx::extension_sql_file!(
     "../sql/87_email.sql",
     name = "email",
-    requires = ["documents", api::documents::invoices_internal::is_email]
+    requires = [
+        "errors",
+        "tables",
+        "outbox",
+        "tenancy",
+        "invoices",
+        "documents",
+        api::documents::invoices_internal::render_invoice_pdf
+    ]
 );
-pgrx::extension_sql_file!("../sql/89_distribution.sql", name = "distribution", requires = ["email"]);
+pgrx::extension_sql_file!(
+    "../sql/89_distribution.sql",
+    name = "distribution",
+    requires = [
+        "tenancy"
+    ]
+);
 pgrx::extension_sql_file!("../sql/90_security.sql", name = "security", finalize);

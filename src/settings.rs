@@ -26,8 +26,17 @@ pub static RATE_LIMIT_PER_MINUTE: GucSetting<i32> = GucSetting::<i32>::new(100);
 /// `invoices.page_poll_ms`: how often the hosted invoice page polls the status.
 pub static PAGE_POLL_MS: GucSetting<i32> = GucSetting::<i32>::new(3000);
 
-/// `invoices.smtp_url`: the relay invoice e-mails go through (`smtp://[user:password@]host:port`).
+/// `invoices.smtp_url`: the relay invoice e-mails go through (`smtp://[user:password@]host:port`
+/// with STARTTLS when offered, `?tls=required|none`, or `smtps://…` for implicit TLS).
 pub static SMTP_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `invoices.smtp_allow_cleartext_auth`: let the relay's user and password cross the network
+/// without TLS (a local relay only). Off: credentials need STARTTLS or smtps.
+pub static SMTP_ALLOW_CLEARTEXT_AUTH: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// `invoices.smtp_ca_file`: a PEM file of CA certificates trusted for the relay, besides the
+/// Mozilla roots (a private relay CA).
+pub static SMTP_CA_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// `invoices.smtp_from`: the sender address of invoice e-mails.
 pub static SMTP_FROM: GucSetting<Option<CString>> =
@@ -146,9 +155,25 @@ pub fn register() {
     );
     GucRegistry::define_string_guc(
         c"invoices.smtp_url",
-        c"SMTP relay for invoice e-mails: smtp://[user:password@]host:port.",
-        c"Unset: send_invoice queues e-mails that wait until a relay is configured. Plain SMTP with AUTH PLAIN; no TLS (use a local relay).",
+        c"SMTP relay for invoice e-mails: smtp://[user:password@]host[:port][?tls=required|none] or smtps://[user:password@]host[:port].",
+        c"Unset: send_invoice queues e-mails that wait until a relay is configured. smtp:// uses STARTTLS when the relay offers it (port 25 by default), smtps:// TLS from the start (port 465). A user and password are only sent over TLS unless invoices.smtp_allow_cleartext_auth is on.",
         &SMTP_URL,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"invoices.smtp_allow_cleartext_auth",
+        c"Let the SMTP relay's user and password be sent without TLS.",
+        c"For a relay on the same host or a trusted local network only. Off: an smtp_url with credentials needs STARTTLS or smtps, or the e-mail is not sent.",
+        &SMTP_ALLOW_CLEARTEXT_AUTH,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.smtp_ca_file",
+        c"PEM file of CA certificates trusted for the SMTP relay, besides the Mozilla roots.",
+        c"For a relay whose certificate a private CA issued. Read by the worker (the server's OS user); certificates are always verified.",
+        &SMTP_CA_FILE,
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
     );

@@ -2,13 +2,13 @@
 //! unit-tested with plain `cargo test -p invoices-domain`, and the extension's `#[pg_extern]`
 //! functions are thin wrappers around it.
 
+pub mod addresses;
 pub mod apikey;
-pub mod chains;
 pub mod destination;
 pub mod detect;
 pub mod document;
 pub mod error;
-pub mod http;
+pub mod gateway;
 pub mod invoice;
 pub mod mail;
 pub mod money;

@@ -1,68 +1,166 @@
-//! Invoice e-mail: the message (RFC 5322 + MIME, the PDF attached) and a small SMTP client
-//! (RFC 5321: EHLO, AUTH PLAIN, MAIL, RCPT, DATA) over any byte stream, so the dialogue is
-//! tested against canned servers here and spoken to a real relay by the worker.
+//! Invoice e-mail: the relay setting (`invoices.smtp_url`), the TLS rule for it, and the message
+//! (RFC 5322 + MIME, the PDF attached) built with lettre's builder. The worker sends it with
+//! lettre's SMTP transport (src/worker/email.rs); everything decided before a connection is
+//! made lives here and is unit-tested.
 
-use base64::Engine;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::time::{Duration, SystemTime};
 
-/// `smtp://[user[:password]@]host[:port]` (port 25 by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpUrl {
-    pub host: String,
-    pub port: u16,
-    pub user: Option<String>,
-    pub password: Option<String>,
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+
+/// The setting that lets credentials cross the network without TLS (a local relay).
+pub const ALLOW_CLEARTEXT_AUTH: &str = "invoices.smtp_allow_cleartext_auth";
+
+/// How the connection to the relay is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain SMTP, never TLS (`smtp://…?tls=none`).
+    None,
+    /// STARTTLS when the relay offers it, plain SMTP otherwise (`smtp://…`, the default).
+    Opportunistic,
+    /// STARTTLS or no e-mail (`smtp://…?tls=required`).
+    Required,
+    /// TLS from the first byte (`smtps://…`, port 465 style).
+    Implicit,
 }
 
+/// A user and password for the relay (AUTH). Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).field("password", &"…").finish()
+    }
+}
+
+/// `invoices.smtp_url`: `smtp://[user:password@]host[:port][?tls=opportunistic|required|none]`
+/// (port 25 by default) or `smtps://[user:password@]host[:port]` (implicit TLS, port 465 by
+/// default). User and password are percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpUrl {
+    /// A DNS name or an IP address (an IPv6 one without its brackets).
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<Credentials>,
+    pub tls: TlsMode,
+}
+
+const URL_FORMS: &str =
+    "invoices.smtp_url must look like smtp://[user:password@]host[:port][?tls=required|opportunistic|none] or smtps://[user:password@]host[:port]";
+
 impl SmtpUrl {
-    pub fn parse(url: &str) -> Result<SmtpUrl, String> {
-        let rest = url
-            .strip_prefix("smtp://")
-            .ok_or_else(|| "invoices.smtp_url must look like smtp://[user:password@]host:port".to_string())?;
-        let rest = rest.trim_end_matches('/');
-        let (creds, hostport) = match rest.rsplit_once('@') {
-            Some((c, h)) => (Some(c), h),
-            None => (None, rest),
+    pub fn parse(s: &str) -> Result<SmtpUrl, String> {
+        let url = url::Url::parse(s.trim()).map_err(|e| format!("{URL_FORMS} ({e})"))?;
+        let (implicit, default_port) = match url.scheme() {
+            "smtp" => (false, 25),
+            "smtps" => (true, 465),
+            _ => return Err(URL_FORMS.to_string()),
         };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad SMTP port {p:?}"))?),
-            None => (hostport, 25),
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => String::new(),
         };
-        if host.is_empty() || host.contains(['/', '?', '#', ' ']) {
-            return Err(format!("bad SMTP host {host:?}"));
+        if host.is_empty() || host.contains(['%', ' ']) {
+            return Err(format!("bad SMTP host in invoices.smtp_url: {host:?}"));
         }
-        let (user, password) = match creds {
-            Some(c) => match c.split_once(':') {
-                Some((u, p)) => (Some(percent_decode(u)), Some(percent_decode(p))),
-                None => (Some(percent_decode(c)), None),
-            },
-            None => (None, None),
+        if !(url.path().is_empty() || url.path() == "/") || url.fragment().is_some() {
+            return Err(URL_FORMS.to_string());
+        }
+        let mut tls = if implicit { TlsMode::Implicit } else { TlsMode::Opportunistic };
+        for (key, value) in url.query_pairs() {
+            tls = match (key.as_ref(), value.as_ref(), implicit) {
+                ("tls", "opportunistic", false) => TlsMode::Opportunistic,
+                ("tls", "required", false) => TlsMode::Required,
+                ("tls", "none", false) => TlsMode::None,
+                ("tls", _, true) => return Err("smtps:// is always TLS: no ?tls= with it".to_string()),
+                ("tls", other, false) => {
+                    return Err(format!("invoices.smtp_url: tls={other:?} is none of required, opportunistic, none"))
+                }
+                (other, _, _) => return Err(format!("invoices.smtp_url: unknown parameter {other:?} (only tls)")),
+            };
+        }
+        let credentials = match (url.username(), url.password()) {
+            ("", None) => None,
+            (user, Some(password)) => Some(Credentials { user: percent_decode(user), password: percent_decode(password) }),
+            (_, None) => return Err("invoices.smtp_url: a user needs a password (user:password@host)".to_string()),
         };
-        Ok(SmtpUrl { host: host.to_string(), port, user, password })
+        Ok(SmtpUrl { host, port: url.port().unwrap_or(default_port), credentials, tls })
+    }
+
+    /// `host:port`, for messages (an IPv6 host in brackets); never the credentials.
+    pub fn label(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The TLS rule: credentials only cross the network inside TLS, unless
+    /// `invoices.smtp_allow_cleartext_auth` is on (a local relay). With credentials, a plain
+    /// `smtp://` URL (opportunistic STARTTLS) therefore requires STARTTLS, and `?tls=none` is a
+    /// configuration error. Without credentials the URL's mode stands.
+    pub fn policy(&self, allow_cleartext_auth: bool) -> Result<Policy, String> {
+        let plain = |tls| Ok(Policy { tls, starttls_for_credentials: false });
+        match (self.tls, &self.credentials, allow_cleartext_auth) {
+            (tls, None, _) | (tls, Some(_), true) => plain(tls),
+            (TlsMode::Required | TlsMode::Implicit, Some(_), false) => plain(self.tls),
+            (TlsMode::Opportunistic, Some(_), false) => Ok(Policy { tls: TlsMode::Required, starttls_for_credentials: true }),
+            (TlsMode::None, Some(_), false) => Err(format!(
+                "invoices.smtp_url has a user and password but tls=none: they would cross the network in clear. \
+                 Use smtps:// or STARTTLS (smtp:// without tls=none), or set {ALLOW_CLEARTEXT_AUTH} = on for a local relay"
+            )),
+        }
+    }
+}
+
+/// How the worker connects, once the TLS rule is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub tls: TlsMode,
+    /// STARTTLS is required only because credentials are sent (the URL asked for opportunistic
+    /// STARTTLS): a relay that does not offer it gets `no_starttls_for_credentials`.
+    pub starttls_for_credentials: bool,
+}
+
+/// Why nothing was sent to a relay that does not offer STARTTLS while credentials are set.
+pub fn no_starttls_for_credentials(relay: &str) -> String {
+    format!(
+        "the relay {relay} does not offer STARTTLS, and its user and password are only sent over TLS: \
+         use smtps://, a relay with STARTTLS, or set {ALLOW_CLEARTEXT_AUTH} = on for a local relay"
+    )
+}
+
+/// `invoices.smtp_ca_file`'s content: PEM with at least one certificate.
+pub fn check_ca_pem(pem: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        Ok(())
+    } else {
+        Err("invoices.smtp_ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string())
     }
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// A mailbox the relay is given: the one e-mail check of the project (`validate::is_email`).
 pub fn valid_address(addr: &str) -> bool {
     crate::validate::is_email(addr)
+}
+
+/// Why a send failed; `permanent` when the relay refused for good (5xx), so retrying is useless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpError {
+    pub permanent: bool,
+    pub message: String,
 }
 
 /// What one e-mail says.
@@ -73,301 +171,209 @@ pub struct Message<'a> {
     pub subject: &'a str,
     pub text: &'a str,
     pub attachment: Option<(&'a str, &'a str, &'a [u8])>, // file name, media type, bytes
+    /// Without the angle brackets.
     pub message_id: &'a str,
     /// Seconds since the Unix epoch (the Date header).
     pub date_unix: i64,
 }
 
-/// A header value: ASCII as is, anything else as RFC 2047 encoded words; never a line break.
-pub fn header_text(s: &str) -> String {
-    let clean: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if clean.is_ascii() {
-        return clean;
-    }
-    // encoded words of at most ~45 input bytes each, split on char boundaries
-    let mut words = Vec::new();
-    let mut chunk = String::new();
-    for c in clean.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
-            words.push(std::mem::take(&mut chunk));
+/// One line of header text: control characters (CR, LF…) become spaces, so no header is injected.
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// The message, envelope included (from `from_address` to `to`). An address that is not a
+/// mailbox is an error (permanent: the same message fails again).
+pub fn build(m: &Message) -> Result<lettre::Message, SmtpError> {
+    let permanent = |message: String| SmtpError { permanent: true, message };
+    let address = |a: &str| -> Result<lettre::Address, SmtpError> {
+        if !valid_address(a) {
+            return Err(permanent(format!("not a mailbox: {a:?}")));
         }
-        chunk.push(c);
-    }
-    if !chunk.is_empty() {
-        words.push(chunk);
-    }
-    words
-        .iter()
-        .map(|w| format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(w.as_bytes())))
-        .collect::<Vec<_>>()
-        .join("\r\n ")
-}
-
-/// RFC 5322 date of a Unix time, in UTC: "Thu, 26 Nov 2026 08:00:00 +0000".
-pub fn rfc5322_date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
-    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} +0000",
-        months[(month - 1) as usize],
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-fn base64_lines(bytes: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 76 * 2 + 2);
-    for chunk in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push_str("\r\n");
-    }
-    out
-}
-
-/// The whole message, CRLF line ends, ready for DATA.
-pub fn compose(m: &Message) -> String {
-    let boundary = format!("=_invoice_{}", m.message_id.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>());
-    let from_name = m.from_name.replace('"', "'");
-    let mut out = String::new();
-    out.push_str(&format!("From: \"{}\" <{}>\r\n", header_text(&from_name), m.from_address));
-    out.push_str(&format!("To: <{}>\r\n", m.to));
-    out.push_str(&format!("Subject: {}\r\n", header_text(m.subject)));
-    out.push_str(&format!("Date: {}\r\n", rfc5322_date(m.date_unix)));
-    out.push_str(&format!("Message-ID: <{}>\r\n", m.message_id));
-    out.push_str("MIME-Version: 1.0\r\n");
-    out.push_str("Auto-Submitted: auto-generated\r\n");
-    let text_part = format!(
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
-        base64_lines(m.text.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes())
-    );
-    match m.attachment {
-        None => out.push_str(&text_part),
+        a.parse::<lettre::Address>().map_err(|e| permanent(format!("not a mailbox: {a:?} ({e})")))
+    };
+    let from_name = one_line(m.from_name).trim().to_string();
+    let from = Mailbox::new(Some(from_name).filter(|n| !n.is_empty()), address(m.from_address)?);
+    let to = Mailbox::new(None, address(m.to)?);
+    let message_id = one_line(m.message_id).replace([' ', '<', '>'], "");
+    let date = SystemTime::UNIX_EPOCH + Duration::from_secs(m.date_unix.max(0) as u64);
+    let builder = lettre::Message::builder()
+        .from(from)
+        .to(to)
+        .subject(one_line(m.subject))
+        .date(date)
+        .message_id(Some(format!("<{message_id}>")))
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str("Auto-Submitted"), "auto-generated".to_string()));
+    let text = SinglePart::plain(m.text.to_string());
+    let built = match m.attachment {
+        None => builder.singlepart(text),
         Some((name, media, bytes)) => {
-            let name = name.replace(['"', '\r', '\n', '\\'], "_");
-            out.push_str(&format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n"));
-            out.push_str("This is a multi-part message in MIME format.\r\n");
-            out.push_str(&format!("--{boundary}\r\n{text_part}"));
-            out.push_str(&format!(
-                "--{boundary}\r\nContent-Type: {media}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}",
-                base64_lines(bytes)
-            ));
-            out.push_str(&format!("--{boundary}--\r\n"));
+            let name = one_line(name).replace(['"', '\\', '/'], "_");
+            let media = ContentType::parse(media).map_err(|e| permanent(format!("media type {media:?}: {e}")))?;
+            // base64 whatever the bytes (it never fails)
+            let body = Body::new_with_encoding(bytes.to_vec(), ContentTransferEncoding::Base64)
+                .map_err(|_| permanent("encoding the attachment".to_string()))?;
+            builder.multipart(MultiPart::mixed().singlepart(text).singlepart(Attachment::new(name).body(body, media)))
         }
-    }
-    out
-}
-
-/// Why a send failed; `permanent` when the relay refused for good (5xx), so retrying is useless.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpError {
-    pub permanent: bool,
-    pub message: String,
-}
-
-impl SmtpError {
-    fn io(e: std::io::Error, during: &str) -> SmtpError {
-        SmtpError { permanent: false, message: format!("{during}: {e}") }
-    }
-}
-
-struct Conn<S: Read + Write> {
-    reader: BufReader<S>,
-}
-
-impl<S: Read + Write> Conn<S> {
-    /// One reply, possibly multi-line ("250-…" then "250 …"): (code, text).
-    fn reply(&mut self, during: &str) -> Result<(u16, String), SmtpError> {
-        let mut text = String::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.by_ref().take(4096).read_line(&mut line).map_err(|e| SmtpError::io(e, during))?;
-            if n == 0 {
-                return Err(SmtpError { permanent: false, message: format!("{during}: the relay closed the connection") });
-            }
-            let line = line.trim_end();
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).ok_or_else(|| SmtpError {
-                permanent: false,
-                message: format!("{during}: not an SMTP reply: {:?}", line.chars().take(80).collect::<String>()),
-            })?;
-            text.push_str(line.get(4..).unwrap_or(""));
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok((code, text));
-            }
-            text.push(' ');
-        }
-    }
-
-    fn command(&mut self, cmd: &str, during: &str) -> Result<(u16, String), SmtpError> {
-        let w = self.reader.get_mut();
-        w.write_all(cmd.as_bytes()).and_then(|_| w.write_all(b"\r\n")).and_then(|_| w.flush()).map_err(|e| SmtpError::io(e, during))?;
-        self.reply(during)
-    }
-
-    fn expect(&mut self, cmd: &str, during: &str, ok: &[u16]) -> Result<String, SmtpError> {
-        let (code, text) = self.command(cmd, during)?;
-        if ok.contains(&code) {
-            Ok(text)
-        } else {
-            Err(SmtpError { permanent: (500..600).contains(&code), message: format!("{during}: {code} {text}") })
-        }
-    }
-}
-
-/// Sends one message over `stream` (already connected): the whole dialogue, QUIT included.
-/// Returns the relay's answer to the message (usually its queue id).
-pub fn send<S: Read + Write>(
-    stream: S,
-    helo: &str,
-    auth: Option<(&str, &str)>,
-    from: &str,
-    to: &str,
-    data: &str,
-) -> Result<String, SmtpError> {
-    for addr in [from, to] {
-        if !valid_address(addr) {
-            return Err(SmtpError { permanent: true, message: format!("not a mailbox: {addr:?}") });
-        }
-    }
-    let mut c = Conn { reader: BufReader::new(stream) };
-    let (code, text) = c.reply("greeting")?;
-    if code != 220 {
-        return Err(SmtpError { permanent: (500..600).contains(&code), message: format!("greeting: {code} {text}") });
-    }
-    let ehlo = c.command(&format!("EHLO {helo}"), "EHLO")?;
-    if ehlo.0 != 250 {
-        c.expect(&format!("HELO {helo}"), "HELO", &[250])?;
-    }
-    if let Some((user, password)) = auth {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
-        c.expect(&format!("AUTH PLAIN {token}"), "AUTH", &[235])?;
-    }
-    c.expect(&format!("MAIL FROM:<{from}>"), "MAIL FROM", &[250])?;
-    c.expect(&format!("RCPT TO:<{to}>"), "RCPT TO", &[250, 251])?;
-    c.expect("DATA", "DATA", &[354])?;
-    // dot-stuffing: a line starting with "." gets another one
-    let mut body = String::with_capacity(data.len() + 16);
-    for line in data.split("\r\n") {
-        if line.starts_with('.') {
-            body.push('.');
-        }
-        body.push_str(line);
-        body.push_str("\r\n");
-    }
-    if body.ends_with("\r\n\r\n") {
-        body.truncate(body.len() - 2);
-    }
-    body.push('.');
-    let accepted = c.expect(&body, "message", &[250])?;
-    let _ = c.command("QUIT", "QUIT");
-    Ok(accepted)
+    };
+    built.map_err(|e| permanent(format!("building the message: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Cursor;
+    use base64::Engine;
 
-    /// A canned relay: reads whatever we write, answers from a script.
-    struct Canned {
-        answers: Cursor<Vec<u8>>,
-        written: Vec<u8>,
-    }
-
-    impl Read for Canned {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            self.answers.read(buf)
-        }
-    }
-    impl Write for Canned {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.written.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn canned(script: &str) -> Canned {
-        Canned { answers: Cursor::new(script.replace('\n', "\r\n").into_bytes()), written: Vec::new() }
+    fn creds(user: &str, password: &str) -> Option<Credentials> {
+        Some(Credentials { user: user.into(), password: password.into() })
     }
 
     #[test]
     fn parses_relay_urls() {
         assert_eq!(
             SmtpUrl::parse("smtp://mailer:s%40cret@127.0.0.1:2525").unwrap(),
-            SmtpUrl { host: "127.0.0.1".into(), port: 2525, user: Some("mailer".into()), password: Some("s@cret".into()) }
+            SmtpUrl { host: "127.0.0.1".into(), port: 2525, credentials: creds("mailer", "s@cret"), tls: TlsMode::Opportunistic }
         );
-        assert_eq!(SmtpUrl::parse("smtp://relay.local").unwrap().port, 25);
-        assert!(SmtpUrl::parse("http://x").is_err());
-        assert!(SmtpUrl::parse("smtp://host:99999").is_err());
-        assert!(SmtpUrl::parse("smtp://").is_err());
+        assert_eq!(
+            SmtpUrl::parse("smtps://m%C3%BCller:p%3Aw%2Fd@mail.example.com").unwrap(),
+            SmtpUrl { host: "mail.example.com".into(), port: 465, credentials: creds("müller", "p:w/d"), tls: TlsMode::Implicit }
+        );
+        let relay = SmtpUrl::parse("smtp://relay.local").unwrap();
+        assert_eq!((relay.port, relay.tls, relay.credentials), (25, TlsMode::Opportunistic, None));
+        assert_eq!(SmtpUrl::parse("smtp://relay.local:587/?tls=required").unwrap().tls, TlsMode::Required);
+        assert_eq!(SmtpUrl::parse("smtp://relay.local?tls=opportunistic").unwrap().tls, TlsMode::Opportunistic);
+        assert_eq!(SmtpUrl::parse("smtp://127.0.0.1:25?tls=none").unwrap().tls, TlsMode::None);
+        let v6 = SmtpUrl::parse("smtp://[::1]:2525").unwrap();
+        assert_eq!((v6.host.as_str(), v6.label()), ("::1", "[::1]:2525".to_string()));
+        for bad in [
+            "http://x",
+            "smtp://host:99999",
+            "smtp://",
+            "smtp://:25",
+            "smtp://user@relay.local",          // a user without a password
+            "smtp://user:@relay.local",
+            "smtp://relay.local?tls=maybe",
+            "smtp://relay.local?starttls=1",
+            "smtps://relay.local?tls=none",     // smtps is always TLS
+            "smtp://relay.local/path",
+            "smtp://relay.local#x",
+            "relay.local:25",
+        ] {
+            assert!(SmtpUrl::parse(bad).is_err(), "{bad}");
+        }
+        // the password never shows in Debug or in the label
+        let u = SmtpUrl::parse("smtps://mailer:hunter2@mail.example.com:465").unwrap();
+        assert!(!format!("{u:?}").contains("hunter2") && !u.label().contains("hunter2"));
     }
 
     #[test]
-    fn composes_a_mime_message() {
-        let m = Message {
+    fn credentials_need_tls_unless_allowed() {
+        let url = |s: &str| SmtpUrl::parse(s).unwrap();
+        let policy = |s: &str, allow: bool| url(s).policy(allow);
+        let p = |tls, forced| Ok(Policy { tls, starttls_for_credentials: forced });
+        // without credentials every mode stands (the local plaintext relay of the tests)
+        assert_eq!(policy("smtp://127.0.0.1:2525", false), p(TlsMode::Opportunistic, false));
+        assert_eq!(policy("smtp://127.0.0.1:2525?tls=none", false), p(TlsMode::None, false));
+        // with credentials: TLS, or nothing
+        assert_eq!(policy("smtps://u:p@relay.test", false), p(TlsMode::Implicit, false));
+        assert_eq!(policy("smtp://u:p@relay.test:587?tls=required", false), p(TlsMode::Required, false));
+        assert_eq!(policy("smtp://u:p@relay.test:587", false), p(TlsMode::Required, true));
+        let refused = policy("smtp://u:p@relay.test:25?tls=none", false).unwrap_err();
+        assert!(refused.contains(ALLOW_CLEARTEXT_AUTH) && !refused.contains("u:p"), "{refused}");
+        // the explicit exception for a local relay
+        assert_eq!(policy("smtp://u:p@127.0.0.1:2525", true), p(TlsMode::Opportunistic, false));
+        assert_eq!(policy("smtp://u:p@127.0.0.1:2525?tls=none", true), p(TlsMode::None, false));
+        assert_eq!(policy("smtps://u:p@relay.test", true), p(TlsMode::Implicit, false));
+        assert!(no_starttls_for_credentials("127.0.0.1:2525").contains(ALLOW_CLEARTEXT_AUTH));
+    }
+
+    #[test]
+    fn ca_file_content() {
+        assert!(check_ca_pem(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").is_ok());
+        assert!(check_ca_pem(b"").unwrap_err().contains("invoices.smtp_ca_file"));
+        assert!(check_ca_pem(b"-----BEGIN PRIVATE KEY-----\n").is_err());
+    }
+
+    fn sample<'a>() -> Message<'a> {
+        Message {
             from_name: "Müller \"GmbH\"",
             from_address: "billing@shop.test",
             to: "bob@example.com",
-            subject: "Invoice INV-0001 from Müller GmbH",
-            text: "Hello\n.hidden dot\nPay here: https://x/i/abc",
+            subject: "Invoice INV-0001 from Müller GmbH - 300.00 USD",
+            text: "Hello Bob,\n\n.hidden dot\nView and pay the invoice online:\n  https://pay.shop.test/i/abc\n",
             attachment: Some(("INV-0001.pdf", "application/pdf", b"%PDF-1.7 fake")),
-            message_id: "inv-1.2@shop.test",
+            message_id: "invoice-abc-1@shop.test",
             date_unix: 1_795_680_000,
-        };
-        let msg = compose(&m);
-        assert!(msg.contains("From: \"=?UTF-8?B?"));
-        assert!(msg.contains("To: <bob@example.com>\r\n"));
-        assert!(msg.contains("Subject: =?UTF-8?B?"));
-        assert!(msg.contains("Content-Type: multipart/mixed; boundary="));
-        assert!(msg.contains("Content-Type: application/pdf; name=\"INV-0001.pdf\""));
-        assert!(msg.contains(&base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 fake")));
-        assert!(!msg.contains('\n') || msg.matches('\n').count() == msg.matches("\r\n").count());
-        assert_eq!(rfc5322_date(0), "Thu, 01 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_680_000), "Thu, 26 Nov 2026 08:00:00 +0000");
-        // no header injection through the subject
-        assert!(!header_text("a\r\nBcc: evil@x").contains('\n'));
+        }
+    }
+
+    /// The decoded bodies of the base64 and quoted-printable parts, to look into them.
+    fn unfold(raw: &str) -> String {
+        let mut out = raw.to_string();
+        for part in raw.split("\r\n\r\n").skip(1) {
+            let chunk = part.split("\r\n--").next().unwrap_or("");
+            let joined: String = chunk.split("\r\n").collect();
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(joined.trim()) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+            out.push_str(&chunk.replace("=\r\n", "").replace("=3D", "="));
+        }
+        out
     }
 
     #[test]
-    fn speaks_smtp() {
-        let mut relay = canned("220 relay ESMTP\n250-relay\n250-AUTH PLAIN\n250 8BITMIME\n235 ok\n250 ok\n250 ok\n354 go\n250 queued as 42\n221 bye\n");
-        let accepted = send(&mut relay, "invoices", Some(("u", "p")), "a@shop.test", "bob@example.com", "Subject: x\r\n\r\n.line\r\nend\r\n").unwrap();
-        assert_eq!(accepted, "queued as 42");
-        let written = String::from_utf8(relay.written).unwrap();
-        assert!(written.starts_with("EHLO invoices\r\nAUTH PLAIN AHUAcA==\r\nMAIL FROM:<a@shop.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"));
-        assert!(written.contains("\r\n..line\r\nend\r\n.\r\nQUIT\r\n"));
+    fn builds_the_message() {
+        let msg = build(&sample()).unwrap();
+        let env = msg.envelope();
+        assert_eq!(env.from().map(|a| a.to_string()), Some("billing@shop.test".to_string()));
+        assert_eq!(env.to().iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["bob@example.com"]);
+        let raw = String::from_utf8(msg.formatted()).unwrap();
+        assert!(raw.is_ascii());
+        assert!(raw.matches('\n').count() == raw.matches("\r\n").count(), "CRLF line ends only");
+        let headers = raw.split("\r\n\r\n").next().unwrap();
+        assert!(headers.contains("From: =?utf-8?b?") && headers.contains("<billing@shop.test>"), "{headers}");
+        assert!(headers.contains("To: bob@example.com"), "{headers}");
+        assert!(headers.contains("Subject: Invoice INV-0001 from =?utf-8?b?"), "{headers}");
+        assert!(headers.contains("Date: Thu, 26 Nov 2026 08:00:00 +0000"), "{headers}");
+        assert!(headers.contains("Message-ID: <invoice-abc-1@shop.test>"), "{headers}");
+        assert!(headers.contains("MIME-Version: 1.0"), "{headers}");
+        assert!(headers.contains("Auto-Submitted: auto-generated"), "{headers}");
+        assert!(headers.contains("Content-Type: multipart/mixed"), "{headers}");
+        // the display name and the subject, decoded
+        let words: String = headers
+            .split("=?utf-8?b?")
+            .skip(1)
+            .filter_map(|w| w.split("?=").next())
+            .map(|b| String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b).unwrap()).unwrap())
+            .collect();
+        assert!(words.contains("Müller \"GmbH\"") && words.contains("Müller"), "{words}");
+        assert!(headers.contains("?= GmbH - 300.00 USD"), "{headers}");
+        // the text and the PDF
+        assert!(raw.contains("Content-Type: text/plain; charset=utf-8"), "{raw}");
+        assert!(raw.contains("Content-Disposition: attachment; filename=\"INV-0001.pdf\""), "{raw}");
+        assert!(raw.contains("Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64"), "{raw}");
+        assert!(raw.contains(&base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7 fake")), "{raw}");
+        let text = unfold(&raw);
+        assert!(text.contains("Hello Bob,") && text.contains("https://pay.shop.test/i/abc"), "{text}");
     }
 
     #[test]
-    fn refusals_are_temporary_or_permanent() {
-        let mut busy = canned("220 relay\n250 relay\n451 try again later\n");
-        let e = send(&mut busy, "h", None, "a@shop.test", "bob@example.com", "x").unwrap_err();
-        assert!(!e.permanent && e.message.contains("451"));
-        let mut unknown = canned("220 relay\n250 relay\n250 ok\n550 no such user\n");
-        let e = send(&mut unknown, "h", None, "a@shop.test", "nobody@example.com", "x").unwrap_err();
-        assert!(e.permanent && e.message.contains("RCPT TO: 550"));
-        let mut garbage = canned("HTTP/1.1 400 Bad Request\n");
-        assert!(!send(&mut garbage, "h", None, "a@shop.test", "b@example.com", "x").unwrap_err().permanent);
-        let mut closed = canned("");
-        assert!(send(&mut closed, "h", None, "a@shop.test", "b@example.com", "x").unwrap_err().message.contains("closed"));
-        let mut any = canned("220 x\n");
-        assert!(send(&mut any, "h", None, "a@shop.test", "b@example.com>\r\nRCPT TO:<evil@x.test", "x").unwrap_err().permanent);
+    fn no_header_injection_and_bad_addresses() {
+        let mut m = sample();
+        m.subject = "Invoice\r\nBcc: evil@x.test";
+        m.from_name = "Shop\r\nBcc: evil@x.test";
+        let raw = String::from_utf8(build(&m).unwrap().formatted()).unwrap();
+        assert!(!raw.contains("\r\nBcc:") && !raw.contains("\nBcc:"), "{raw}");
+        m = sample();
+        m.attachment = None;
+        let raw = String::from_utf8(build(&m).unwrap().formatted()).unwrap();
+        assert!(raw.contains("Content-Type: text/plain; charset=utf-8") && !raw.contains("multipart"), "{raw}");
+        for (from, to) in [("billing@shop.test", "bob"), ("nobody", "bob@example.com"), ("a@shop.test", "b@example.com>\r\nRCPT TO:<evil@x.test")] {
+            m.from_address = from;
+            m.to = to;
+            let e = build(&m).unwrap_err();
+            assert!(e.permanent && e.message.contains("not a mailbox"), "{e:?}");
+        }
     }
 
     #[test]

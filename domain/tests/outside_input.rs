@@ -2,7 +2,7 @@
 //! extended public keys, addresses, exchange-rate answers, signature headers, API keys, dates),
 //! the answer is a value or an error, never a panic. (Chain RPC answers: src/detect/tests.rs.)
 
-use invoices_domain::chains::{scheme_for_asset, Network};
+use invoices_domain::addresses::{scheme_for_asset, Network};
 use invoices_domain::{apikey, invoice, money, rates, signing, validate};
 use proptest::prelude::*;
 use serde_json::{json, Value};

@@ -2176,15 +2176,6 @@ select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.deriva
   left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
  where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('addresses', current_user);
 
-create or replace view invoices.worker_status as
-select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
-       t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
-       t.last_error, t.last_error_at, t.last_result, t.next_run_at
-  from invoices_internal.worker_tasks t
-  left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
-                      where a.backend_type = 'invoices worker' limit 1) w on true
- where invoices_internal.may_read('worker_status', current_user);
-
 create or replace view invoices.events with (security_barrier) as
 select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
   from invoices_internal.events v
@@ -3611,232 +3602,6 @@ begin
 end
 $$;
 revoke execute on function invoices_internal.revert_payment(invoices_internal.payments, bigint, timestamptz) from public;
-create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
-language plpgsql volatile
-as $$
-declare
-  c invoices_internal.chains;
-  tip bigint := (result->'tip'->>'height')::bigint;
-  fork bigint := (result->>'fork_height')::bigint;
-  mempool_known boolean := jsonb_typeof(result->'mempool') = 'array';
-  last_block jsonb := result->'blocks'->-1;
-  t record;
-  pay invoices_internal.payments;
-  a record;
-  inv invoices_internal.invoices;
-  required integer;
-  confs integer;
-  new_status text;
-  orphaned bigint[] := '{}';
-  touched bigint[] := '{}';
-  invoices_touched uuid[] := '{}';
-  is_late boolean;
-  confirmed_time timestamptz;
-  k record;
-  r record;
-  fork_hash text;
-  watch_at timestamptz;
-  received integer := 0;
-  confirmed integer := 0;
-  reverted integer := 0;
-  seen timestamptz;
-  in_mempool text[] := array(select m->>'txid' || ':' || (m->>'index')
-                               from jsonb_array_elements(coalesce(result->'mempool', '[]')) m);
-  whole_chain boolean;
-  polled_at timestamptz := now();
-begin
-  select * into c from invoices_internal.chains where id = chain for update;
-  if not found then
-    return jsonb_build_object('skipped', 'chain removed');
-  end if;
-  -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
-  if fork is not null then
-    delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
-    for r in update invoices_internal.payments o
-                set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
-              where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
-              returning o.id
-    loop
-      orphaned := orphaned || r.id;
-    end loop;
-  end if;
-  insert into invoices_internal.chain_blocks (chain, height, hash)
-  select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
-  on conflict on constraint chain_blocks_pkey do update set hash = excluded.hash;
-  delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height < tip - 100;
-
-  -- 2. transfers: in blocks first, then the mempool (a transaction in both is in its block)
-  for t in
-    select x.*, 0 as pass from jsonb_to_recordset(result->'transfers')
-      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
-           block_time bigint)
-    union all
-    select x.*, 1 from jsonb_to_recordset(coalesce(result->'mempool', '[]'))
-      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
-           block_time bigint)
-    order by pass
-  loop
-    select * into pay from invoices_internal.payments q
-     where q.chain = c.id and q.txid = t.txid and q.output_index = t.index
-     limit 1;
-    if found then
-      if t.block is not null and (pay.block_hash is distinct from t.block->>'hash' or pay.status = 'reverted') then
-        update invoices_internal.payments
-           set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
-               status = case when status = 'reverted' then 'in_block' else status end,
-               reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
-         where merchant_id = pay.merchant_id and id = pay.id;
-        touched := touched || pay.id;
-      elsif t.block is null and pay.status = 'reverted' then
-        -- back in the mempool (e.g. re-broadcast after a reorg)
-        update invoices_internal.payments
-           set status = 'mempool', reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
-         where merchant_id = pay.merchant_id and id = pay.id;
-        touched := touched || pay.id;
-      end if;
-      continue;
-    end if;
-    -- a new payment: to the address of which wallet of this chain's network (the asset tells
-    -- ETH from USDC)? It pays the invoice that held the address when the payment was first
-    -- seen (now, in the mempool; else its block's time), so a late payment for an earlier
-    -- holder never pays the next one; failing that the live holder, else the last one.
-    seen := case when t.block is not null and t.block_time is not null then to_timestamp(t.block_time) else now() end;
-    select ad.merchant_id, ad.id,
-           coalesce((select x.invoice_id from invoices_internal.address_assignments x
-                      where x.merchant_id = ad.merchant_id and x.address_id = ad.id and x.assigned_at <= seen
-                      order by x.assigned_at desc limit 1),
-                    ad.invoice_id, ad.last_invoice_id) as invoice_id into a
-      from invoices_internal.addresses ad
-      join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
-     where ad.address = t.address and w.asset = t.asset and w.network = c.network
-     order by ad.invoice_id is null, ad.available_at desc, ad.id
-     limit 1;
-    if not found then
-      continue;   -- watched a moment ago, since removed
-    end if;
-    -- locks in the order every other path takes them: the invoice, then its address
-    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
-       for update;
-    is_late := coalesce(inv.status in ('expired', 'cancelled') or inv.expires_at < now() and inv.status in ('pending', 'overdue'), false);
-    insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
-                                            asset, amount_base, amount, block_height, block_hash, status, late)
-    values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
-            (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
-            is_late)
-    returning * into pay;
-    update invoices_internal.addresses set first_paid_at = now()
-     where merchant_id = a.merchant_id and id = a.id and first_paid_at is null;
-    received := received + 1;
-    if inv.id is not null then
-      perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
-    end if;
-    touched := touched || pay.id;
-  end loop;
-
-  -- 3. orphaned payments not seen again: back in the mempool if it still has them, else reverted
-  for pay in
-    select * from invoices_internal.payments q
-     where q.id = any (orphaned) and q.block_height is null
-       and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
-                        where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
-  loop
-    invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
-    reverted := reverted + 1;
-  end loop;
-  touched := touched || orphaned;
-
-  -- 3b. mempool payments the node no longer has (dropped, replaced by fee or nonce, double-
-  -- spent): gone once missing from 3 polls that saw the chain up to its tip and for
-  -- mempool_grace_seconds; then reverted, and their invoice goes back to pending or partial.
-  -- A node that is behind, or one without a mempool API, counts nothing.
-  whole_chain := mempool_known and not coalesce((result->>'behind')::boolean, false)
-                 and coalesce((last_block->>'height')::bigint, c.cursor_height, -1) >= tip;
-  if whole_chain then
-    for pay in
-      select * from invoices_internal.payments q
-       where q.chain = c.id and q.status = 'mempool' and q.block_height is null
-    loop
-      if pay.txid || ':' || pay.output_index = any (in_mempool) then
-        if pay.missing_polls > 0 then
-          update invoices_internal.payments set missing_polls = 0, missing_since = null
-           where merchant_id = pay.merchant_id and id = pay.id;
-        end if;
-        continue;
-      end if;
-      update invoices_internal.payments
-         set missing_polls = missing_polls + 1, missing_since = coalesce(missing_since, polled_at)
-       where merchant_id = pay.merchant_id and id = pay.id
-      returning * into pay;
-      if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
-        invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
-        reverted := reverted + 1;
-      end if;
-    end loop;
-  end if;
-
-  -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
-  for pay in
-    select * from invoices_internal.payments q
-     where q.chain = c.id and (q.status in ('mempool', 'in_block') or q.id = any (touched))
-       and q.status <> 'reverted'
-  loop
-    select coalesce(i.confirmations, c.confirmations) into required
-      from invoices_internal.invoices i where i.merchant_id = pay.merchant_id and i.id = pay.invoice_id;
-    required := coalesce(required, c.confirmations);
-    confs := case when pay.block_height is null then 0 else greatest(tip - pay.block_height + 1, 0) end;
-    new_status := case when confs >= required then 'confirmed'
-                       when pay.block_height is not null then 'in_block' else 'mempool' end;
-    if new_status <> pay.status then
-      confirmed_time := case when new_status = 'confirmed' then now() end;
-      update invoices_internal.payments
-         set status = new_status, updated_at = now(), confirmed_at = confirmed_time
-       where merchant_id = pay.merchant_id and id = pay.id
-      returning * into pay;
-      invoices_touched := invoices_touched || pay.invoice_id;
-      if new_status = 'confirmed' then
-        confirmed := confirmed + 1;
-        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
-        if inv.id is not null then
-          perform invoices_internal.emit_events(inv, '{payment.confirmed}', invoices_internal.payment_object(pay, tip));
-        end if;
-      end if;
-    elsif pay.id = any (touched) then
-      invoices_touched := invoices_touched || pay.invoice_id;
-    end if;
-  end loop;
-
-  -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
-  for k in select i.merchant_id, i.id from invoices_internal.invoices i
-            where i.id = any (invoices_touched)
-            order by i.merchant_id, i.id
-  loop
-    perform invoices_internal.settle_invoice(k.merchant_id, k.id);
-  end loop;
-
-  -- the chain's row: every value computed first (no subquery or function inside its CASEs)
-  if fork is not null then
-    fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
-  end if;
-  -- a lagging node's poll scanned nothing: the addresses handed out before it still need the
-  -- rescan it did not do, so its watch time is not kept
-  watch_at := case when coalesce((result->>'behind')::boolean, false) then null
-                   else (result->>'watch_at')::timestamptz end;
-
-  update invoices_internal.chains
-     set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
-         last_watch_at = coalesce(watch_at, last_watch_at),
-         last_scan_from = case when fork is not null then fork + 1
-                               when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
-                               then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
-                               else last_scan_from end,
-         cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
-         cursor_hash = coalesce(last_block->>'hash', case when fork is not null then fork_hash else cursor_hash end)
-   where id = c.id;
-  return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
-                            'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
-end
-$$;
-
 create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
 returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
 language plpgsql volatile
@@ -4121,6 +3886,64 @@ begin
 end
 $$;
 
+-- The worker as a list of tasks: failures are recorded by kind, and a recovery phase runs once
+-- before the first task.
+alter table invoices_internal.worker_tasks add column last_error_kind text;
+drop function invoices_internal.worker_task_report(text, bigint, bigint, integer, bigint, text, jsonb, bigint);
+create or replace function invoices_internal.worker_task_report(task text, runs bigint, failures bigint,
+                                                     consecutive_failures integer,
+                                                     last_success_unix_ms bigint, last_error text,
+                                                     last_error_kind text,
+                                                     last_result jsonb, next_run_in_ms bigint)
+returns void
+language sql volatile
+as $$
+  insert into invoices_internal.worker_tasks as t
+    (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_kind,
+     last_error_at, last_result, next_run_at)
+  values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix_ms / 1000.0), last_error,
+          last_error_kind, case when last_error is not null then now() end, last_result,
+          now() + next_run_in_ms * interval '1 millisecond')
+  on conflict on constraint worker_tasks_pkey do update set
+    runs = t.runs + excluded.runs,
+    failures = t.failures + excluded.failures,
+    consecutive_failures = excluded.consecutive_failures,
+    last_run_at = excluded.last_run_at,
+    last_success_at = coalesce(excluded.last_success_at, t.last_success_at),
+    last_error = coalesce(excluded.last_error, t.last_error),
+    last_error_kind = case when excluded.last_error is not null then excluded.last_error_kind else t.last_error_kind end,
+    last_error_at = coalesce(excluded.last_error_at, t.last_error_at),
+    last_result = excluded.last_result,
+    next_run_at = excluded.next_run_at
+$$;
+
+create or replace view invoices.worker_status as
+select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
+       t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
+       t.last_error, t.last_error_at, t.last_result, t.next_run_at, t.last_error_kind
+  from invoices_internal.worker_tasks t
+  left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
+                      where a.backend_type = 'invoices worker' limit 1) w on true
+ where invoices_internal.may_read('worker_status', current_user);
+
+create or replace function invoices_internal.worker_recovery() returns jsonb
+language plpgsql volatile
+as $$
+declare
+  deliveries integer := invoices_internal.release_delivery_leases();
+  emails integer;
+begin
+  update invoices_internal.emails set lease_until = now()
+   where status = 'sending' and lease_until > now();
+  get diagnostics emails = row_count;
+  return jsonb_build_object('deliveries_released', deliveries, 'emails_released', emails);
+end
+$$;
+comment on view invoices.worker_status is
+  'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error (and its kind: spi, json, rpc, config, thread) and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others; the task recovery is what the worker found half done when it started.';
+revoke execute on function invoices_internal.worker_task_report(text, bigint, bigint, integer, bigint, text, text, jsonb, bigint) from public;
+revoke execute on function invoices_internal.worker_recovery() from public;
+
 create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
 language plpgsql volatile
 as $$
@@ -4345,61 +4168,3 @@ begin
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
 end
 $$;
-
--- The worker as a list of tasks: failures are recorded by kind, and a recovery phase runs once
--- before the first task.
-alter table invoices_internal.worker_tasks add column last_error_kind text;
-drop function invoices_internal.worker_task_report(text, bigint, bigint, integer, bigint, text, jsonb, bigint);
-create or replace function invoices_internal.worker_task_report(task text, runs bigint, failures bigint,
-                                                     consecutive_failures integer,
-                                                     last_success_unix_ms bigint, last_error text,
-                                                     last_error_kind text,
-                                                     last_result jsonb, next_run_in_ms bigint)
-returns void
-language sql volatile
-as $$
-  insert into invoices_internal.worker_tasks as t
-    (task, runs, failures, consecutive_failures, last_run_at, last_success_at, last_error, last_error_kind,
-     last_error_at, last_result, next_run_at)
-  values (task, runs, failures, consecutive_failures, now(), to_timestamp(last_success_unix_ms / 1000.0), last_error,
-          last_error_kind, case when last_error is not null then now() end, last_result,
-          now() + next_run_in_ms * interval '1 millisecond')
-  on conflict on constraint worker_tasks_pkey do update set
-    runs = t.runs + excluded.runs,
-    failures = t.failures + excluded.failures,
-    consecutive_failures = excluded.consecutive_failures,
-    last_run_at = excluded.last_run_at,
-    last_success_at = coalesce(excluded.last_success_at, t.last_success_at),
-    last_error = coalesce(excluded.last_error, t.last_error),
-    last_error_kind = case when excluded.last_error is not null then excluded.last_error_kind else t.last_error_kind end,
-    last_error_at = coalesce(excluded.last_error_at, t.last_error_at),
-    last_result = excluded.last_result,
-    next_run_at = excluded.next_run_at
-$$;
-
-create or replace view invoices.worker_status as
-select t.task, w.pid as worker_pid, w.backend_start as worker_started_at,
-       t.runs, t.failures, t.consecutive_failures, t.last_run_at, t.last_success_at,
-       t.last_error, t.last_error_at, t.last_result, t.next_run_at, t.last_error_kind
-  from invoices_internal.worker_tasks t
-  left join lateral (select a.pid, a.backend_start from pg_catalog.pg_stat_activity a
-                      where a.backend_type = 'invoices worker' limit 1) w on true
- where invoices_internal.may_read('worker_status', current_user);
-
-create or replace function invoices_internal.worker_recovery() returns jsonb
-language plpgsql volatile
-as $$
-declare
-  deliveries integer := invoices_internal.release_delivery_leases();
-  emails integer;
-begin
-  update invoices_internal.emails set lease_until = now()
-   where status = 'sending' and lease_until > now();
-  get diagnostics emails = row_count;
-  return jsonb_build_object('deliveries_released', deliveries, 'emails_released', emails);
-end
-$$;
-comment on view invoices.worker_status is
-  'The background worker''s tasks (expiry, rates, …): runs, failures, consecutive failures (the back-off), last run, last success, last error (and its kind: spi, json, rpc, config, thread) and result, next run, and the worker''s pid. A failing task is retried with back-off and never stops the others; the task recovery is what the worker found half done when it started.';
-revoke execute on function invoices_internal.worker_task_report(text, bigint, bigint, integer, bigint, text, text, jsonb, bigint) from public;
-revoke execute on function invoices_internal.worker_recovery() from public;

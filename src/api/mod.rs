@@ -2,7 +2,7 @@
 //! They live in schema `invoices_internal`; the public API in schema `invoices` is SQL
 //! (see `sql/`) that calls them.
 
-pub mod http;
+pub mod gateway;
 pub mod ids;
 pub mod documents;
 pub mod invoices;

@@ -1,4 +1,4 @@
-//! Rates and quotes (see `sql/50_rates_quotes.sql`): the exact arithmetic lives in the domain.
+//! Rates and quotes (see `sql/25_rates_quotes.sql`): the exact arithmetic lives in the domain.
 
 use crate::domain::{money, quote, rates};
 use crate::error::OrRaise;

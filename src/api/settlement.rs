@@ -1,4 +1,4 @@
-//! How payments settle an invoice (`domain::settlement`), for `sql/70_chains.sql`: the SQL
+//! How payments settle an invoice (`domain::settlement`), for `sql/72_payments.sql` and `sql/74_polls.sql`: the SQL
 //! locks and reads the rows, these functions decide, the SQL writes the decision.
 
 use crate::domain::settlement::{self, Invoice, Payment};

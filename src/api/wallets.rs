@@ -1,7 +1,7 @@
-//! Watch-only wallets (see `sql/55_wallets.sql`): address derivation and validation live in
-//! `domain::chains`; these wrappers return errors as data for the HTTP door.
+//! Watch-only wallets (see `sql/30_wallets.sql`): address derivation and validation live in
+//! `domain::addresses`; these wrappers return errors as data for the HTTP door.
 
-use crate::domain::chains::{scheme_for_asset, Network};
+use crate::domain::addresses::{scheme_for_asset, Network};
 use crate::domain::{DomainError, ErrorKind, FieldErrors};
 use crate::error;
 use pgrx::prelude::*;
@@ -10,7 +10,7 @@ use pgrx::JsonB;
 fn scheme_and_network(
     asset: &str,
     network: &str,
-) -> Result<(&'static dyn crate::domain::chains::AddressScheme, Network), DomainError> {
+) -> Result<(&'static dyn crate::domain::addresses::AddressScheme, Network), DomainError> {
     let scheme = scheme_for_asset(asset).ok_or_else(|| {
         let mut errors = FieldErrors::new();
         errors.add("asset", format!("{asset:?} is not one of BTC, ETH, USDC, KAS"));

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Sending invoices by e-mail through a real SMTP server (aiosmtpd, AUTH PLAIN): create_invoice
-# with send => true and send_invoice queue the e-mail in the caller's transaction, the worker
-# delivers it (hosted link in the text, the PDF attached, sent_at stamped), a relay that answers
-# 451 or is down gets retries, one that refuses the recipient (550) dead-letters at once, and
-# without a relay the queue waits.
+# Sending invoices by e-mail through a real SMTP server (aiosmtpd on loopback, AUTH without TLS,
+# allowed by invoices.smtp_allow_cleartext_auth): create_invoice with send => true and
+# send_invoice queue the e-mail in the caller's transaction, the worker delivers it (hosted link
+# in the text, the PDF attached, sent_at stamped), a relay that answers 451 or is down gets
+# retries, one that refuses the recipient (550) dead-letters at once, and without a relay the
+# queue waits. TLS (smtps, STARTTLS, certificates, the cleartext rule): email_tls.sh.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../lib.sh"
@@ -18,6 +19,7 @@ stop_relay() { if [ -n "$relay_pid" ]; then kill "$relay_pid" 2>/dev/null || tru
 cleanup() {
   stop_relay || true
   psql_ -qc "alter system reset invoices.smtp_url" -c "alter system reset invoices.smtp_from" \
+        -c "alter system reset invoices.smtp_allow_cleartext_auth" \
         -c "alter system reset invoices.webhook_retry_schedule" -c "select pg_reload_conf()" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -44,9 +46,11 @@ first=$(q "select id from invoices_internal.emails where merchant_id = '$mid' an
 sleep 1.5
 expect_eq "  without invoices.smtp_url it waits" "$(email_status "$first")" "queued"
 
-# a relay: delivered with the link and the PDF, sent_at stamped
+# a relay: delivered with the link and the PDF, sent_at stamped (the relay is local and offers
+# no STARTTLS: its password may go without TLS only because smtp_allow_cleartext_auth says so)
 start_relay
 psql_ -qc "alter system set invoices.smtp_url = 'smtp://mailer:s3cret@127.0.0.1:$SMTP_PORT'" \
+      -c "alter system set invoices.smtp_allow_cleartext_auth = on" \
       -c "alter system set invoices.smtp_from = 'billing@mailing.test'" -c "select pg_reload_conf()" >/dev/null
 wait_for 15 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $first" \
   && ok "the worker delivers it once a relay is configured" || bad "the worker delivers it once a relay is configured" "$(q "select status || ' ' || coalesce(last_error, '') from invoices_internal.emails where id = $first")"

@@ -141,7 +141,7 @@ impl Kaspa {
 /// Does `network` (the chain row's) accept a node on `node`'s network? kaspad's network ids:
 /// `mainnet`, `testnet-10`, `devnet`, `simnet` (some clients write them `kaspa-mainnet`…).
 /// Devnet and simnet differ in their address prefix (`kaspadev:`, `kaspasim:`), so each takes
-/// only its own; regtest addresses are simnet's here (`chains::kaspa`), so regtest is simnet.
+/// only its own; regtest addresses are simnet's here (`addresses::kaspa`), so regtest is simnet.
 pub fn network_matches(network: &str, node: &str) -> bool {
     let node = node.strip_prefix("kaspa-").unwrap_or(node);
     match network {

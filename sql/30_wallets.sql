@@ -7,6 +7,11 @@
 -- derived index (within the gap limit). Expiry, cancellation and confirmation release it after
 -- the invoice's pause_minutes. A live invoice (pending, partial, paid, overdue) holds its
 -- address alone: a unique index on the invoices enforces it.
+--
+-- Needs: 05_errors (raise, raise_error); 10_tables (invoices, merchants); 15_tenancy
+--   (authorize, may_read, require_merchant, visible_merchants); 25_rates_quotes (lock_quote)
+-- Provides (API): create_wallet(), wallets, addresses
+-- Provides (internal): wallets, wallet_keys, addresses, address_assignments, assign_address(), release_address(), open_for_payment()
 
 create table invoices_internal.wallets (
   merchant_id  uuid not null references invoices_internal.merchants (id),
@@ -21,6 +26,7 @@ create table invoices_internal.wallets (
   created_at   timestamptz not null default now(),
   primary key (merchant_id, id)
 );
+
 -- one active wallet per merchant and asset
 create unique index wallets_active_asset on invoices_internal.wallets (merchant_id, asset) where active;
 
@@ -55,14 +61,19 @@ create table invoices_internal.addresses (
   unique (merchant_id, wallet_id, address),
   foreign key (merchant_id, wallet_id) references invoices_internal.wallets (merchant_id, id)
 );
+
 create unique index addresses_id_key on invoices_internal.addresses (merchant_id, id);
+
 -- the carousel's pick: free addresses of a wallet, oldest freed first
 create index addresses_free_idx on invoices_internal.addresses (wallet_id, available_at, id)
   where invoice_id is null;
+
 create unique index addresses_one_invoice on invoices_internal.addresses (merchant_id, invoice_id)
   where invoice_id is not null;
+
 -- payment detection finds the address of an output
 create index addresses_address_idx on invoices_internal.addresses (address);
+
 -- No address is ever assigned to two live invoices.
 create unique index invoices_one_live_invoice_per_address on invoices_internal.invoices (merchant_id, address_id)
   where status in ('pending', 'partial', 'paid', 'overdue') and address_id is not null;
@@ -163,6 +174,7 @@ begin
   return (select to_jsonb(v) from invoices.wallets v where v.merchant_id = mid and v.id = w.id);
 end
 $$;
+
 comment on function invoices.create_wallet(text, text, text, integer, text) is
   'Watch-only wallet for an asset (BTC, ETH, USDC, KAS) of the current merchant: xpub = the account-level extended public key (BTC zpub/xpub at m/84''/0''/0'', vpub/tpub on test networks; EVM xpub at m/44''/60''/0''; Kaspa kpub/ktub at m/44''/111111''/0''), receive addresses <account>/0/i; or address = one bring-your-own address (EVM: EIP-55 checksummed). Never a private key. gap_limit: derived addresses without a payment allowed at once (default 20). network: mainnet, testnet, regtest, devnet, simnet. Replaces the active wallet of that asset. A key or address belongs to one merchant: another merchant''s raises 23505; the merchant''s own earlier key reactivates that wallet (its derived addresses and next index kept, gap_limit and network as given).';
 
@@ -176,6 +188,7 @@ select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_
          where a.merchant_id = w.merchant_id and a.wallet_id = w.id and a.invoice_id is not null) as addresses_in_use
   from invoices_internal.wallets w
  where w.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('wallets', current_user);
+
 comment on view invoices.wallets is
   'Watch-only wallets of the current merchant: asset, network, the extended public key or the bring-your-own address (nothing more secret exists), gap limit, how many addresses were derived and how many are held by live invoices.';
 
@@ -190,6 +203,7 @@ select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.deriva
   join invoices_internal.wallets w on w.merchant_id = a.merchant_id and w.id = a.wallet_id
   left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
  where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('addresses', current_user);
+
 comment on view invoices.addresses is
   'Deposit addresses of the current merchant''s wallets with their derivation index and state: assigned (to the live invoice shown), paused (free again at available_at) or free.';
 

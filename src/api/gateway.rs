@@ -1,6 +1,6 @@
-//! The HTTP door: API keys, scopes, rate limits and error statuses (see `sql/40_http.sql`).
+//! The gateway: API keys, scopes, rate limits and error statuses (see `sql/20_api_keys.sql` and `sql/55_gateway.sql`).
 
-use crate::domain::{apikey, http};
+use crate::domain::{apikey, gateway};
 use crate::error;
 use pgrx::JsonB;
 use crate::shmem;
@@ -58,7 +58,7 @@ pub mod invoices_internal {
         method: &str,
         path: &str,
     ) -> TableIterator<'static, (name!(kind, String), name!(object, String))> {
-        let route = http::route(method, path);
+        let route = gateway::route(method, path);
         let (kind, object) = route.parts();
         TableIterator::once((kind.to_string(), object.to_string()))
     }
@@ -68,13 +68,13 @@ pub mod invoices_internal {
     /// decoded first, so it is no weaker than the table.
     #[pg_extern(immutable, parallel_safe, sql = false)]
     pub fn required_scope(method: &str, path: &str) -> &'static str {
-        http::legacy_scope(&http::route(method, path))
+        gateway::legacy_scope(&gateway::route(method, path))
     }
 
     /// The HTTP status the HTTP door answers a SQLSTATE with.
     #[pg_extern(immutable, parallel_safe)]
     pub fn http_status(sqlstate: &str) -> i32 {
-        http::status_for_sqlstate(sqlstate) as i32
+        gateway::status_for_sqlstate(sqlstate) as i32
     }
 
     /// Counts one request of key `key_id` against `per_minute` in shared memory (outside any

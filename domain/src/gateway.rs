@@ -1,4 +1,4 @@
-//! The HTTP door's rules: which object a request addresses, and which status an error gets.
+//! The gateway (the incoming door: web front, PostgREST, the pre-request check): which object a request addresses, and which status an error gets.
 //!
 //! PostgREST maps most SQLSTATEs to a status by itself, but not 401 vs 403 for keys it does not
 //! know about, 404 for a missing invoice, or 429: errors raised during an HTTP request are

@@ -5,11 +5,15 @@
 -- quote uses is the median of the fresh sources of its pair (invoices.rate_max_age_seconds).
 -- Finalizing a fiat invoice that has an asset locks a quote; the worker expires unpaid invoices
 -- past the quote's deadline and marks open invoices past their due date overdue.
+--
+-- Needs: 05_errors (raise); 10_tables (currencies, invoices, quotes); 15_tenancy (authorize,
+--   may_read, visible_merchants)
+-- Provides (API): set_rate(), create_rate_source(), rate_sources, rates, quotes
+-- Provides (internal): rate_sources, rate_observations, current_rate(), lock_quote(), expire_and_mark_overdue()
 
 -- --------------------------------------------------------------------------------------------
 -- Rates
 -- --------------------------------------------------------------------------------------------
-
 -- Sources the worker polls: URL + response format (CoinGecko simple/price, Kraken Ticker,
 -- Coinbase prices/<pair>/spot). Each fetch's outcome is recorded here.
 create table invoices_internal.rate_sources (
@@ -44,6 +48,7 @@ create table invoices_internal.rate_observations (
   observed_at timestamptz not null default now(),
   primary key (asset, currency, source, id)
 );
+
 create index rate_observations_latest_idx
   on invoices_internal.rate_observations (asset, currency, source, observed_at desc);
 
@@ -79,6 +84,7 @@ begin
            where r.asset = set_rate.asset and r.currency = set_rate.currency and r.source = btrim(set_rate.source));
 end
 $$;
+
 comment on function invoices.set_rate(text, text, numeric, text) is
   'Admin: record a rate (price of 1 asset in currency, e.g. set_rate(''BTC'', ''USD'', 67187.33)) from source (default manual). It counts as one source for the median while it is fresh (invoices.rate_max_age_seconds). Returns the row of the rates view.';
 
@@ -106,6 +112,7 @@ begin
   return to_jsonb(s);
 end
 $$;
+
 comment on function invoices.create_rate_source(text, text, text, text, text, integer, integer) is
   'Admin: a rate source for the worker to poll every interval_seconds. format: coingecko (simple/price), kraken (Ticker) or coinbase (prices/<pair>/spot); url defaults to the public API of that format for the asset/currency pair. Outcomes show in invoices.rate_sources.';
 
@@ -115,6 +122,7 @@ select id, name, format, url, asset, currency, enabled, interval_seconds, timeou
        successes, failures, consecutive_failures
   from invoices_internal.rate_sources
  where invoices_internal.may_read('rate_sources', current_user);
+
 comment on view invoices.rate_sources is
   'Rate sources polled by the worker, with the outcome of their fetches: last rate, last error, counters, next fetch (failures back off).';
 
@@ -136,6 +144,7 @@ select a.asset, a.currency, a.source, a.rate, a.observed_at, a.age_seconds, a.fr
                                        over (partition by a.asset, a.currency)) as median_rate
   from aged a
  where invoices_internal.may_read('rates', current_user);
+
 comment on view invoices.rates is
   'Latest rate per source and pair (price of 1 asset in currency), its age, whether it is fresh (younger than invoices.rate_max_age_seconds), and median_rate: the median of the pair''s fresh sources, the rate a quote uses now.';
 
@@ -151,7 +160,6 @@ $$;
 -- --------------------------------------------------------------------------------------------
 -- Quotes
 -- --------------------------------------------------------------------------------------------
-
 -- Locks a new quote for an invoice (finalize, send => true, requote) and sets its deadline.
 -- A fiat invoice without an asset is not quoted (it is settled outside the chains). No fresh
 -- rate is an error, so the finalization that needed it does not happen either.
@@ -200,33 +208,9 @@ select q.merchant_id, q.invoice_id, i.invoice_number, q.id, q.asset, q.currency,
   from invoices_internal.quotes q
   join invoices_internal.invoices i on i.merchant_id = q.merchant_id and i.id = q.invoice_id
  where q.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('quotes', current_user);
+
 comment on view invoices.quotes is
   'Locked quotes of the current merchant''s invoices: asset, rate (currency per 1 asset; null when the invoice is in the asset itself), the sources of the median, markup_percent, the crypto amount rounded up to the asset unit, and the deadline. current marks the one in force.';
-
-create function invoices.requote_invoice(ref text) returns jsonb
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('requote_invoice');  -- first: the caller's scope
-  mid uuid := invoices_internal.require_merchant();
-  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
-  inv invoices_internal.invoices;
-begin
-  select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
-  if inv.status <> 'expired' or inv.amount_paid > 0 then
-    perform invoices_internal.raise('23514',
-      format('invoice %s is %s%s: only an expired invoice without payments can be requoted',
-             inv.invoice_number, inv.status, case when inv.amount_paid > 0 then ' and has payments' else '' end),
-      null, 'requote_invoice gives an expired, unpaid invoice a fresh quote and deadline');
-  end if;
-  perform invoices_internal.set_status(mid, inv_id, 'pending');
-  perform invoices_internal.open_for_payment(mid, inv_id);
-  return invoices_internal.invoice_object(mid, inv_id);
-end
-$$;
-comment on function invoices.requote_invoice(text) is
-  'expired -> pending with a fresh quote (current median rate) and a new deadline, for an invoice without payments. ref: invoice number, UUID or slug. Returns the invoice object.';
 
 -- --------------------------------------------------------------------------------------------
 -- Expiry and overdue (run by the worker on every tick; callable by hand)

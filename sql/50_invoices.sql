@@ -1,11 +1,20 @@
 -- ============================================================================================
 -- invoices — merchants and the invoice lifecycle (schema invoices)
 -- ============================================================================================
+-- create_merchant, create_invoice, finalize_invoice, cancel_invoice, requote_invoice and
+-- invoice_status: the functions a merchant calls, over the tables, the status machine, quotes
+-- and the address carousel of the files before.
+--
+-- Needs: 05_errors (raise, raise_error); 10_tables (invoice_lines, invoices, merchants);
+--   12_outbox (emails, retry_count); 15_tenancy (authorize, current_merchant_id,
+--   require_merchant); 20_api_keys (idempotent_replay, idempotent_store, insert_api_key);
+--   30_wallets (open_for_payment); 40_views (invoice_rows)
+-- Provides (API): create_merchant(), create_invoice(), finalize_invoice(), cancel_invoice(), invoice_status(), requote_invoice()
+-- Provides (internal): resolve_invoice(), document_invoice(), invoice_object(), set_status()
 
 -- --------------------------------------------------------------------------------------------
 -- Merchants
 -- --------------------------------------------------------------------------------------------
-
 create function invoices.create_merchant(
   name             text,
   email            text default null,
@@ -34,13 +43,13 @@ begin
     'api_key', invoices_internal.insert_api_key(m.id, 'Default key', '{read,write,webhooks,admin}') ->> 'api_key');
 end
 $$;
+
 comment on function invoices.create_merchant(text, text, text, text, text) is
   'Admin (SQL only): create a merchant. default_currency is an ISO 4217 code (default USD); invoice_prefix gives numbers like INV-0001 (default INV). Returns the merchant as jsonb with api_key: its first API key (all scopes), shown this once.';
 
 -- --------------------------------------------------------------------------------------------
 -- Invoices
 -- --------------------------------------------------------------------------------------------
-
 -- ref = invoice number (INV-0001), UUID or slug, within the caller's merchant.
 create function invoices_internal.resolve_invoice(mid uuid, ref text) returns uuid
 language plpgsql stable
@@ -289,6 +298,7 @@ begin
   return obj;
 end
 $$;
+
 comment on function invoices.create_invoice(jsonb, text, text, text, text, text, numeric, numeric, date, date, text, jsonb, text, numeric, integer, integer, integer, text, text, integer, text, text, text, boolean, jsonb, text, text) is
   'Create an invoice for the current merchant. lines: [{description, quantity (default 1), unit_price}] (1-100; items is an alias), amounts as numbers or strings. currency defaults to the merchant''s. Totals are exact: line = quantity x unit_price rounded half away from zero to the currency exponent, tax = (subtotal - discount) x tax_rate / 100. send => true finalizes at once. Bad input raises 22023 with every bad field in the detail. Returns the invoice object.';
 
@@ -319,6 +329,7 @@ begin
   return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;
+
 comment on function invoices.finalize_invoice(text) is
   'draft -> pending: the invoice can now be paid. An invoice with an asset gets a locked quote (the median of the fresh rates for a fiat invoice, with markup_percent, rounded up to the asset unit) and a deadline of expiry_minutes (default 30); with no fresh rate it raises 55000 and stays a draft. ref: invoice number, UUID or slug. Returns the invoice object.';
 
@@ -340,6 +351,7 @@ begin
   return invoices_internal.idempotent_store(mid, invoices_internal.invoice_object(mid, inv_id));
 end
 $$;
+
 comment on function invoices.cancel_invoice(text) is
   'draft/pending/overdue -> cancelled, releasing the deposit address. A paid, confirmed, expired or cancelled invoice cannot be cancelled (23514). Returns the invoice object.';
 
@@ -358,5 +370,32 @@ as $$
     from invoices_internal.document_invoice(ref) d
     join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
 $$;
+
 comment on function invoices.invoice_status(text) is
   'Lightweight poll of one invoice: number, status, total, amount_paid, amount_due, currency, asset amount, deposit address and quote deadline. With an API key: the merchant''s invoice by number, id or slug; without one (the hosted page polls it): a finalized invoice by slug or id.';
+
+create function invoices.requote_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('requote_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  inv invoices_internal.invoices;
+begin
+  select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
+  if inv.status <> 'expired' or inv.amount_paid > 0 then
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s%s: only an expired invoice without payments can be requoted',
+             inv.invoice_number, inv.status, case when inv.amount_paid > 0 then ' and has payments' else '' end),
+      null, 'requote_invoice gives an expired, unpaid invoice a fresh quote and deadline');
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'pending');
+  perform invoices_internal.open_for_payment(mid, inv_id);
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+comment on function invoices.requote_invoice(text) is
+  'expired -> pending with a fresh quote (current median rate) and a new deadline, for an invoice without payments. ref: invoice number, UUID or slug. Returns the invoice object.';

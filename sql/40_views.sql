@@ -3,6 +3,11 @@
 -- ============================================================================================
 -- Each public view shows only the caller's merchant (visible_merchants(), evaluated once per
 -- query as an init-plan). Money columns are numeric with the currency's scale (220.00).
+--
+-- Needs: 10_tables (audit_log, invoice_lines, invoices, quotes); 15_tenancy (may_read,
+--   visible_merchants)
+-- Provides (API): invoices, invoice_lines, audit_log
+-- Provides (internal): invoice_rows
 
 -- Every invoice with its derived fields, unfiltered: the single definition of the invoice
 -- object that the views and the functions' jsonb share.
@@ -46,6 +51,7 @@ create view invoices.invoices with (security_barrier) as
 select r.*
   from invoices_internal.invoice_rows r
  where r.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoices', current_user);
+
 comment on view invoices.invoices is
   'Invoices of the current merchant, one row per invoice, with its lines embedded as jsonb. Filter and page with PostgREST (GET /invoices?status=eq.pending&limit=10). Amounts are numeric in the currency''s exponent; the callback secret is never shown.';
 
@@ -55,6 +61,7 @@ select l.merchant_id, l.invoice_id, i.invoice_number, l.position, l.description,
   from invoices_internal.invoice_lines l
   join invoices_internal.invoices i on i.merchant_id = l.merchant_id and i.id = l.invoice_id
  where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoice_lines', current_user);
+
 comment on view invoices.invoice_lines is
   'Line items of the current merchant''s invoices: quantity x unit_price = amount, rounded half away from zero to the currency exponent.';
 
@@ -64,5 +71,6 @@ select a.merchant_id, a.id, a.invoice_id, i.invoice_number, a.from_status, a.to_
   from invoices_internal.audit_log a
   join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
  where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('audit_log', current_user);
+
 comment on view invoices.audit_log is
   'Append-only history of every invoice creation and status transition: from, to, the event it emitted, who (API key or database user) and when.';
