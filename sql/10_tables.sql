@@ -201,7 +201,7 @@ create trigger audit_log_no_truncate
     'the audit log is append-only: %s is not allowed',
     'audit rows are written by the status trigger and are never changed or removed');
 
--- The rules every invoice row obeys, whichever door wrote it (SPEC "Money"). Raises 23514
+-- The rules every invoice row obeys, whichever door wrote it (docs/money.md). Raises 23514
 -- naming the rule. PostgreSQL's round() is half away from zero, like the Rust that computed
 -- the amounts.
 create function invoices_internal.check_invoice_row(i invoices_internal.invoices) returns void

@@ -78,8 +78,6 @@ begin
 end
 $$;
 
--- The invoice object of SPEC.md: the row of the invoices view with amounts as strings in the
--- currency's exponent.
 -- The invoice a document or status poll is for: the caller's own (number, id or slug), or for anyone a
 -- finalized invoice by slug or id. Unknown, draft or foreign → 404, the same for all three.
 create function invoices_internal.document_invoice(ref text, out merchant_id uuid, out id uuid)
@@ -112,6 +110,8 @@ begin
 end
 $$;
 
+-- The invoice object: the row of the invoices view with amounts as strings in the currency's
+-- exponent (the fields are listed in docs/sql-reference.md, view invoices.invoices).
 create function invoices_internal.invoice_object(mid uuid, invoice_id uuid) returns jsonb
 language plpgsql stable
 as $$

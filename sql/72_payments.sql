@@ -174,8 +174,12 @@ select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset,
                p.invoice_id, i.invoice_number, p.detected_at,
                case when i.id is null then 'no_invoice'
                     when i.asset is distinct from p.asset then 'other_asset'
-                    when i.cancelled_at <= p.detected_at then 'invoice_cancelled'
-                    when p.late then 'invoice_expired'
+                    -- late: the invoice was cancelled when the payment was recorded (its
+                    -- detected_at may precede a cancel that committed during the poll)
+                    when i.cancelled_at <= p.detected_at or i.cancelled_at is not null and p.late then 'invoice_cancelled'
+                    -- a late payment to an expired invoice pays it (paid_late): unmatched only
+                    -- while the invoice stays expired
+                    when p.late and i.status = 'expired' then 'invoice_expired'
                     when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
                            where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
                              and e.status <> 'reverted' and e.id < p.id)

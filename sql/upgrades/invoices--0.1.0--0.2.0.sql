@@ -4168,3 +4168,30 @@ begin
                             'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
 end
 $$;
+
+create or replace view invoices.unmatched_payments with (security_barrier) as
+select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset, u.amount, u.status,
+       u.invoice_id, u.invoice_number, u.reason, u.detected_at
+  from (select p.merchant_id, p.id, p.chain, p.txid, p.output_index, p.address, p.asset, p.amount, p.status,
+               p.invoice_id, i.invoice_number, p.detected_at,
+               case when i.id is null then 'no_invoice'
+                    when i.asset is distinct from p.asset then 'other_asset'
+                    -- late: the invoice was cancelled when the payment was recorded (its
+                    -- detected_at may precede a cancel that committed during the poll)
+                    when i.cancelled_at <= p.detected_at or i.cancelled_at is not null and p.late then 'invoice_cancelled'
+                    -- a late payment to an expired invoice pays it (paid_late): unmatched only
+                    -- while the invoice stays expired
+                    when p.late and i.status = 'expired' then 'invoice_expired'
+                    when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
+                           where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
+                             and e.status <> 'reverted' and e.id < p.id)
+                         >= (select q.asset_amount from invoices_internal.quotes q
+                              where q.merchant_id = p.merchant_id and q.invoice_id = p.invoice_id
+                              order by q.created_at desc limit 1) then 'invoice_already_paid'
+               end as reason
+          from invoices_internal.payments p
+          left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+         where p.status <> 'reverted'
+           and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
+           and invoices_internal.may_read('unmatched_payments', current_user)) u
+ where u.reason is not null;

@@ -14,7 +14,7 @@ select inv->>'invoice_number' as number, inv->>'status' as status, inv->>'curren
          customer_company => 'Acme Inc', currency => 'USD', tax_rate => 10,
          notes => 'Payment due within 30 days') as inv;
 
--- The invoice object carries SPEC.md's field names.
+-- The invoice object carries the field names of the original contract.
 select string_agg(k, ', ' order by k) as invoice_object_fields
   from jsonb_object_keys(invoices.invoice_status('INV-0001')) k;
 select array_agg(k order by k) @> array['id','merchant_id','invoice_number','slug','status','currency',
