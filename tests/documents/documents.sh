@@ -24,9 +24,11 @@ API="$PGRST_URL"; PUB="$PUBLIC_URL"
 evm_xpub=$(fresh_xpub "$EVM_XPUB")   # a key of this run's own: a key belongs to one merchant
 read -r mid key other_key < <(psql_ -tA -F ' ' <<SQL | tail -1
 select invoices.act_as((invoices.create_merchant('Docs <Test> & Co', 'billing@docs.test', E'1 Main St\nSpringfield') ->> 'id')::uuid) is not null as a \gset
-select invoices.set_rate('ETH', 'USD', 2000) is not null as r1 \gset
-select invoices.set_rate('BTC', 'USD', 50000) is not null as r2 \gset
-select invoices.set_rate('USDC', 'USD', 1) is not null as r3 \gset
+-- rates are global per pair: this suite prices in SEK, which no other suite quotes, so no
+-- other suite's fresh rate source moves its medians
+select invoices.set_rate('ETH', 'SEK', 2000) is not null as r1 \gset
+select invoices.set_rate('BTC', 'SEK', 50000) is not null as r2 \gset
+select invoices.set_rate('USDC', 'SEK', 1) is not null as r3 \gset
 select invoices.create_wallet('ETH', xpub => '$evm_xpub', gap_limit => 1000) is not null as w1 \gset
 select invoices.create_wallet('USDC', xpub => '$evm_xpub', gap_limit => 1000) is not null as w2 \gset
 select invoices.create_wallet('BTC', xpub => '$(fresh_xpub zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs)', gap_limit => 1000) is not null as w3 \gset
@@ -47,7 +49,7 @@ psql_ -qc "select invoices.configure_chain('docs-base', 'evm', 'http://127.0.0.1
 create() { curl -fsS -X POST "$API/rpc/create_invoice" -H "X-API-Key: $key" -H 'Content-Type: application/json' -d "$1"; }
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 inv=$(create '{"lines": [{"description": "Widget (Müller edition)", "quantity": 2, "unit_price": "50"}, {"description": "Setup", "unit_price": "25.50"}],
-               "currency": "USD", "asset": "ETH", "tax_rate": 10, "discount_amount": "5.50", "customer_name": "Bob Buyer",
+               "currency": "SEK", "asset": "ETH", "tax_rate": 10, "discount_amount": "5.50", "customer_name": "Bob Buyer",
                "customer_company": "Bob'"'"'s Bikes", "customer_email": "bob@example.com", "due_date": "2030-01-31",
                "notes": "Thank you for your business!", "send": true}')
 slug=$(field slug <<< "$inv"); number=$(field invoice_number <<< "$inv"); id=$(field id <<< "$inv")
@@ -61,9 +63,9 @@ expect_eq "  it is a PDF" "$(head -c 5 "$work/a.pdf")" "%PDF-"
 pdftotext -layout "$work/a.pdf" "$work/a.txt"
 missing=""
 for needle in "$number" "Docs <Test> & Co" "1 Main St" "Springfield" "billing@docs.test" "Bob Buyer" "Bob's Bikes" "bob@example.com" \
-              "Widget (Müller edition)" "Setup" "Issue date" "2030-01-31" "Subtotal" "125.50 USD" "Discount" "-5.50 USD" "Tax (10%)" \
-              "12.00 USD" "Total" "132.00 USD" "Pay exactly" "$(python3 -c "from decimal import Decimal; print(Decimal('$asset_amount').normalize())") ETH" \
-              "1 ETH = 2,000.00 USD" "Pay by" "$address" "Thank you for your business!" "View and pay online: $PUB/i/$slug" "page 1 of 1"; do
+              "Widget (Müller edition)" "Setup" "Issue date" "2030-01-31" "Subtotal" "125.50 SEK" "Discount" "-5.50 SEK" "Tax (10%)" \
+              "12.00 SEK" "Total" "132.00 SEK" "Pay exactly" "$(python3 -c "from decimal import Decimal; print(Decimal('$asset_amount').normalize())") ETH" \
+              "1 ETH = 2,000.00 SEK" "Pay by" "$address" "Thank you for your business!" "View and pay online: $PUB/i/$slug" "page 1 of 1"; do
   grep -qF -- "$needle" "$work/a.txt" || missing="$missing [$needle]"
 done
 expect_eq "  the text has the parties, lines, totals, crypto amount, rate, deadline, address, notes" "$missing" ""
@@ -78,17 +80,17 @@ expect_eq "  the same document" "$(pdftotext "$work/b.pdf" - | grep -c "$number"
 expect_eq "  pdf_url of the invoice is that URL" "$(field pdf_url <<< "$inv")" "$PUB/rpc/invoice_pdf?ref=$slug"
 expect_eq "without a key, by invoice number: 404" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$number")" "404"
 expect_eq "another merchant's key, by slug: 404" "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $other_key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$slug")" "404"
-draft=$(create '{"lines": [{"description": "Draft", "unit_price": "1"}], "currency": "USD"}')
+draft=$(create '{"lines": [{"description": "Draft", "unit_price": "1"}], "currency": "SEK"}')
 expect_eq "a draft by slug without a key: 404" "$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$(field slug <<< "$draft")")" "404"
 expect_eq "  but its merchant gets it (DRAFT stamp)" "$(curl -s -H "X-API-Key: $key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$(field slug <<< "$draft")" | pdftotext - - | grep -c '^DRAFT$')" "1"
 
 # other assets: the QR code of an ERC-20 transfer and of BIP21
-usdc=$(create '{"lines": [{"description": "Tokens", "unit_price": "12.5"}], "currency": "USD", "asset": "USDC", "send": true}')
+usdc=$(create '{"lines": [{"description": "Tokens", "unit_price": "12.5"}], "currency": "SEK", "asset": "USDC", "send": true}')
 curl -s -H "X-API-Key: $key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$(field slug <<< "$usdc")" -o "$work/u.pdf"
 pdftoppm -r 150 -png -singlefile "$work/u.pdf" "$work/u"
 expect_eq "USDC: the QR code is an EIP-681 ERC-20 transfer" "$(zbarimg -q --raw "$work/u.png" 2>/dev/null)" \
   "ethereum:0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913@8453/transfer?address=$(field address <<< "$usdc")&uint256=12500000"
-btc=$(create '{"lines": [{"description": "Sats", "unit_price": "100"}], "currency": "USD", "asset": "BTC", "send": true}')
+btc=$(create '{"lines": [{"description": "Sats", "unit_price": "100"}], "currency": "SEK", "asset": "BTC", "send": true}')
 curl -s -H "X-API-Key: $key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$(field slug <<< "$btc")" -o "$work/c.pdf"
 pdftoppm -r 150 -png -singlefile "$work/c.pdf" "$work/c"
 expect_eq "BTC: the QR code is a BIP21 URI" "$(zbarimg -q --raw "$work/c.png" 2>/dev/null)" \
@@ -103,7 +105,7 @@ expect_eq "an expired one EXPIRED" "$(stamp "$(field slug <<< "$usdc")")" "EXPIR
 
 # a long invoice continues on more pages, every line in it
 lines=$(python3 -c 'import json; print(json.dumps([{"description": f"Line item number {i}", "unit_price": "1"} for i in range(1, 101)]))')
-long=$(create "{\"lines\": $lines, \"currency\": \"USD\"}")
+long=$(create "{\"lines\": $lines, \"currency\": \"SEK\"}")
 curl -s -H "X-API-Key: $key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$(field slug <<< "$long")" -o "$work/l.pdf"
 pages=$(pdfinfo "$work/l.pdf" | sed -n 's/^Pages: *//p')
 [ "$pages" -ge 3 ] && ok "100 lines take $pages pages" || bad "100 lines take $pages pages"
@@ -138,7 +140,7 @@ mkdir -p "$work/site"; echo '<html><body><h1>THANKS-MARKER</h1></body></html>' >
 echo '<html><body><h1>FAILED-MARKER</h1></body></html>' > "$work/site/failed.html"
 site_port=$((PUBLIC_PORT + 17))
 (cd "$work/site" && exec python3 -m http.server "$site_port" --bind 127.0.0.1 >/dev/null 2>&1) & site_pid=$!
-paying=$(create "{\"lines\": [{\"description\": \"Live\", \"unit_price\": \"10\"}], \"currency\": \"USD\", \"asset\": \"ETH\", \"send\": true,
+paying=$(create "{\"lines\": [{\"description\": \"Live\", \"unit_price\": \"10\"}], \"currency\": \"SEK\", \"asset\": \"ETH\", \"send\": true,
                  \"success_url\": \"http://127.0.0.1:$site_port/thanks.html\", \"failed_url\": \"http://127.0.0.1:$site_port/failed.html\"}")
 "$LOCAL_DIR/venv/bin/python" "$here/cdp.py" "$PUB/i/$(field slug <<< "$paying")" thanks.html 40 > "$work/live.log" & cdp_pid=$!
 wait_for 20 "select viewed_at is not null from invoices_internal.invoices where id = '$(field id <<< "$paying")'" || true
@@ -149,7 +151,7 @@ if wait "$cdp_pid" && grep -q '"status": "paid"' "$work/live.log"; then
 else
   bad "  an open page shows the payment (polling) and then goes to success_url" "$(tr '\n' ' ' < "$work/live.log")"
 fi
-late=$(create "{\"lines\": [{\"description\": \"Gone\", \"unit_price\": \"10\"}], \"currency\": \"USD\", \"asset\": \"ETH\", \"send\": true,
+late=$(create "{\"lines\": [{\"description\": \"Gone\", \"unit_price\": \"10\"}], \"currency\": \"SEK\", \"asset\": \"ETH\", \"send\": true,
                \"failed_url\": \"http://127.0.0.1:$site_port/failed.html\"}")
 q "select invoices_internal.set_status('$mid', '$(field id <<< "$late")', 'expired')" >/dev/null
 "$LOCAL_DIR/venv/bin/python" "$here/cdp.py" "$PUB/i/$(field slug <<< "$late")" failed.html 30 > "$work/late.log" \
