@@ -74,7 +74,7 @@ btc send "$addr" 0.6 >/dev/null
 expect_status "0.6 more: paid" "$inv" paid
 btc mine 1
 expect_status "mined: confirmed" "$inv" confirmed
-expect_eq "  exact sum, no float on the way" "$(q "select asset_paid from invoices_internal.invoices where id = '$inv'")" "1.0"
+expect_eq "  exact sum, no float on the way" "$(q "select asset_paid from invoices.invoices where id = '$inv'")" "1.0"
 
 echo "overpayment and a late payment"
 read -r over oaddr < <(invoice BTC 0.1 1)
@@ -85,9 +85,9 @@ btc send "$oaddr" 0.15 >/dev/null
 btc send "$laddr" 0.2 >/dev/null
 btc mine 1
 expect_status "0.15 for 0.1: confirmed" "$over" confirmed
-expect_eq "  overpaid" "$(q "select overpaid from invoices_internal.invoices where id = '$over'")" "t"
+expect_eq "  overpaid" "$(q "select overpaid from invoices.invoices where id = '$over'")" "t"
 expect_status "paid after its expiry: confirmed" "$late" confirmed
-expect_eq "  paid_late" "$(q "select paid_late from invoices_internal.invoices where id = '$late'")" "t"
+expect_eq "  paid_late" "$(q "select paid_late from invoices.invoices where id = '$late'")" "t"
 
 echo "garbage answers"
 read -r inv addr < <(invoice BTC 0.25 1)

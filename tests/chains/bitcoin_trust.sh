@@ -45,7 +45,7 @@ SQL
 )
 wait_for 15 "select tip_height = 432 from invoices.chains where id = '$CHAIN'" && ok "the worker follows the node" \
   || bad "the worker follows the node" "$(q "select tip_height, last_error from invoices.chains where id = '$CHAIN'")"
-payments_of() { q "select coalesce(string_agg(status, ','), 'none') from invoices_internal.payments where invoice_id = '$1'"; }
+payments_of() { q "select coalesce(string_agg(status, ','), 'none') from invoices.payments where invoice_id = '$1'"; }
 
 echo "a payment that signals BIP125 counts only once mined"
 read -r inv addr < <(invoice BTC 0.1 1)

@@ -58,8 +58,8 @@ evm mine 1
 expect_status "one more block: confirmed" "$inv" confirmed
 expect_eq "  events in order" "$(events "$inv")" \
   "invoice.created,invoice.finalized,payment.received,invoice.paid,payment.confirmed,invoice.confirmed"
-expect_eq "  amount_paid and asset_paid" "$(q "select amount_paid || ' ' || asset_paid || ' ' || overpaid from invoices_internal.invoices where id = '$inv'")" \
-  "0.5 0.5 false"
+expect_eq "  amount_paid and asset_paid" "$(q "select amount_paid || ' ' || asset_paid || ' ' || overpaid from invoices.invoices where id = '$inv'")" \
+  "0.500000000000000000 0.5 false"
 expect_eq "  the audit log has every step" \
   "$(q "select string_agg(coalesce(from_status, '-') || '>' || to_status, ' ' order by id) from invoices.audit_log where invoice_id = '$inv'")" \
   "->draft draft>pending pending>paid paid>confirmed"
@@ -86,7 +86,7 @@ echo "overpayment"
 read -r inv addr < <(invoice ETH 0.1 1)
 evm send-eth "$addr" 0.15 >/dev/null
 expect_status "0.15 for 0.1: confirmed" "$inv" confirmed
-expect_eq "  overpaid flag" "$(q "select overpaid from invoices_internal.invoices where id = '$inv'")" "t"
+expect_eq "  overpaid flag" "$(q "select overpaid from invoices.invoices where id = '$inv'")" "t"
 
 echo "late payment after expiry"
 read -r inv addr < <(invoice ETH 0.3 1)
@@ -95,7 +95,7 @@ expect_status "the quote deadline passes: expired (address released, watched dur
 evm send-eth "$addr" 0.3 >/dev/null
 expect_status "paid after expiry: confirmed, never lost" "$inv" confirmed
 expect_eq "  paid_late, and the payment is late" \
-  "$(q "select i.paid_late || ' ' || p.late from invoices_internal.invoices i join invoices_internal.payments p on p.invoice_id = i.id where i.id = '$inv'")" "true true"
+  "$(q "select i.paid_late || ' ' || p.late from invoices.invoices i join invoices.payments p on p.merchant_id = i.merchant_id and p.invoice_id = i.id where i.id = '$inv'")" "true true"
 
 echo "garbage answers from the node"
 read -r inv addr < <(invoice ETH 0.25 1)

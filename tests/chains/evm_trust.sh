@@ -35,8 +35,8 @@ SQL
 )
 wait_for 10 "select tip_height is not null from invoices.chains where id = '$CHAIN'" && ok "the worker polls the chain" \
   || bad "the worker polls the chain" "$(q "select last_error from invoices.chains where id = '$CHAIN'")"
-scanned_past() { wait_for 15 "select cursor_height >= $1 from invoices_internal.chains where id = '$CHAIN'"; }
-payments_of() { q "select coalesce(string_agg(status, ','), 'none') from invoices_internal.payments where invoice_id = '$1'"; }
+scanned_past() { wait_for 15 "select cursor_height >= $1 from invoices.chains where id = '$CHAIN'"; }
+payments_of() { q "select coalesce(string_agg(status, ','), 'none') from invoices.payments where invoice_id = '$1'"; }
 
 echo "a mempool payment that is dropped is reverted (automine off, anvil_dropTransaction)"
 evm automine off
@@ -48,6 +48,7 @@ evm drop "$tx"
 expect_status "  dropped: the invoice is pending again" "$inv" pending
 expect_eq "  the payment is reverted" "$(payments_of "$inv")" "reverted"
 expect_eq "  events" "$(events "$inv")" "invoice.created,invoice.finalized,payment.received,invoice.paid,payment.reverted,invoice.reverted"
+# (address_id, the invoice's hold on its address, is in no view)
 expect_eq "  the invoice still holds its address" "$(q "select deposit_address = '$addr' and address_id is not null from invoices_internal.invoices where id = '$inv'")" "t"
 
 echo "a mempool payment replaced by a same-nonce transaction to another address is reverted"
@@ -86,9 +87,9 @@ expect_eq "  a devnet wallet's address paid on the mainnet chain: not credited" 
 
 echo "a node of another chain is refused"
 q "select invoices.configure_chain('$CHAIN-other', 'evm', 'http://127.0.0.1:$PORT', '{ETH}', chain_id => 1, poll_interval_ms => 100)" >/dev/null
-wait_for 10 "select last_error like '%chain id 8453%configured as 1%' from invoices_internal.chains where id = '$CHAIN-other'" \
-  && ok "  chain_id 1 against Anvil's 8453: refused, with last_error" || bad "  refused" "$(q "select last_error from invoices_internal.chains where id = '$CHAIN-other'")"
-expect_eq "  and it never polled" "$(q "select coalesce(tip_height::text, 'no tip') from invoices_internal.chains where id = '$CHAIN-other'")" "no tip"
+wait_for 10 "select last_error like '%chain id 8453%configured as 1%' from invoices.chains where id = '$CHAIN-other'" \
+  && ok "  chain_id 1 against Anvil's 8453: refused, with last_error" || bad "  refused" "$(q "select last_error from invoices.chains where id = '$CHAIN-other'")"
+expect_eq "  and it never polled" "$(q "select coalesce(tip_height::text, 'no tip') from invoices.chains where id = '$CHAIN-other'")" "no tip"
 q "update invoices_internal.chains set active = false where id = '$CHAIN-other'" >/dev/null
 
 echo "a node one block behind is not a reorg"
@@ -99,7 +100,7 @@ since=$(q "select now()")
 proxy_mode lag
 sleep 1.5
 expect_eq "  lagging node for 1.5 s: the payment stays in its block" "$(payments_of "$inv") $(status "$inv")" "in_block paid"
-expect_eq "  and no payment.reverted" "$(q "select count(*) from invoices_internal.events where invoice_id = '$inv' and event = 'payment.reverted'")" "0"
+expect_eq "  and no payment.reverted" "$(q "select count(*) from invoices.events where invoice_id = '$inv' and event = 'payment.reverted'")" "0"
 proxy_mode pass
 evm mine 2
 expect_status "  caught up, 3 confirmations: confirmed" "$inv" confirmed
@@ -109,7 +110,7 @@ read -r first addr < <(invoice ETH 0.1 1)
 q "update invoices_internal.chains set active = false where id = '$CHAIN'" >/dev/null
 # the worker reads the chains every second; a poll may still be under way: wait until none came
 # for a second and a half
-wait_for 10 "select last_poll_at < now() - interval '1.5 seconds' from invoices_internal.chains where id = '$CHAIN'" || true
+wait_for 10 "select last_poll_at < now() - interval '1.5 seconds' from invoices.chains where id = '$CHAIN'" || true
 tx=$(evm send-eth "$addr" 0.1)   # mined now, while the worker does not look
 # Anvil's block clock runs ahead of the wall clock when blocks come fast: the address changes
 # hands only after the block's time, as it would on a real chain
@@ -124,6 +125,6 @@ q "update invoices_internal.chains set active = true where id = '$CHAIN'" >/dev/
 scanned_past "$(evm height)" || true
 sleep 0.5
 expect_eq "  the payment (mined while the first held it) is the first invoice's, late" \
-  "$(q "select count(*) || ' ' || bool_and(late) from invoices_internal.payments where invoice_id = '$first'")" "1 true"
+  "$(q "select count(*) || ' ' || bool_and(late) from invoices.payments where invoice_id = '$first'")" "1 true"
 expect_eq "  the next holder got nothing and is still pending" "$(payments_of "$second") $(status "$second")" "none pending"
 finish

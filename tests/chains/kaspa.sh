@@ -111,14 +111,14 @@ echo "overpayment"
 read -r inv addr < <(invoice KAS 1 1)
 pay "$addr" 1.25 >/dev/null; mine 1
 expect_status "1.25 for 1 KAS: confirmed" "$inv" confirmed
-expect_eq "  overpaid" "$(q "select overpaid || ' ' || asset_paid from invoices_internal.invoices where id = '$inv'")" "true 1.25"
+expect_eq "  overpaid" "$(q "select overpaid || ' ' || asset_paid from invoices.invoices where id = '$inv'")" "true 1.25"
 
 echo "late payment after expiry"
 read -r inv addr < <(invoice KAS 0.6 1)
 q "update invoices_internal.invoices set expires_at = now() - interval '1 second' where id = '$inv'" >/dev/null
 expect_status "the deadline passes: expired" "$inv" expired
 pay "$addr" 0.6 >/dev/null; mine 1
-wait_for 15 "select paid_late from invoices_internal.invoices where id = '$inv'" && ok "  paid during the pause window: paid_late" \
+wait_for 15 "select paid_late from invoices.invoices where id = '$inv'" && ok "  paid during the pause window: paid_late" \
   || bad "  paid during the pause window: paid_late" "$(status "$inv")"
 
 echo "a node that is not kaspad, and a stopped node"

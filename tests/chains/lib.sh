@@ -9,14 +9,14 @@ invoice() {
       lines => '[{\"description\": \"Goods\", \"unit_price\": \"$2\"}]', confirmations => $3,
       pause_minutes => 10, send => true) r" | tail -1
 }
-status() { q "select status from invoices_internal.invoices where id = '$1'"; }
+status() { q "select status from invoices.invoices where id = '$1'"; }
 # expect_status NAME INVOICE STATUS [SECONDS]: waits for the status, says what it saw if not
 expect_status() {
-  if wait_for "${4:-15}" "select status = '$3' from invoices_internal.invoices where id = '$2'"; then ok "$1"; else
-    bad "$1" "status $(status "$2"), payments: $(q "select string_agg(status || ' ' || amount, ', ') from invoices_internal.payments where invoice_id = '$2'"), chain error: $(q "select last_error from invoices.chains where id = '$CHAIN'")"
+  if wait_for "${4:-15}" "select status = '$3' from invoices.invoices where id = '$2'"; then ok "$1"; else
+    bad "$1" "status $(status "$2"), payments: $(q "select string_agg(status || ' ' || amount, ', ') from invoices.payments where invoice_id = '$2'"), chain error: $(q "select last_error from invoices.chains where id = '$CHAIN'")"
   fi
 }
-events() { q "select string_agg(event, ',' order by created_at) from invoices_internal.events where invoice_id = '$1'"; }
+events() { q "select string_agg(event, ',' order by created_at) from invoices.events where invoice_id = '$1'"; }
 
 # The account key the EVM tests derive deposit addresses from.
 EVM_XPUB=xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt

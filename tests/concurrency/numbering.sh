@@ -21,6 +21,7 @@ SQL
 "$PG_BIN/pgbench" -n -c 16 -j 2 -t 60 -f "$work/commit.sql@3" -f "$work/rollback.sql@1" "$DB" > "$work/pgbench.out" 2>&1 \
   || { cat "$work/pgbench.out"; echo "FAIL: pgbench reported errors"; exit 1; }
 grep -E "number of failed transactions|transactions actually processed" "$work/pgbench.out" || true
+# (number_seq, the counter behind the number, is in no view)
 result=$(psql_ -d $DB -tAc "
   select count(*) || ' ' || count(distinct invoice_number) || ' ' || coalesce(max(number_seq), 0) || ' ' ||
          (count(*) filter (where invoice_number <> 'INV-' || lpad(number_seq::text, 4, '0')))

@@ -32,7 +32,7 @@ select invoices.create_api_key('w', '{read,write}') ->> 'api_key' as k \gset
 select current_setting('invoices.merchant_id'), :'k', invoices.create_api_key('r', '{read}') ->> 'api_key';
 SQL
 )
-email_status() { q "select status from invoices_internal.emails where merchant_id = '$mid' and id = $1"; }
+email_status() { q "select status from invoices.emails where merchant_id = '$mid' and id = $1"; }
 post() { curl -s -o "$work/resp" -w '%{http_code}' -X POST "$API/rpc/$1" -H "X-API-Key: $2" -H 'Content-Type: application/json' -d "$3"; }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[2]))[sys.argv[1]])' "$1" "$work/resp"; }
 
@@ -41,7 +41,7 @@ psql_ -qc "alter system reset invoices.smtp_url" -c "alter system set invoices.w
 expect_eq "create_invoice with send => true and a customer e-mail (HTTP)" \
   "$(post create_invoice "$key" '{"lines": [{"description": "Consulting", "unit_price": "300"}], "currency": "USD", "customer_name": "Carol", "customer_email": "carol@example.com", "due_date": "2030-06-30", "send": true}')" "200"
 inv_id=$(field id); number=$(field invoice_number); slug=$(field slug)
-first=$(q "select id from invoices_internal.emails where merchant_id = '$mid' and invoice_id = '$inv_id'")
+first=$(q "select id from invoices.emails where merchant_id = '$mid' and invoice_id = '$inv_id'")
 [ -n "$first" ] && ok "  queued its e-mail in the same transaction" || bad "  queued its e-mail in the same transaction"
 sleep 1.5
 expect_eq "  without invoices.smtp_url it waits" "$(email_status "$first")" "queued"
@@ -52,9 +52,9 @@ start_relay
 psql_ -qc "alter system set invoices.smtp_url = 'smtp://mailer:s3cret@127.0.0.1:$SMTP_PORT'" \
       -c "alter system set invoices.smtp_allow_cleartext_auth = on" \
       -c "alter system set invoices.smtp_from = 'billing@mailing.test'" -c "select pg_reload_conf()" >/dev/null
-wait_for 15 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $first" \
-  && ok "the worker delivers it once a relay is configured" || bad "the worker delivers it once a relay is configured" "$(q "select status || ' ' || coalesce(last_error, '') from invoices_internal.emails where id = $first")"
-expect_eq "  sent_at stamped on the invoice" "$(q "select sent_at is not null from invoices_internal.invoices where id = '$inv_id'")" "t"
+wait_for 15 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $first" \
+  && ok "the worker delivers it once a relay is configured" || bad "the worker delivers it once a relay is configured" "$(q "select status || ' ' || coalesce(last_error, '') from invoices.emails where id = $first")"
+expect_eq "  sent_at stamped on the invoice" "$(q "select sent_at is not null from invoices.invoices where id = '$inv_id'")" "t"
 expect_eq "  the relay's answer is kept" "$(q "select relay_response from invoices.emails where id = $first" | sed 's/queued as [0-9]*/queued as N/')" "2.0.0 queued as N"
 # (invoices of other tests' merchants waiting in the queue go out through this relay too)
 eml=$(grep -l "^X-Envelope-To: carol@example.com" "$work"/mail/*.eml | head -1)
@@ -83,8 +83,8 @@ post create_invoice "$key" '{"lines": [{"description": "Draft work", "unit_price
 draft=$(field invoice_number)
 expect_eq "send_invoice(draft, to_email) over HTTP" "$(post send_invoice "$key" "{\"ref\": \"$draft\", \"to_email\": \"accounts@example.com\"}")" "200"
 second=$(field id)
-expect_eq "  the draft was finalized" "$(q "select status from invoices_internal.invoices where merchant_id = '$mid' and invoice_number = '$draft'")" "pending"
-wait_for 15 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $second" && ok "  delivered" || bad "  delivered"
+expect_eq "  the draft was finalized" "$(q "select status from invoices.invoices where merchant_id = '$mid' and invoice_number = '$draft'")" "pending"
+wait_for 15 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $second" && ok "  delivered" || bad "  delivered"
 expect_eq "  to the address asked for" "$(grep -l "^X-Envelope-To: accounts@example.com" "$work"/mail/*.eml | wc -l)" "1"
 expect_eq "a read key may not send: 403" "$(post send_invoice "$read_key" "{\"ref\": \"$draft\"}")" "403"
 post create_invoice "$key" '{"lines": [{"description": "No e-mail", "unit_price": "10"}], "currency": "USD", "send": true}' >/dev/null
@@ -92,32 +92,32 @@ nomail=$(field invoice_number)
 expect_eq "no customer e-mail: 400" "$(post send_invoice "$key" "{\"ref\": \"$nomail\"}")" "400"
 [ "$(python3 -c 'import json,sys; print(json.loads(json.load(open(sys.argv[1]))["details"])["errors"][0]["field"])' "$work/resp")" = customer_email ] && ok "  naming customer_email" || bad "  naming customer_email" "$(cat "$work/resp")"
 expect_eq "  a bad to_email: 400" "$(post send_invoice "$key" "{\"ref\": \"$nomail\", \"to_email\": \"not-an-address\"}")" "400"
-expect_eq "  and nothing queued for it" "$(q "select count(*) from invoices_internal.emails e join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id where i.invoice_number = '$nomail' and i.merchant_id = '$mid'")" "0"
+expect_eq "  and nothing queued for it" "$(q "select count(*) from invoices.emails where invoice_number = '$nomail' and merchant_id = '$mid'")" "0"
 
 # 451: retried on the schedule, delivered once the relay takes it
 echo tempfail > "$work/mail/mode"
 post send_invoice "$key" "{\"ref\": \"$number\"}" >/dev/null; third=$(field id)
-wait_for 15 "select status = 'failed' and last_error like '%451%' from invoices_internal.emails where merchant_id = '$mid' and id = $third" \
-  && ok "a relay answering 451: failed, kept for a retry" || bad "a relay answering 451: failed, kept for a retry" "$(q "select status || ' ' || coalesce(last_error, '') from invoices_internal.emails where id = $third")"
+wait_for 15 "select status = 'failed' and last_error like '%451%' from invoices.emails where merchant_id = '$mid' and id = $third" \
+  && ok "a relay answering 451: failed, kept for a retry" || bad "a relay answering 451: failed, kept for a retry" "$(q "select status || ' ' || coalesce(last_error, '') from invoices.emails where id = $third")"
 echo ok > "$work/mail/mode"
-wait_for 15 "select status = 'sent' and attempts >= 2 from invoices_internal.emails where merchant_id = '$mid' and id = $third" \
+wait_for 15 "select status = 'sent' and attempts >= 2 from invoices.emails where merchant_id = '$mid' and id = $third" \
   && ok "  then delivered by a retry" || bad "  then delivered by a retry" "$(email_status "$third")"
 
 # 550 for the recipient: dead at once, no retries
 echo reject > "$work/mail/mode"
 post send_invoice "$key" "{\"ref\": \"$number\", \"to_email\": \"nobody@example.com\"}" >/dev/null; fourth=$(field id)
-wait_for 15 "select status = 'dead' from invoices_internal.emails where merchant_id = '$mid' and id = $fourth" \
-  && ok "a recipient refused with 550: dead at once" || bad "a recipient refused with 550: dead at once" "$(q "select status || ' ' || coalesce(last_error, '') from invoices_internal.emails where id = $fourth")"
-expect_eq "  after one attempt" "$(q "select attempts from invoices_internal.emails where id = $fourth")" "1"
+wait_for 15 "select status = 'dead' from invoices.emails where merchant_id = '$mid' and id = $fourth" \
+  && ok "a recipient refused with 550: dead at once" || bad "a recipient refused with 550: dead at once" "$(q "select status || ' ' || coalesce(last_error, '') from invoices.emails where id = $fourth")"
+expect_eq "  after one attempt" "$(q "select attempts from invoices.emails where id = $fourth")" "1"
 echo ok > "$work/mail/mode"
 
 # the relay down: failed with the connection error, delivered after it is back
 stop_relay
 post send_invoice "$key" "{\"ref\": \"$number\"}" >/dev/null; fifth=$(field id)
-wait_for 15 "select status = 'failed' and last_error like '%connect%' from invoices_internal.emails where merchant_id = '$mid' and id = $fifth" \
-  && ok "the relay down: failed ($(q "select last_error from invoices_internal.emails where id = $fifth" | cut -c1-60))" || bad "the relay down: failed" "$(q "select status || ' ' || coalesce(last_error, '') from invoices_internal.emails where id = $fifth")"
+wait_for 15 "select status = 'failed' and last_error like '%connect%' from invoices.emails where merchant_id = '$mid' and id = $fifth" \
+  && ok "the relay down: failed ($(q "select last_error from invoices.emails where id = $fifth" | cut -c1-60))" || bad "the relay down: failed" "$(q "select status || ' ' || coalesce(last_error, '') from invoices.emails where id = $fifth")"
 start_relay
-wait_for 20 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $fifth" \
+wait_for 20 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $fifth" \
   && ok "  delivered once it is back" || bad "  delivered once it is back" "$(email_status "$fifth")"
 expect_eq "the emails view shows the merchant's e-mails only" \
   "$(curl -s "$API/emails?select=status&order=id" -H "X-API-Key: $read_key" | python3 -c 'import json,sys; print(",".join(r["status"] for r in json.load(sys.stdin)))')" "sent,sent,sent,dead,sent"

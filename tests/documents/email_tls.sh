@@ -67,9 +67,9 @@ field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[2]))[sys.ar
 # send_to ADDRESS: a new invoice e-mailed to ADDRESS (create_invoice with send => true); prints the e-mail's id
 send_to() {
   post create_invoice "$key" "{\"lines\": [{\"description\": \"Encrypted work\", \"unit_price\": \"120\"}], \"currency\": \"USD\", \"customer_name\": \"Carol\", \"customer_email\": \"$1\", \"due_date\": \"2030-06-30\", \"send\": true}" >/dev/null
-  q "select id from invoices_internal.emails where merchant_id = '$mid' and invoice_id = '$(field id)'" || true
+  q "select id from invoices.emails where merchant_id = '$mid' and invoice_id = '$(field id)'" || true
 }
-email_row() { q "select status || ' ' || attempts || ' ' || coalesce(last_error, '') from invoices_internal.emails where merchant_id = '$mid' and id = $1"; }
+email_row() { q "select status || ' ' || attempts || ' ' || coalesce(last_error, '') from invoices.emails where merchant_id = '$mid' and id = $1"; }
 task_error() { q "select coalesce(last_error_kind, '') || ': ' || coalesce(last_error, '') from invoices.worker_status where task = 'email'"; }
 # set_relay URL: points the worker at URL and waits until its e-mail task runs with it (the
 # relay it reports is HOST:PORT)
@@ -94,26 +94,26 @@ wait_for 40 "select last_error_kind = 'config' and last_error like '%invoices.sm
 expect_eq "  the error does not show the password" "$(q "select last_error like '%s3cret%' from invoices.worker_status where task = 'email'")" "f"
 held=$(send_to held@example.com)
 sleep 2
-expect_eq "  an e-mail queued meanwhile waits" "$(q "select status from invoices_internal.emails where merchant_id = '$mid' and id = $held")" "queued"
+expect_eq "  an e-mail queued meanwhile waits" "$(q "select status from invoices.emails where merchant_id = '$mid' and id = $held")" "queued"
 
 # 2. smtps with a certificate the worker does not trust: temporary, the certificate error
 set_relay "smtps://mailer:s3cret@127.0.0.1:$SMTPS_PORT" "127.0.0.1:$SMTPS_PORT"
 untrusted=$(send_to untrusted@example.com)
-wait_for 30 "select status = 'failed' and last_error like '%certificate%' from invoices_internal.emails where merchant_id = '$mid' and id = $untrusted" \
-  && ok "smtps, the relay's certificate not trusted: failed, kept for a retry ($(q "select last_error from invoices_internal.emails where id = $untrusted" | cut -c1-90))" \
+wait_for 30 "select status = 'failed' and last_error like '%certificate%' from invoices.emails where merchant_id = '$mid' and id = $untrusted" \
+  && ok "smtps, the relay's certificate not trusted: failed, kept for a retry ($(q "select last_error from invoices.emails where id = $untrusted" | cut -c1-90))" \
   || bad "smtps, the relay's certificate not trusted: failed, kept for a retry" "$(email_row "$untrusted")"
 expect_eq "  no credentials reached the relay" "$(cat "$work/smtps/auth.log" 2>/dev/null | wc -l)" "0"
 
 # 3. the CA in invoices.smtp_ca_file: delivered by a retry, the password inside TLS
 psql_ -qc "alter system set invoices.smtp_ca_file = '$work/tls/ca.pem'" -c "select pg_reload_conf()" >/dev/null
-wait_for 40 "select status = 'sent' and attempts >= 2 from invoices_internal.emails where merchant_id = '$mid' and id = $untrusted" \
+wait_for 40 "select status = 'sent' and attempts >= 2 from invoices.emails where merchant_id = '$mid' and id = $untrusted" \
   && ok "smtps with credentials, the CA in invoices.smtp_ca_file: delivered by a retry" || bad "smtps with credentials, the CA in invoices.smtp_ca_file: delivered by a retry" "$(email_row "$untrusted")"
-wait_for 30 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $held" \
+wait_for 30 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $held" \
   && ok "  the e-mail held back by the configuration error went out too" || bad "  the e-mail held back by the configuration error went out too" "$(email_row "$held")"
 expect_eq "  AUTH arrived inside TLS, and only there" "$(sort -u "$work/smtps/auth.log" 2>/dev/null | tr '\n' ' ')" "mailer tls=yes ok=yes "
 eml=$(eml_for smtps untrusted@example.com)
 if [ -n "$eml" ]; then
-  number=$(q "select i.invoice_number from invoices_internal.emails e join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id where e.merchant_id = '$mid' and e.id = $untrusted")
+  number=$(q "select invoice_number from invoices.emails where merchant_id = '$mid' and id = $untrusted")
   "$PY" - "$eml" > "$work/parsed" <<'PY'
 import email, email.policy, sys
 m = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
@@ -134,23 +134,23 @@ fi
 # 4. STARTTLS (smtp:// with credentials: STARTTLS is required), the CA trusted
 set_relay "smtp://mailer:s3cret@127.0.0.1:$STARTTLS_PORT" "127.0.0.1:$STARTTLS_PORT"
 starttls=$(send_to starttls@example.com)
-wait_for 30 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $starttls" \
+wait_for 30 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $starttls" \
   && ok "STARTTLS with credentials: delivered" || bad "STARTTLS with credentials: delivered" "$(email_row "$starttls")"
 [ -n "$(eml_for starttls starttls@example.com)" ] && ok "  in the relay's mailbox" || bad "  in the relay's mailbox" "$(ls "$work/starttls")"
 expect_eq "  AUTH arrived inside TLS, and only there" "$(sort -u "$work/starttls/auth.log" 2>/dev/null | tr '\n' ' ')" "mailer tls=yes ok=yes "
 psql_ -qc "alter system set invoices.smtp_url = 'smtp://mailer:s3cret@127.0.0.1:$STARTTLS_PORT?tls=required'" -c "select pg_reload_conf()" >/dev/null
 sleep 1
 required=$(send_to required@example.com)
-wait_for 30 "select status = 'sent' from invoices_internal.emails where merchant_id = '$mid' and id = $required" \
+wait_for 30 "select status = 'sent' from invoices.emails where merchant_id = '$mid' and id = $required" \
   && ok "  and with ?tls=required" || bad "  and with ?tls=required" "$(email_row "$required")"
 
 # 5. a relay without STARTTLS, credentials, the cleartext setting off: refused, nothing sent
 set_relay "smtp://mailer:s3cret@127.0.0.1:$PLAIN_PORT" "127.0.0.1:$PLAIN_PORT"
 plain=$(send_to plain@example.com)
-wait_for 30 "select status = 'dead' and last_error like '%invoices.smtp_allow_cleartext_auth%' from invoices_internal.emails where merchant_id = '$mid' and id = $plain" \
+wait_for 30 "select status = 'dead' and last_error like '%invoices.smtp_allow_cleartext_auth%' from invoices.emails where merchant_id = '$mid' and id = $plain" \
   && ok "plain SMTP with credentials: refused, naming invoices.smtp_allow_cleartext_auth" \
   || bad "plain SMTP with credentials: refused, naming invoices.smtp_allow_cleartext_auth" "$(email_row "$plain")"
-expect_eq "  after one attempt" "$(q "select attempts from invoices_internal.emails where merchant_id = '$mid' and id = $plain")" "1"
+expect_eq "  after one attempt" "$(q "select attempts from invoices.emails where merchant_id = '$mid' and id = $plain")" "1"
 expect_eq "  nothing reached that relay: no AUTH, no message" \
   "$(cat "$work/plain/auth.log" 2>/dev/null | wc -l) $(find "$work/plain" -name '*.eml' | wc -l)" "0 0"
 finish

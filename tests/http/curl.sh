@@ -119,7 +119,7 @@ call POST /rpc/invoice_status -H "X-API-Key: $B_KEY" "${json[@]}" -d "{\"ref\": 
 expect_eq "B's invoice is still pending" "$(field "d['status']")" "pending"
 
 echo "validation errors (400, each bad field named, nothing written)"
-count() { psql_ -tAc "select count(*) from invoices_internal.invoices where merchant_id = '$(j "$fixture" "d['a']['id']")'"; }
+count() { psql_ -tAc "select count(*) from invoices.invoices where merchant_id = '$(j "$fixture" "d['a']['id']")'"; }
 before=$(count)
 check_400() {  # name body field...
   local name=$1 body=$2; shift 2

@@ -34,8 +34,8 @@ else
   bad "schemathesis found server errors" "$(grep -E '^___|\[5|curl' "$work/out" | head -20)"
 fi
 expect_eq "no invoice without lines (no partial rows)" \
-  "$(q "select count(*) from invoices_internal.invoices i where i.merchant_id = '$mid' and not exists (select 1 from invoices_internal.invoice_lines l where l.merchant_id = i.merchant_id and l.invoice_id = i.id)")" "0"
+  "$(q "select count(*) from invoices.invoices i where i.merchant_id = '$mid' and not exists (select 1 from invoices.invoice_lines l where l.merchant_id = i.merchant_id and l.invoice_id = i.id)")" "0"
 expect_eq "every total = subtotal - discount + tax, subtotal = sum of the lines" \
-  "$(q "select count(*) from invoices_internal.invoices i where i.merchant_id = '$mid' and (i.total <> i.subtotal - i.discount_amount + i.tax_amount or i.subtotal <> (select sum(amount) from invoices_internal.invoice_lines l where l.merchant_id = i.merchant_id and l.invoice_id = i.id))")" "0"
-echo "       ($(q "select count(*) from invoices_internal.invoices where merchant_id = '$mid'") invoices, $(q "select count(*) from invoices_internal.payment_links where merchant_id = '$mid'") payment links, $(q "select count(*) from invoices_internal.webhook_endpoints where merchant_id = '$mid'") webhook endpoints written by the fuzzer)"
+  "$(q "select count(*) from invoices.invoices i where i.merchant_id = '$mid' and (i.total <> i.subtotal - i.discount_amount + i.tax_amount or i.subtotal <> (select sum(amount) from invoices.invoice_lines l where l.merchant_id = i.merchant_id and l.invoice_id = i.id))")" "0"
+echo "       ($(q "select count(*) from invoices.invoices where merchant_id = '$mid'") invoices, $(q "select count(*) from invoices.payment_links where merchant_id = '$mid'") payment links, $(q "select count(*) from invoices.webhook_endpoints where merchant_id = '$mid'") webhook endpoints written by the fuzzer)"
 finish

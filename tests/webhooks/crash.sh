@@ -46,12 +46,12 @@ done
 [ "$started" = yes ] || { bad "PostgreSQL restarts after the crash"; finish; exit 1; }
 ok "PostgreSQL restarted (crash recovery)"
 
-committed=$(q "select count(*) from invoices_internal.events where merchant_id = '$mid' and event = 'invoice.viewed'")
+committed=$(q "select count(*) from invoices.events where merchant_id = '$mid' and event = 'invoice.viewed'")
 expect_eq "every committed event survived the crash" "$committed" "$EVENTS"
 deadline=$(( $(date +%s) + 90 ))
 while [ "$(stat unique)" -lt "$committed" ] && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
 curl -fs "http://127.0.0.1:$PORT/ids" > /tmp/crash_ids.$$
-missing=$(psql_ -tA -c "select id from invoices_internal.events where merchant_id = '$mid' and event = 'invoice.viewed'" \
+missing=$(psql_ -tA -c "select id from invoices.events where merchant_id = '$mid' and event = 'invoice.viewed'" \
   | python3 -c "import json,sys; got=json.load(open('/tmp/crash_ids.$$')); print(sum(1 for l in sys.stdin if l.strip() and l.strip() not in got))")
 rm -f /tmp/crash_ids.$$
 expect_eq "after the restart every event reached the receiver at least once (missing)" "$missing" "0"
@@ -59,10 +59,10 @@ dups=$(stat duplicates)
 expect_eq "duplicates carry the same X-Webhook-Id and body (mismatched bodies)" "$(stat mismatched)" "0"
 echo "       ($(stat requests) requests for $committed events: $dups duplicates, re-sent after the crash)"
 expect_eq "every signature verified (Node crypto)" "$(stat bad_signatures)" "0"
-if wait_for 30 "select count(*) filter (where status <> 'delivered') = 0 and count(*) = $EVENTS from invoices_internal.webhook_deliveries where merchant_id = '$mid'"; then
+if wait_for 30 "select count(*) filter (where status <> 'delivered') = 0 and count(*) = $EVENTS from invoices.webhook_deliveries where merchant_id = '$mid'"; then
   ok "every delivery row ends delivered"
 else
-  bad "every delivery row ends delivered" "$(q "select status, count(*) from invoices_internal.webhook_deliveries where merchant_id = '$mid' group by 1")"
+  bad "every delivery row ends delivered" "$(q "select status, count(*) from invoices.webhook_deliveries where merchant_id = '$mid' group by 1")"
 fi
 # PostgREST reconnects by itself after the crash recovery
 for _ in $(seq 50); do curl -fs "$PGRST_URL/" >/dev/null 2>&1 && break; sleep 0.2; done

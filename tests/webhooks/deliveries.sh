@@ -47,13 +47,13 @@ expect_eq "the secret is not in the webhook_endpoints view" \
 
 inv=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_invoice(lines => '[{\"description\": \"Hooked\", \"unit_price\": 42}]', callback_url => '$R/ok/callback', callback_secret => 'cb-secret', send => true) ->> 'id'" | tail -1)
 echo "delivery to a healthy receiver"
-if wait_for 3 "select count(*) >= 4 from invoices_internal.webhook_deliveries d join invoices_internal.events v on v.id = d.event_id where v.invoice_id = '$inv' and d.status = 'delivered'"; then
+if wait_for 3 "select count(*) >= 4 from invoices.webhook_deliveries d join invoices.events v on v.merchant_id = d.merchant_id and v.id = d.event_id where v.invoice_id = '$inv' and d.status = 'delivered'"; then
   ok "created and finalized events delivered to the endpoint and the invoice callback"
 else
   bad "delivered" "$(q "select url, status, last_error from invoices.webhook_deliveries where merchant_id = '$mid'")"
 fi
 expect_eq "the events exist, in the outbox" \
-  "$(q "select string_agg(event, ',' order by created_at) from invoices_internal.events where invoice_id = '$inv'")" "invoice.created,invoice.finalized"
+  "$(q "select string_agg(event, ',' order by created_at) from invoices.events where invoice_id = '$inv'")" "invoice.created,invoice.finalized"
 lat=$(python3 - "$log" "$inv" <<'PY'
 import json, sys, datetime
 worst = 0
@@ -107,26 +107,26 @@ SQL
   "true true false"
 
 echo "failing receivers: retry schedule, dead letter, redeliver"
-if wait_for 15 "select count(*) = 3 from invoices_internal.webhook_deliveries where merchant_id = '$mid' and status = 'dead'"; then
+if wait_for 15 "select count(*) = 3 from invoices.webhook_deliveries where merchant_id = '$mid' and status = 'dead'"; then
   ok "500, timeout and refused connection end dead-lettered"
 else
   bad "dead letter" "$(q "select url, status, attempts, last_error from invoices.webhook_deliveries where merchant_id = '$mid'")"
 fi
 expect_eq "  each after 4 attempts (1 + 3 retries of the schedule)" \
-  "$(q "select string_agg(distinct attempts::text, ',') from invoices_internal.webhook_deliveries where merchant_id = '$mid' and status = 'dead'")" "4"
+  "$(q "select string_agg(distinct attempts::text, ',') from invoices.webhook_deliveries where merchant_id = '$mid' and status = 'dead'")" "4"
 expect_eq "  attempts about 1 s apart" \
-  "$(q "select bool_and(gap between 0.9 and 3) from (select extract(epoch from started_at - lag(started_at) over (partition by delivery_id order by attempt)) gap from invoices_internal.webhook_attempts where merchant_id = '$mid') g where gap is not null")" "t"
-errs=$(q "select string_agg(coalesce(last_error, ''), ' | ' order by url) from invoices_internal.webhook_deliveries where merchant_id = '$mid' and status = 'dead'")
+  "$(q "select bool_and(gap between 0.9 and 3) from (select extract(epoch from (a.attempt ->> 'started_at')::timestamptz - lag((a.attempt ->> 'started_at')::timestamptz) over (partition by d.id order by (a.attempt ->> 'attempt')::int)) gap from invoices.webhook_deliveries d cross join jsonb_array_elements(d.attempt_log) as a(attempt) where d.merchant_id = '$mid') g where gap is not null")" "t"
+errs=$(q "select string_agg(coalesce(last_error, ''), ' | ' order by url) from invoices.webhook_deliveries where merchant_id = '$mid' and status = 'dead'")
 case "$errs" in *"HTTP 500"*"timed out"*) ok "  errors recorded: $errs" ;; *) bad "  errors recorded" "$errs" ;; esac
 expect_eq "  the 500's response is kept (first 1 KiB)" \
-  "$(q "select max(length(response_excerpt)) from invoices_internal.webhook_attempts where merchant_id = '$mid' and status_code = 500")" "1024"
+  "$(q "select max(length(a.attempt ->> 'response')) from invoices.webhook_deliveries d cross join jsonb_array_elements(d.attempt_log) as a(attempt) where d.merchant_id = '$mid' and (a.attempt ->> 'status_code')::int = 500")" "1024"
 curl -s "$R/control/fix" >/dev/null
-did=$(q "select d.id from invoices_internal.webhook_deliveries d where d.merchant_id = '$mid' and d.url like '%/fail/%'")
+did=$(q "select d.id from invoices.webhook_deliveries d where d.merchant_id = '$mid' and d.url like '%/fail/%'")
 psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.redeliver($did) ->> 'status'" >/dev/null
-if wait_for 3 "select status = 'delivered' and attempts = 5 from invoices_internal.webhook_deliveries where id = $did"; then
+if wait_for 3 "select status = 'delivered' and attempts = 5 from invoices.webhook_deliveries where id = $did"; then
   ok "redeliver of the dead letter succeeds once the receiver is fixed (attempt 5)"
 else
-  bad "redeliver" "$(q "select status, attempts, last_error from invoices_internal.webhook_deliveries where id = $did")"
+  bad "redeliver" "$(q "select status, attempts, last_error from invoices.webhook_deliveries where id = $did")"
 fi
 flaky_ok=$(python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1]) if json.loads(l)['name']=='flaky']; print(len(rows), all(r['plain_ok'] and r['stamped_ok'] for r in rows), len({r['headers']['x-webhook-id'] for r in rows}))" "$log")
 expect_eq "the retried delivery: 5 requests, all signed, one X-Webhook-Id" "$flaky_ok" "5 True 1"

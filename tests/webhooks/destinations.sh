@@ -51,7 +51,7 @@ for u in http://127.0.0.1/ http://localhost:8080/x http://LOCALHOST./ http://213
   [ "$field" = '"field":"url" "field":"callback_url"' ] && refused=$((refused + 1)) || bad "  $u" "$field"
 done
 expect_eq "  16 URLs refused as endpoint (url) and as callback (callback_url), 22023 naming the field" "$refused" "16"
-expect_eq "  and nothing was written" "$(q "select count(*) from invoices_internal.webhook_endpoints where merchant_id = '$mid'") $(q "select count(*) from invoices_internal.invoices where merchant_id = '$mid'")" "0 0"
+expect_eq "  and nothing was written" "$(q "select count(*) from invoices.webhook_endpoints where merchant_id = '$mid'") $(q "select count(*) from invoices.invoices where merchant_id = '$mid'")" "0 0"
 # (rolled back: the worker of this database must never see it, as it would look the name up)
 expect_eq "  a public name that does not resolve yet is accepted" \
   "$(psql_ -tA -c "begin" -c "set local invoices.allow_private_destinations = off" -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_webhook_endpoint('https://hooks.not-registered-yet.example/x', '{invoice.viewed}') ->> 'url'" -c "rollback" | grep "^https" || true)" \
@@ -63,9 +63,9 @@ psql_ -qc "alter database \"$PGDATABASE\" set invoices.allow_private_destination
 q "insert into invoices_internal.webhook_endpoints (merchant_id, url, events, secret)
    values ('$mid', '$R/ok/sneaked', '{invoice.created}', 'whsec_x'), ('$mid', 'http://localhost:$PORT/ok/named', '{invoice.created}', 'whsec_y')" >/dev/null
 inv=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_invoice(lines => '[{\"description\": \"x\", \"unit_price\": 1}]') ->> 'id'" | tail -1)
-wait_for 20 "select count(*) = 2 from invoices_internal.webhook_attempts a join invoices_internal.webhook_deliveries d on d.merchant_id = a.merchant_id and d.id = a.delivery_id join invoices_internal.events e on e.merchant_id = d.merchant_id and e.id = d.event_id where e.invoice_id = '$inv'" || true
+wait_for 20 "select count(*) = 2 from invoices.webhook_deliveries d join invoices.events e on e.merchant_id = d.merchant_id and e.id = d.event_id cross join jsonb_array_elements(d.attempt_log) as a(attempt) where e.invoice_id = '$inv'" || true
 expect_eq "  both attempts failed as refused" \
-  "$(q "select string_agg(case when a.error like '%refused: % resolves to 127.0.0.1, loopback%' then 'refused' else coalesce(a.error, a.status_code::text) end, ' ' order by d.url) from invoices_internal.webhook_attempts a join invoices_internal.webhook_deliveries d on d.merchant_id = a.merchant_id and d.id = a.delivery_id join invoices_internal.events e on e.merchant_id = d.merchant_id and e.id = d.event_id where e.invoice_id = '$inv'")" \
+  "$(q "select string_agg(case when a.attempt ->> 'error' like '%refused: % resolves to 127.0.0.1, loopback%' then 'refused' else coalesce(a.attempt ->> 'error', a.attempt ->> 'status_code') end, ' ' order by d.url) from invoices.webhook_deliveries d join invoices.events e on e.merchant_id = d.merchant_id and e.id = d.event_id cross join jsonb_array_elements(d.attempt_log) as a(attempt) where e.invoice_id = '$inv'")" \
   "refused refused"
 expect_eq "  and the receiver got nothing" "$(grep -c ok "$log" || true)" "0"
 psql_ -qc "alter database \"$PGDATABASE\" set invoices.allow_private_destinations = on" >/dev/null
@@ -74,9 +74,9 @@ q "update invoices_internal.webhook_endpoints set active = false where merchant_
 echo "no redirect is followed"
 psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_webhook_endpoint('$R/redirect', '{invoice.created}')" >/dev/null
 inv=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_invoice(lines => '[{\"description\": \"x\", \"unit_price\": 1}]') ->> 'id'" | tail -1)
-wait_for 20 "select exists (select 1 from invoices_internal.webhook_attempts a join invoices_internal.webhook_deliveries d on d.merchant_id = a.merchant_id and d.id = a.delivery_id join invoices_internal.events e on e.merchant_id = d.merchant_id and e.id = d.event_id where e.invoice_id = '$inv')" || true
+wait_for 20 "select exists (select 1 from invoices.webhook_deliveries d join invoices.events e on e.merchant_id = d.merchant_id and e.id = d.event_id cross join jsonb_array_elements(d.attempt_log) as a(attempt) where e.invoice_id = '$inv')" || true
 expect_eq "  the 302 is a failed attempt, logged" \
-  "$(q "select d.status || ' ' || a.status_code || ' ' || a.error from invoices_internal.webhook_attempts a join invoices_internal.webhook_deliveries d on d.merchant_id = a.merchant_id and d.id = a.delivery_id join invoices_internal.events e on e.merchant_id = d.merchant_id and e.id = d.event_id where e.invoice_id = '$inv'")" \
+  "$(q "select d.status || ' ' || (a.attempt ->> 'status_code') || ' ' || (a.attempt ->> 'error') from invoices.webhook_deliveries d join invoices.events e on e.merchant_id = d.merchant_id and e.id = d.event_id cross join jsonb_array_elements(d.attempt_log) as a(attempt) where e.invoice_id = '$inv'")" \
   "pending 302 redirect (302) to \"http://127.0.0.1:$PORT/landed\" not followed"
 sleep 0.5
 expect_eq "  and its target got nothing" "$(grep -c landed "$log" || true)" "0"
@@ -84,23 +84,23 @@ expect_eq "  and its target got nothing" "$(grep -c landed "$log" || true)" "0"
 echo "a deleted or deactivated endpoint's queued deliveries stop at once"
 ep=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_webhook_endpoint('$R/fail/deleted', '{invoice.created}') ->> 'id'" | tail -1)
 inv=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_invoice(lines => '[{\"description\": \"x\", \"unit_price\": 1}]') ->> 'id'" | tail -1)
-wait_for 20 "select attempts = 1 and status = 'pending' from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'" \
+wait_for 20 "select attempts = 1 and status = 'pending' from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'" \
   && ok "  a failing endpoint's delivery waits for its retry" || bad "  a failing endpoint's delivery waits for its retry"
 psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.delete_webhook_endpoint('$ep')" >/dev/null
 expect_eq "  delete_webhook_endpoint: the queued delivery is dead at once" \
-  "$(q "select status || ' / ' || last_error from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'")" \
+  "$(q "select status || ' / ' || last_error from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'")" \
   "dead / not sent: the endpoint was deleted"
-did=$(q "select id from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'")
+did=$(q "select id from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep'")
 expect_eq "  and redeliver refuses it" \
   "$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.redeliver($did)" 2>&1 | grep -o 'its endpoint was deleted' | head -1 || true)" "its endpoint was deleted"
 ep2=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_webhook_endpoint('$R/fail/deactivated', '{invoice.created}') ->> 'id'" | tail -1)
 inv=$(psql_ -tA -c "select invoices.act_as('$mid') is not null" -c "select invoices.create_invoice(lines => '[{\"description\": \"x\", \"unit_price\": 1}]') ->> 'id'" | tail -1)
-wait_for 20 "select attempts = 1 from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'" || true
+wait_for 20 "select attempts = 1 from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'" || true
 before=$(grep -c deactivated "$log" || true)
 q "update invoices_internal.webhook_endpoints set active = false where merchant_id = '$mid' and id = '$ep2';
    update invoices_internal.webhook_deliveries set next_attempt_at = now() where merchant_id = '$mid' and endpoint_id = '$ep2'" >/dev/null
-wait_for 20 "select status = 'dead' from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'" || true
+wait_for 20 "select status = 'dead' from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'" || true
 expect_eq "  deactivated by any means: the worker ends its due delivery without sending" \
-  "$(q "select status || ' / ' || attempts || ' / ' || last_error from invoices_internal.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'") / $(( $(grep -c deactivated "$log" || true) - before ))" \
+  "$(q "select status || ' / ' || attempts || ' / ' || last_error from invoices.webhook_deliveries where merchant_id = '$mid' and endpoint_id = '$ep2'") / $(( $(grep -c deactivated "$log" || true) - before ))" \
   "dead / 1 / not sent: the endpoint was deleted or deactivated / 0"
 finish

@@ -58,7 +58,7 @@ case "$(err test-timeout)" in *"timed out"*) ok "timeout recorded: $(err test-ti
 case "$(err test-http500)" in *"HTTP 500"*) ok "HTTP 500 recorded: $(err test-http500)" ;; *) bad "HTTP 500 recorded" "$(err test-http500)" ;; esac
 case "$(err test-garbage)" in *"not JSON"*) ok "garbage recorded: $(err test-garbage)" ;; *) bad "garbage recorded" "$(err test-garbage)" ;; esac
 expect_eq "no rate came from a bad source" \
-  "$(q "select count(*) from invoices_internal.rate_observations where source in ('test-timeout', 'test-http500', 'test-garbage')")" "0"
+  "$(q "select count(*) from invoices.rates where source in ('test-timeout', 'test-http500', 'test-garbage')")" "0"
 expect_eq "the median is unchanged" \
   "$(q "select distinct median_rate from invoices.rates where asset = 'BTC' and currency = 'CHF'")" "67100"
 expect_eq "the good sources kept succeeding" \
