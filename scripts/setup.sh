@@ -228,6 +228,38 @@ http {
       proxy_set_header Accept "application/pdf";
       proxy_pass http://postgrest;
     }
+    # The seed APIs (Living Invoices, Kibble, BTPay, apiforcrypto) at their documented paths:
+    # every request under /api/ goes to invoices.seed_request, which routes it (domain::seeds).
+    # Method, path and query travel in X-Seed-* headers (a client's own are replaced), the body
+    # as text; PostgREST's own request headers are dropped, so the call is always the same.
+    location /api/ {
+      client_max_body_size 1m;
+      client_body_buffer_size 1m;
+      rewrite_by_lua_block {
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data()
+        if body == nil and ngx.req.get_body_file() ~= nil then
+          ngx.status = 413
+          ngx.header["Content-Type"] = "application/json"
+          ngx.say('{"error":"the request body is too large"}')
+          return ngx.exit(413)
+        end
+        local path, query = ngx.var.request_uri:match("^([^?]*)%??(.*)\$")
+        ngx.req.set_header("X-Seed-Method", ngx.req.get_method())
+        ngx.req.set_header("X-Seed-Path", path)
+        ngx.req.set_header("X-Seed-Query", query)
+        for _, h in ipairs({ "Prefer", "Accept-Profile", "Content-Profile", "Range", "Range-Unit" }) do
+          ngx.req.clear_header(h)
+        end
+        ngx.req.set_header("Content-Type", "text/plain; charset=utf-8")
+        ngx.req.set_header("Accept", "application/json")
+        ngx.req.set_method(ngx.HTTP_POST)
+        ngx.req.set_body_data(body or "")
+        ngx.req.set_uri_args("")
+        ngx.req.set_uri("/rpc/seed_request", false)
+      }
+      proxy_pass http://postgrest;
+    }
     location / { proxy_pass http://postgrest; }
   }
 }

@@ -25,7 +25,7 @@ usage() {
 usage: scripts/test.sh [--fast] [--only GROUP|FILE|NAME]...
   (no option)  every test: README command 2
   --fast       the edit-test loop: cargo, pg_regress and the isolation tests (a few minutes)
-  --only X     only the tests of group X (domain, sql, upgrade, docs, concurrency, http, security, scale-out,
+  --only X     only the tests of group X (domain, sql, upgrade, docs, concurrency, http, seeds, security, scale-out,
                webhooks, documents, chains, crash, worker), of test file X
                (e.g. tests/chains/evm.sh), or whose name contains X; may be repeated
   --list       print the groups and test names, run nothing
@@ -81,6 +81,7 @@ step http "http: curl" clients bash "$ROOT/tests/http/curl.sh"
 step http "http: postgrest-js" clients bash -c "cd '$ROOT' && node --test tests/http/postgrest_js.test.mjs 2>&1 | tail -n 12; exit \${PIPESTATUS[0]}" "$ROOT/tests/http/postgrest_js.test.mjs"
 step http "http: postgrest-py" clients bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}" "$ROOT/tests/http/test_postgrest_py.py"
 step http "http: schemathesis fuzzing" clients bash "$ROOT/tests/http/fuzz.sh"
+step seeds "seeds: Living Invoices and BTPay, /api/v1" bash "$ROOT/tests/seeds/v1.sh"
 step security "security: attacker" bash "$ROOT/tests/security/attacker.sh"
 step security "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.sh"
 step security "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"

@@ -68,7 +68,24 @@ declare
   client text;
   owner record;
   k record;
+  refusal text;
+  refusal_detail text;
 begin
+  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
+  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
+  if current_setting('request.path', true) = '/rpc/seed_request'
+     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
+    perform set_config('invoices.gateway_checking', 'on', true);
+    begin
+      perform invoices_internal.http_pre_request();
+    exception when sqlstate 'PGRST' then
+      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
+      perform set_config('invoices.gateway_refusal',
+        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
+                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
+    end;
+    return;
+  end if;
   if presented is null and headers->>'authorization' ~* '^bearer\s' then
     presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
   end if;

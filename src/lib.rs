@@ -269,6 +269,28 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/88_seeds.sql",
+    name = "seeds",
+    requires = [
+        "errors",
+        "tenancy",
+        "views",
+        "invoices",
+        "payments",
+        "gateway",
+        api::gateway::invoices_internal::http_status,
+        api::seeds::invoices_internal::seed_route,
+        api::seeds::invoices_internal::seed_query,
+        api::seeds::invoices_internal::seed_error_status,
+        api::seeds::invoices_internal::seed_error_body,
+        api::seeds::invoices_internal::seed_v1_create_args,
+        api::seeds::invoices_internal::seed_v1_list_params,
+        api::seeds::invoices_internal::seed_v1_include_payments,
+        api::seeds::invoices_internal::seed_v1_invoice,
+        api::seeds::invoices_internal::seed_v1_status
+    ]
+);
+pgrx::extension_sql_file!(
     "../sql/89_distribution.sql",
     name = "distribution",
     requires = [

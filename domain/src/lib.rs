@@ -16,6 +16,7 @@ pub mod numbering;
 pub mod quote;
 pub mod ratelimit;
 pub mod rates;
+pub mod seeds;
 pub mod settlement;
 pub mod signing;
 pub mod status;

@@ -4195,3 +4195,348 @@ select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset,
            and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
            and invoices_internal.may_read('unmatched_payments', current_user)) u
  where u.reason is not null;
+
+-- The seed APIs (issue 21): Living Invoices and BTPay at /api/v1, through invoices.seed_request.
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'seed_request', 'anonymous');
+CREATE  FUNCTION invoices_internal."seed_route"(
+	"method" TEXT, /* & str */
+	"path" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_route_wrapper';
+revoke execute on function invoices_internal.seed_route(text, text) from public;
+CREATE  FUNCTION invoices_internal."seed_query"(
+	"query" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_query_wrapper';
+revoke execute on function invoices_internal.seed_query(text) from public;
+CREATE  FUNCTION invoices_internal."seed_error_status"(
+	"seed" TEXT, /* & str */
+	"engine_status" INT /* i32 */
+) RETURNS INT /* i32 */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_error_status_wrapper';
+revoke execute on function invoices_internal.seed_error_status(text, integer) from public;
+CREATE  FUNCTION invoices_internal."seed_error_body"(
+	"message" TEXT, /* & str */
+	"code" TEXT, /* Option < & str > */
+	"detail" TEXT /* Option < & str > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_error_body_wrapper';
+revoke execute on function invoices_internal.seed_error_body(text, text, text) from public;
+CREATE  FUNCTION invoices_internal."seed_v1_create_args"(
+	"body" jsonb, /* Option < JsonB > */
+	"default_due_date" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_v1_create_args_wrapper';
+revoke execute on function invoices_internal.seed_v1_create_args(jsonb, text) from public;
+CREATE  FUNCTION invoices_internal."seed_v1_list_params"(
+	"query" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_v1_list_params_wrapper';
+revoke execute on function invoices_internal.seed_v1_list_params(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_v1_include_payments"(
+	"query" jsonb /* JsonB */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_v1_include_payments_wrapper';
+revoke execute on function invoices_internal.seed_v1_include_payments(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_v1_invoice"(
+	"invoice" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_v1_invoice_wrapper';
+revoke execute on function invoices_internal.seed_v1_invoice(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_v1_status"(
+	"invoice" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_v1_status_wrapper';
+revoke execute on function invoices_internal.seed_v1_status(jsonb) from public;
+create or replace function invoices_internal.seed_answer(status integer, body jsonb, headers jsonb default null)
+returns jsonb
+language plpgsql volatile
+as $$
+declare
+  current jsonb := coalesce(nullif(current_setting('response.headers', true), '')::jsonb, '[]');
+begin
+  perform set_config('response.status', status::text, true);
+  if headers is not null then
+    perform set_config('response.headers',
+      (current || (select coalesce(jsonb_agg(jsonb_build_object(h.key, h.value)), '[]') from jsonb_each_text(headers) h))::text,
+      true);
+  end if;
+  return body;
+end
+$$;
+
+create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+begin
+  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
+            from invoices.invoices r where r.merchant_id = mid and r.id = inv_id);
+end
+$$;
+
+create or replace function invoices.seed_request(text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('seed_request');  -- first: each route checks its scope
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  method text := coalesce(nullif(headers->>'x-seed-method', ''), 'GET');
+  path text := coalesce(nullif(headers->>'x-seed-path', ''), '/');
+  refusal jsonb := nullif(current_setting('invoices.gateway_refusal', true), '')::jsonb;
+  r jsonb;
+  body jsonb;
+  result jsonb;
+  scopes text[] := invoices_internal.http_scopes();
+  code text;
+  message text;
+  detail text;
+  problem jsonb;
+begin
+  -- the gateway refused the request (no key, a bad key, the rate limit): in the seed's shape
+  if refusal is not null then
+    return invoices_internal.seed_answer((refusal->>'status')::int,
+      invoices_internal.seed_error_body(refusal->>'message', refusal->>'code', null), refusal->'headers');
+  end if;
+  r := invoices_internal.seed_route(method, path);
+  if r ? 'status' then
+    return invoices_internal.seed_answer((r->>'status')::int, jsonb_build_object('error', r->>'error'),
+      case when r ? 'allow' then jsonb_build_object('Allow', r->>'allow') end);
+  end if;
+  begin
+    body := case when nullif(btrim($1), '') is not null then $1::jsonb end;
+  exception when others then
+    return invoices_internal.seed_answer(400, jsonb_build_object('error', 'the request body is not valid JSON'));
+  end;
+  begin
+    if not invoices_internal.scope_allows(r->>'scope', scopes) then
+      perform invoices_internal.check_scope(r->>'scope', scopes, path);
+    end if;
+    execute format('select invoices_internal.%I($1, $2, $3)', 'seed_' || (r->>'handler'))
+       into result
+      using r->'params', invoices_internal.seed_query(coalesce(headers->>'x-seed-query', '')), body;
+  exception when others then
+    -- the handler's writes are rolled back; the error is answered in the seed's shape
+    get stacked diagnostics code = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+    if code = 'PGRST' then   -- raised during a request by invoices_internal.raise
+      problem := message::jsonb;
+      code := problem->>'code';
+      message := problem->>'message';
+      detail := problem->>'details';
+    end if;
+    return invoices_internal.seed_answer(
+      invoices_internal.seed_error_status(r->>'seed', invoices_internal.http_status(code)),
+      invoices_internal.seed_error_body(message, code, detail));
+  end;
+  return invoices_internal.seed_answer((result->>'status')::int, result->'body');
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_v1_create_args(body, (current_date + 7)::text);
+  obj jsonb;
+begin
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => a->>'currency', customer_email => a->>'customer_email',
+    customer_name => a->>'customer_name', customer_company => a->>'customer_company',
+    tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
+    due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
+    asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  return jsonb_build_object('status', 201,
+    'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  p jsonb := invoices_internal.seed_v1_list_params(query);
+  mid uuid := invoices_internal.require_merchant();
+  total bigint;
+  page jsonb;
+begin
+  select count(*) into total from invoices.invoices r
+   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
+  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
+           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
+           order by r.created_at desc, r.id desc), '[]')
+    into page
+    from (select * from invoices.invoices r
+           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
+           order by r.created_at desc, r.id desc
+           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
+    'page', (p->>'page')::bigint));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_get_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  payments boolean := invoices_internal.seed_v1_include_payments(query);
+  obj jsonb := invoices_internal.seed_invoice(params->>'ref');
+  answer jsonb := invoices_internal.seed_v1_invoice(obj);
+begin
+  if payments then
+    answer := answer || jsonb_build_object('payments', (
+      select coalesce(jsonb_agg(jsonb_build_object(
+               'txid', p.txid, 'output_index', p.output_index, 'chain', p.chain, 'asset', p.asset,
+               'amount', p.amount::text, 'status', p.status, 'confirmations', p.confirmations,
+               'block_height', p.block_height, 'late', p.late,
+               'detected_at', extract(epoch from p.detected_at)::bigint) order by p.id), '[]')
+        from invoices.payments p
+       where p.merchant_id = (obj->>'merchant_id')::uuid and p.invoice_id = (obj->>'id')::uuid));
+  end if;
+  return jsonb_build_object('status', 200, 'body', answer);
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_finalize_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  obj jsonb := invoices.finalize_invoice(params->>'ref');
+begin
+  return jsonb_build_object('status', 200,
+    'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_invoice_status(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return jsonb_build_object('status', 200,
+    'body', invoices_internal.seed_v1_status(invoices_internal.seed_invoice(params->>'ref')));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_cancel_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  obj jsonb := invoices.cancel_invoice(params->>'ref');
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true, 'status', obj->>'status'));
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  k record;
+  refusal text;
+  refusal_detail text;
+begin
+  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
+  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
+  if current_setting('request.path', true) = '/rpc/seed_request'
+     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
+    perform set_config('invoices.gateway_checking', 'on', true);
+    begin
+      perform invoices_internal.http_pre_request();
+    exception when sqlstate 'PGRST' then
+      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
+      perform set_config('invoices.gateway_refusal',
+        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
+                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
+    end;
+    return;
+  end if;
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  if not invoices_internal.scope_allows(need, k.scopes) then
+    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+  end if;
+
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+comment on function invoices.seed_request(text) is
+  'The seed APIs (Living Invoices, Kibble, BTPay, apiforcrypto) as their documents print them: the web front sends every request under /api/ here, with its method, path and query in X-Seed-Method, X-Seed-Path and X-Seed-Query and its body as text. The route comes from one routing table; each route checks its own scope. Answers are the seed''s shapes and status codes; errors are {"error": …} with the bad fields, and write nothing.';
+revoke execute on function invoices_internal.seed_answer(integer, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_invoice(text) from public;
+revoke execute on function invoices_internal.seed_v1_create_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_v1_list_invoices(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_get_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_finalize_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_invoice_status(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_cancel_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices.seed_request(text) from public;
+grant execute on function invoices.seed_request(text) to invoices_admin;
+grant execute on function invoices.seed_request(text) to invoices_api;

@@ -26,7 +26,8 @@ select jsonb_agg(jsonb_build_object('kind', o.kind, 'name', o.name, 'scope', inv
                           when a.type = 'jsonb' then '{}'::jsonb
                           else '"x"'::jsonb end), '{}')
                   from unnest(p.proargnames[1:p.pronargs - p.pronargdefaults],
-                              (p.proargtypes::regtype[])[0:p.pronargs - p.pronargdefaults - 1]::text[]) a(name, type)) as args
+                              (p.proargtypes::regtype[])[0:p.pronargs - p.pronargdefaults - 1]::text[]) a(name, type)
+                 where a.name is not null) as args
           from pg_proc p
          where p.pronamespace = 'invoices'::regnamespace and has_function_privilege('invoices_api', p.oid, 'execute')
         union all

@@ -1,0 +1,82 @@
+//! The seed APIs (`domain::seeds`), for `sql/88_seeds.sql`: the routing table and the shaping
+//! of each seed's payloads. Bad input raises with its fields; the SQL entry point answers it in
+//! the seed's shape.
+
+use crate::domain::seeds::{self, v1};
+use crate::error::OrRaise;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+fn seed_of(name: &str) -> seeds::Seed {
+    match name {
+        "btpay" => seeds::Seed::Btpay,
+        "kibble" => seeds::Seed::Kibble,
+        "apiforcrypto" => seeds::Seed::Apiforcrypto,
+        _ => seeds::Seed::LivingInvoicesAndBtpay,
+    }
+}
+
+#[pg_schema]
+pub mod invoices_internal {
+    use super::*;
+
+    /// Where `method path` goes: `{handler, scope, seed, params}`, or `{status, error, allow}`.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_route(method: &str, path: &str) -> JsonB {
+        JsonB(seeds::route_json(method, path))
+    }
+
+    /// A query string as an object of its parameters.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_query(query: &str) -> JsonB {
+        JsonB(serde_json::Value::Object(seeds::query(query)))
+    }
+
+    /// The status a failure of a seed's route answers with.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_error_status(seed: &str, engine_status: i32) -> i32 {
+        seed_of(seed).error_status(engine_status.clamp(100, 599) as u16) as i32
+    }
+
+    /// A failure in the seeds' shape: `{"error", "code", "errors"}` (the bad fields, from the
+    /// error's JSON detail when it has one).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_error_body(message: &str, code: Option<&str>, detail: Option<&str>) -> JsonB {
+        let fields = detail.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok());
+        JsonB(seeds::error_body(message, code, fields.as_ref()))
+    }
+
+    /// `POST /api/v1/invoices`: create_invoice's arguments (Living Invoices or BTPay rules).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_v1_create_args(body: Option<JsonB>, default_due_date: &str) -> JsonB {
+        let body = body.map(|b| b.0).unwrap_or(serde_json::Value::Null);
+        JsonB(v1::create_args(&body, default_due_date).or_raise())
+    }
+
+    /// `GET /api/v1/invoices`: `{status, limit, offset, page}` from the query.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_v1_list_params(query: JsonB) -> JsonB {
+        let q = query.0.as_object().cloned().unwrap_or_default();
+        JsonB(v1::list_params(&q).or_raise())
+    }
+
+    /// `GET /api/v1/invoices/<ref>`: whether `include_payments` asks for the payments.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_v1_include_payments(query: JsonB) -> bool {
+        let q = query.0.as_object().cloned().unwrap_or_default();
+        v1::include_payments(&q).or_raise()
+    }
+
+    /// An invoice object (a row of invoices.invoices, with created_unix) in the shape of both
+    /// Living Invoices and BTPay.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_v1_invoice(invoice: JsonB) -> JsonB {
+        JsonB(v1::invoice(&invoice.0))
+    }
+
+    /// BTPay's light status answer.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_v1_status(invoice: JsonB) -> JsonB {
+        JsonB(v1::status(&invoice.0))
+    }
+}
