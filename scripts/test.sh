@@ -82,6 +82,7 @@ step http "http: postgrest-js" clients bash -c "cd '$ROOT' && node --test tests/
 step http "http: postgrest-py" clients bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/bin/python' -m unittest tests/http/test_postgrest_py.py 2>&1 | tail -n 8; exit \${PIPESTATUS[0]}" "$ROOT/tests/http/test_postgrest_py.py"
 step http "http: schemathesis fuzzing" clients bash "$ROOT/tests/http/fuzz.sh"
 step seeds "seeds: Living Invoices and BTPay, /api/v1" bash "$ROOT/tests/seeds/v1.sh"
+step seeds "seeds: BTPay's links, rates and webhooks; the webhook formats" bash "$ROOT/tests/seeds/btpay.sh"
 step security "security: attacker" bash "$ROOT/tests/security/attacker.sh"
 step security "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.sh"
 step security "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"

@@ -35,6 +35,8 @@ create table invoices_internal.webhook_endpoints (
   active      boolean not null default true,
   created_at  timestamptz not null default now(),
   deleted_at  timestamptz,
+  -- the body and headers deliveries take: the project's own, or a seed's (domain::seeds::webhooks)
+  format      text not null default 'invoices' check (format in ('invoices', 'living_invoices', 'btpay')),
   primary key (merchant_id, id)
 );
 

@@ -13,7 +13,8 @@
 -- Provides (API): create_webhook_endpoint(), delete_webhook_endpoint(), redeliver(), verify_webhook_signature(), events, webhook_endpoints, webhook_deliveries
 -- Provides (internal): claim_deliveries(), record_deliveries()
 
-create function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null)
+create function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null,
+                                                  format text default 'invoices')
 returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -36,21 +37,24 @@ begin
     errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
       'must list events among ' || array_to_string(known, ', ')));
   end if;
+  if format is null or format not in ('invoices', 'living_invoices', 'btpay') then
+    errors := errors || '[{"field": "format", "message": "must be invoices, living_invoices or btpay"}]';
+  end if;
   if jsonb_array_length(errors) > 0 then
     perform invoices_internal.raise('22023',
-      format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      pg_catalog.format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
       jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
   end if;
-  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret)
-  values (mid, url, events, description, invoices_internal.new_webhook_secret())
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret, format)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret(), create_webhook_endpoint.format)
   returning * into e;
   return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
-                            'active', e.active, 'created_at', e.created_at, 'secret', e.secret);
+                            'active', e.active, 'created_at', e.created_at, 'format', e.format, 'secret', e.secret);
 end
 $$;
 
-comment on function invoices.create_webhook_endpoint(text, text[], text) is
-  'Register a webhook endpoint of the current merchant for events (default {*}: all). Returns {id, url, events, …, secret}: the signing secret (whsec_…) is shown this once. Deliveries carry X-Webhook-Signature (hex HMAC-SHA256 of the body) and Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">.';
+comment on function invoices.create_webhook_endpoint(text, text[], text, text) is
+  'Register a webhook endpoint of the current merchant for events (default {*}: all). Returns {id, url, events, …, secret}: the signing secret (whsec_…) is shown this once. Deliveries carry X-Webhook-Signature (hex HMAC-SHA256 of the body) and Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">. format chooses the body: invoices (the project''s own {id, event, timestamp, data}), living_invoices (Living Invoices'' {event, timestamp, invoice}) or btpay (BTPay''s {event, data, timestamp}, signed in X-BTPay-Signature, named in X-BTPay-Event).';
 
 create function invoices.delete_webhook_endpoint(id uuid) returns jsonb
 language plpgsql volatile security definer
@@ -133,7 +137,7 @@ comment on view invoices.events is
   'Every event of the current merchant (invoice.created, invoice.paid, …), written in the same transaction as the change it reports. Immutable.';
 
 create view invoices.webhook_endpoints with (security_barrier) as
-select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at
+select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at, e.format
   from invoices_internal.webhook_endpoints e
  where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
 
@@ -160,7 +164,8 @@ comment on view invoices.webhook_deliveries is
 -- Claims up to n due deliveries with a lease (a crashed worker's leases expire and are taken
 -- again), with everything needed to send them.
 create function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
-returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
 language plpgsql volatile
 as $$
 declare
@@ -212,16 +217,24 @@ begin
        where d.merchant_id = g.mid and d.id = any (locked)
       returning d.*
     )
-    select c.merchant_id, c.id, c.url,
-           coalesce(c.secret, (select e.secret from invoices_internal.webhook_endpoints e
-                                where e.merchant_id = g.mid and e.id = c.endpoint_id)),
-           v.event, v.id,
-           jsonb_build_object('id', v.id, 'event', v.event,
-                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                              'data', v.data)::text,
-           c.attempts + 1
+    select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+           case when coalesce(e.format, 'invoices') = 'invoices' then envelope::text
+                -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+                else invoices_internal.webhook_body(e.format, envelope || jsonb_build_object(
+                       'latest_txid', (select p.txid from invoices_internal.payments p
+                                        where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
+                                          and p.status <> 'reverted' order by p.id desc limit 1),
+                       'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                         where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
+                                         order by q.created_at desc limit 1)))::text end,
+           c.attempts + 1,
+           coalesce(e.format, 'invoices')
       from claimed c
-      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id;
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
+      left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
+      cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data) as envelope) x;
   end loop;
 end
 $$;

@@ -10,12 +10,13 @@
 -- seed's payload (in Rust), call the engine's functions and shape the answer.
 --
 -- Needs: 05_errors (raise); 15_tenancy (authorize, check_scope, http_scopes, scope_allows);
---   50_invoices (create_invoice, finalize_invoice, cancel_invoice, resolve_invoice);
---   40_views (invoices); 72_payments (payments)
+--   25_rates_quotes (rates); 40_views (invoices); 50_invoices (create_invoice, finalize_invoice,
+--   cancel_invoice, resolve_invoice); 65_webhooks (create_webhook_endpoint,
+--   delete_webhook_endpoint, webhook_endpoints); 72_payments (payments); 75_payment_links
+--   (create_payment_link, deactivate_payment_link, payment_links)
 -- Provides (API): seed_request()
--- Provides (internal): seed_answer(), seed_invoice(), seed_v1_create_invoice(),
---   seed_v1_list_invoices(), seed_btpay_get_invoice(), seed_btpay_finalize_invoice(),
---   seed_btpay_invoice_status(), seed_btpay_cancel_invoice()
+-- Provides (internal): seed_answer(), seed_invoice(), and one seed_<handler>() per route of
+--   domain::seeds::ROUTES (seed_v1_create_invoice(), seed_btpay_rates(), …)
 
 -- Sets the response's status (and extra headers, added to the rate-limit headers already set)
 -- and returns its body.
@@ -206,5 +207,101 @@ declare
   obj jsonb := invoices.cancel_invoice(params->>'ref');
 begin
   return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true, 'status', obj->>'status'));
+end
+$$;
+
+-- BTPay: payment links, rates, webhooks ------------------------------------------------------
+
+create function invoices_internal.seed_btpay_list_payment_links(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('payment_links', (
+    select coalesce(jsonb_agg(invoices_internal.seed_btpay_payment_link(
+             to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
+             coalesce(current_setting('invoices.public_base_url', true), ''))
+             order by l.created_at desc, l.id), '[]')
+      from invoices.payment_links l where l.merchant_id = mid)));
+end
+$$;
+
+create function invoices_internal.seed_btpay_create_payment_link(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_btpay_payment_link_args(body);
+  link jsonb;
+begin
+  link := invoices.create_payment_link(
+    title => a->>'title', slug => a->>'slug', description => a->>'description',
+    amount => (a->>'amount')::numeric, currency => a->>'currency', asset => a->>'asset',
+    redirect_url => a->>'redirect_url', metadata => coalesce(a->'metadata', '{}'));
+  return jsonb_build_object('status', 201, 'body', (
+    select invoices_internal.seed_btpay_payment_link(
+             to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
+             coalesce(current_setting('invoices.public_base_url', true), ''))
+      from invoices.payment_links l
+     where l.merchant_id = invoices_internal.require_merchant() and l.id = (link->>'id')::uuid));
+end
+$$;
+
+create function invoices_internal.seed_btpay_deactivate_payment_link(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+begin
+  perform invoices.deactivate_payment_link(params->>'slug');
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true));
+end
+$$;
+
+-- The median of the fresh sources of each BTC pair.
+create function invoices_internal.seed_btpay_rates(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('rates', (
+    select coalesce(jsonb_agg(jsonb_build_object('currency', r.currency, 'rate', r.median_rate::text)
+                              order by r.currency), '[]')
+      from (select distinct on (x.currency) x.currency, x.median_rate
+              from invoices.rates x
+             where x.asset = 'BTC' and x.median_rate is not null
+             order by x.currency) r)));
+end
+$$;
+
+create function invoices_internal.seed_btpay_list_webhooks(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('webhooks', (
+    select coalesce(jsonb_agg(invoices_internal.seed_btpay_webhook(to_jsonb(e), null) order by e.created_at, e.id), '[]')
+      from invoices.webhook_endpoints e where e.merchant_id = mid and e.deleted_at is null)));
+end
+$$;
+
+-- A BTPay endpoint delivers in BTPay's format (X-BTPay-Event, X-BTPay-Signature).
+create function invoices_internal.seed_btpay_create_webhook(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_btpay_webhook_args(body);
+  e jsonb;
+begin
+  e := invoices.create_webhook_endpoint(a->>'url', array(select jsonb_array_elements_text(a->'events')),
+                                        a->>'description', 'btpay');
+  return jsonb_build_object('status', 201, 'body', invoices_internal.seed_btpay_webhook(e, e->>'secret'));
+end
+$$;
+
+create function invoices_internal.seed_btpay_delete_webhook(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+begin
+  perform invoices.delete_webhook_endpoint(invoices_internal.seed_btpay_webhook_id(params->>'id'));
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true));
 end
 $$;

@@ -128,7 +128,7 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.address_assignment
 -- Events and webhooks (row-level security comes from the merchant_id loop above).
 grant select on invoices.events, invoices.webhook_endpoints, invoices.webhook_deliveries to invoices_api;
 
-grant execute on function invoices.create_webhook_endpoint(text, text[], text), invoices.delete_webhook_endpoint(uuid),
+grant execute on function invoices.create_webhook_endpoint(text, text[], text, text), invoices.delete_webhook_endpoint(uuid),
   invoices.redeliver(bigint), invoices.verify_webhook_signature(text, text, text, integer) to invoices_api;
 
 grant execute on function invoices_internal.verify_signature(text, text, text, integer) to invoices_api, invoices_admin;

@@ -180,7 +180,8 @@ pgrx::extension_sql_file!(
         "tenancy",
         api::webhooks::invoices_internal::destination_problem,
         api::webhooks::invoices_internal::new_webhook_secret,
-        api::webhooks::invoices_internal::verify_signature
+        api::webhooks::invoices_internal::verify_signature,
+        api::seeds::invoices_internal::webhook_body
     ]
 );
 pgrx::extension_sql_file!(
@@ -278,6 +279,9 @@ pgrx::extension_sql_file!(
         "invoices",
         "payments",
         "gateway",
+        "payment_links",
+        "rates_quotes",
+        "webhooks",
         api::gateway::invoices_internal::http_status,
         api::seeds::invoices_internal::seed_route,
         api::seeds::invoices_internal::seed_query,
@@ -287,7 +291,12 @@ pgrx::extension_sql_file!(
         api::seeds::invoices_internal::seed_v1_list_params,
         api::seeds::invoices_internal::seed_v1_include_payments,
         api::seeds::invoices_internal::seed_v1_invoice,
-        api::seeds::invoices_internal::seed_v1_status
+        api::seeds::invoices_internal::seed_v1_status,
+        api::seeds::invoices_internal::seed_btpay_payment_link_args,
+        api::seeds::invoices_internal::seed_btpay_payment_link,
+        api::seeds::invoices_internal::seed_btpay_webhook_args,
+        api::seeds::invoices_internal::seed_btpay_webhook,
+        api::seeds::invoices_internal::seed_btpay_webhook_id
     ]
 );
 pgrx::extension_sql_file!(

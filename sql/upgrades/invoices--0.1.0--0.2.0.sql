@@ -4540,3 +4540,279 @@ revoke execute on function invoices_internal.seed_btpay_cancel_invoice(jsonb, js
 revoke execute on function invoices.seed_request(text) from public;
 grant execute on function invoices.seed_request(text) to invoices_admin;
 grant execute on function invoices.seed_request(text) to invoices_api;
+
+-- The seed APIs, BTPay's payment links, rates and webhooks, and the webhook formats.
+alter table invoices_internal.webhook_endpoints add column format text not null default 'invoices'
+  check (format in ('invoices', 'living_invoices', 'btpay'));
+drop function invoices.create_webhook_endpoint(text, text[], text);
+drop function invoices_internal.claim_deliveries(integer, integer);
+CREATE  FUNCTION invoices_internal."webhook_body"(
+	"format" TEXT, /* & str */
+	"envelope" jsonb /* JsonB */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'webhook_body_wrapper';
+revoke execute on function invoices_internal.webhook_body(text, jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_btpay_payment_link_args"(
+	"body" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_btpay_payment_link_args_wrapper';
+revoke execute on function invoices_internal.seed_btpay_payment_link_args(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_btpay_payment_link"(
+	"link" jsonb, /* JsonB */
+	"base_url" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_btpay_payment_link_wrapper';
+revoke execute on function invoices_internal.seed_btpay_payment_link(jsonb, text) from public;
+CREATE  FUNCTION invoices_internal."seed_btpay_webhook_args"(
+	"body" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_btpay_webhook_args_wrapper';
+revoke execute on function invoices_internal.seed_btpay_webhook_args(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_btpay_webhook"(
+	"endpoint" jsonb, /* JsonB */
+	"secret" TEXT /* Option < & str > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_btpay_webhook_wrapper';
+revoke execute on function invoices_internal.seed_btpay_webhook(jsonb, text) from public;
+CREATE  FUNCTION invoices_internal."seed_btpay_webhook_id"(
+	"id" TEXT /* & str */
+) RETURNS uuid /* pgrx :: Uuid */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_btpay_webhook_id_wrapper';
+revoke execute on function invoices_internal.seed_btpay_webhook_id(text) from public;
+create or replace function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null,
+                                                  format text default 'invoices')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
+                        'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
+                        'invoice.cancelled', 'invoice.reverted', 'payment.received', 'payment.confirmed', 'payment.reverted'];
+  errors jsonb := '[]';
+  problem text;
+  e invoices_internal.webhook_endpoints;
+begin
+  problem := coalesce(invoices_internal.destination_problem(url), case when url is null then 'is required' end);
+  if problem is not null then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'url', 'message', problem));
+  end if;
+  if events is null or cardinality(events) = 0 or not (events <@ known) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
+      'must list events among ' || array_to_string(known, ', ')));
+  end if;
+  if format is null or format not in ('invoices', 'living_invoices', 'btpay') then
+    errors := errors || '[{"field": "format", "message": "must be invoices, living_invoices or btpay"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      pg_catalog.format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
+  end if;
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret, format)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret(), create_webhook_endpoint.format)
+  returning * into e;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
+                            'active', e.active, 'created_at', e.created_at, 'format', e.format, 'secret', e.secret);
+end
+$$;
+
+create or replace view invoices.webhook_endpoints with (security_barrier) as
+select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at, e.format
+  from invoices_internal.webhook_endpoints e
+ where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+  ended bigint[];
+  inactive uuid[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
+      end if;
+    end loop;
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+           case when coalesce(e.format, 'invoices') = 'invoices' then envelope::text
+                -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+                else invoices_internal.webhook_body(e.format, envelope || jsonb_build_object(
+                       'latest_txid', (select p.txid from invoices_internal.payments p
+                                        where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
+                                          and p.status <> 'reverted' order by p.id desc limit 1),
+                       'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                         where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
+                                         order by q.created_at desc limit 1)))::text end,
+           c.attempts + 1,
+           coalesce(e.format, 'invoices')
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
+      left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
+      cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data) as envelope) x;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_list_payment_links(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('payment_links', (
+    select coalesce(jsonb_agg(invoices_internal.seed_btpay_payment_link(
+             to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
+             coalesce(current_setting('invoices.public_base_url', true), ''))
+             order by l.created_at desc, l.id), '[]')
+      from invoices.payment_links l where l.merchant_id = mid)));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_create_payment_link(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_btpay_payment_link_args(body);
+  link jsonb;
+begin
+  link := invoices.create_payment_link(
+    title => a->>'title', slug => a->>'slug', description => a->>'description',
+    amount => (a->>'amount')::numeric, currency => a->>'currency', asset => a->>'asset',
+    redirect_url => a->>'redirect_url', metadata => coalesce(a->'metadata', '{}'));
+  return jsonb_build_object('status', 201, 'body', (
+    select invoices_internal.seed_btpay_payment_link(
+             to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
+             coalesce(current_setting('invoices.public_base_url', true), ''))
+      from invoices.payment_links l
+     where l.merchant_id = invoices_internal.require_merchant() and l.id = (link->>'id')::uuid));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_deactivate_payment_link(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+begin
+  perform invoices.deactivate_payment_link(params->>'slug');
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_rates(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('rates', (
+    select coalesce(jsonb_agg(jsonb_build_object('currency', r.currency, 'rate', r.median_rate::text)
+                              order by r.currency), '[]')
+      from (select distinct on (x.currency) x.currency, x.median_rate
+              from invoices.rates x
+             where x.asset = 'BTC' and x.median_rate is not null
+             order by x.currency) r)));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_list_webhooks(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('webhooks', (
+    select coalesce(jsonb_agg(invoices_internal.seed_btpay_webhook(to_jsonb(e), null) order by e.created_at, e.id), '[]')
+      from invoices.webhook_endpoints e where e.merchant_id = mid and e.deleted_at is null)));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_create_webhook(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_btpay_webhook_args(body);
+  e jsonb;
+begin
+  e := invoices.create_webhook_endpoint(a->>'url', array(select jsonb_array_elements_text(a->'events')),
+                                        a->>'description', 'btpay');
+  return jsonb_build_object('status', 201, 'body', invoices_internal.seed_btpay_webhook(e, e->>'secret'));
+end
+$$;
+
+create or replace function invoices_internal.seed_btpay_delete_webhook(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+begin
+  perform invoices.delete_webhook_endpoint(invoices_internal.seed_btpay_webhook_id(params->>'id'));
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true));
+end
+$$;
+comment on function invoices.create_webhook_endpoint(text, text[], text, text) is
+  'Register a webhook endpoint of the current merchant for events (default {*}: all). Returns {id, url, events, …, secret}: the signing secret (whsec_…) is shown this once. Deliveries carry X-Webhook-Signature (hex HMAC-SHA256 of the body) and Webhook-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">. format chooses the body: invoices (the project''s own {id, event, timestamp, data}), living_invoices (Living Invoices'' {event, timestamp, invoice}) or btpay (BTPay''s {event, data, timestamp}, signed in X-BTPay-Signature, named in X-BTPay-Event).';
+revoke execute on function invoices.create_webhook_endpoint(text, text[], text, text) from public;
+grant execute on function invoices.create_webhook_endpoint(text, text[], text, text) to invoices_admin;
+grant execute on function invoices.create_webhook_endpoint(text, text[], text, text) to invoices_api;
+revoke execute on function invoices_internal.claim_deliveries(integer, integer) from public;
+revoke execute on function invoices_internal.seed_btpay_list_payment_links(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_create_payment_link(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_deactivate_payment_link(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_rates(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_list_webhooks(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_create_webhook(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_btpay_delete_webhook(jsonb, jsonb, jsonb) from public;

@@ -2,7 +2,7 @@
 //! of each seed's payloads. Bad input raises with its fields; the SQL entry point answers it in
 //! the seed's shape.
 
-use crate::domain::seeds::{self, v1};
+use crate::domain::seeds::{self, btpay, v1, webhooks};
 use crate::error::OrRaise;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -78,5 +78,46 @@ pub mod invoices_internal {
     #[pg_extern(immutable, parallel_safe)]
     pub fn seed_v1_status(invoice: JsonB) -> JsonB {
         JsonB(v1::status(&invoice.0))
+    }
+
+    /// A webhook delivery's body in an endpoint's format (`invoices`, `living_invoices`,
+    /// `btpay`), from the project's own envelope with `latest_txid` and `asset_amount` beside it.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn webhook_body(format: &str, envelope: JsonB) -> JsonB {
+        JsonB(webhooks::body(format, &envelope.0))
+    }
+
+    /// `POST /api/v1/payment-links`: create_payment_link's arguments.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_btpay_payment_link_args(body: Option<JsonB>) -> JsonB {
+        let body = body.map(|b| b.0).unwrap_or(serde_json::Value::Null);
+        JsonB(btpay::payment_link_args(&body).or_raise())
+    }
+
+    /// A payment link (a row of invoices.payment_links, with created_unix) in BTPay's shape.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_btpay_payment_link(link: JsonB, base_url: &str) -> JsonB {
+        JsonB(btpay::payment_link(&link.0, base_url))
+    }
+
+    /// `POST /api/v1/webhooks`: `{url, events, description}`.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_btpay_webhook_args(body: Option<JsonB>) -> JsonB {
+        let body = body.map(|b| b.0).unwrap_or(serde_json::Value::Null);
+        JsonB(btpay::webhook_args(&body).or_raise())
+    }
+
+    /// A webhook endpoint in BTPay's shape (the secret only at creation).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_btpay_webhook(endpoint: JsonB, secret: Option<&str>) -> JsonB {
+        JsonB(btpay::webhook(&endpoint.0, secret))
+    }
+
+    /// `DELETE /api/v1/webhooks/<id>`: the id, checked.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_btpay_webhook_id(id: &str) -> pgrx::Uuid {
+        let id = btpay::webhook_id(id).or_raise();
+        let u = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| error!("{e}"));
+        pgrx::Uuid::from_bytes(*u.as_bytes())
     }
 }

@@ -7,6 +7,7 @@ use super::error::Result;
 use super::task::{Step, Task};
 use super::threads::Pool;
 use super::{in_transaction, unix_ms};
+use crate::domain::seeds::webhooks;
 use crate::domain::signing;
 use crate::settings;
 use pgrx::prelude::*;
@@ -23,6 +24,8 @@ struct Delivery {
     event_id: String,
     body: String,
     attempt: i32,
+    /// The endpoint's format: which headers carry the event and the signature.
+    format: String,
 }
 
 struct Outcome {
@@ -75,16 +78,17 @@ fn send(agent: &ureq::Agent, timeout: Duration, d: Delivery) -> Outcome {
     let clock = Instant::now();
     let unix = started.duration_since(UNIX_EPOCH).map(|t| t.as_secs() as i64).unwrap_or(0);
     let build = || {
+        let (signature_header, event_header) = webhooks::signature_header(&d.format);
         let mut request = agent
             .post(&d.url)
             .header("Content-Type", "application/json")
             .header("X-Webhook-Id", &d.event_id)
-            .header("X-Webhook-Event", &d.event)
+            .header(event_header, &d.event)
             .header("X-Webhook-Timestamp", unix.to_string())
             .header("X-Webhook-Attempt", d.attempt.to_string());
         if let Some(secret) = &d.secret {
             request = request
-                .header("X-Webhook-Signature", signing::body_signature(secret, d.body.as_bytes()))
+                .header(signature_header, signing::body_signature(secret, d.body.as_bytes()))
                 .header("Webhook-Signature", signing::timestamped_signature(secret, d.body.as_bytes(), unix));
         }
         request
@@ -240,7 +244,7 @@ impl Deliveries {
 fn claim(n: i32, lease: i32) -> Result<Vec<Delivery>> {
     Spi::connect_mut(|client| {
         let rows = client.update(
-            "select merchant_id::text, id, url, secret, event, event_id::text, body, attempt \
+            "select merchant_id::text, id, url, secret, event, event_id::text, body, attempt, format \
                from invoices_internal.claim_deliveries($1, $2)",
             None,
             &[n.into(), lease.into()],
@@ -257,6 +261,7 @@ fn claim(n: i32, lease: i32) -> Result<Vec<Delivery>> {
                 event_id: text(6)?,
                 body: text(7)?,
                 attempt: row.get::<i32>(8)?.unwrap_or(1),
+                format: text(9)?,
             });
         }
         Ok(out)

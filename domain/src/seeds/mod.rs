@@ -6,7 +6,11 @@
 //! engine's functions; turning a seed's payload into the engine's and the engine's answer
 //! into the seed's is here, where cargo tests cover it. There is no second invoice model.
 
+pub mod btpay;
+pub mod afc;
+pub mod kibble;
 pub mod v1;
+pub mod webhooks;
 
 use crate::error::{DomainError, ErrorKind};
 use serde_json::{json, Map, Value};
@@ -74,6 +78,13 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", pattern: "/api/v1/invoices/{ref}/finalize", handler: "btpay_finalize_invoice", scope: "write", seed: Btpay },
     Route { method: "GET", pattern: "/api/v1/invoices/{ref}/status", handler: "btpay_invoice_status", scope: "read", seed: Btpay },
     Route { method: "DELETE", pattern: "/api/v1/invoices/{ref}", handler: "btpay_cancel_invoice", scope: "write", seed: Btpay },
+    Route { method: "GET", pattern: "/api/v1/payment-links", handler: "btpay_list_payment_links", scope: "read", seed: Btpay },
+    Route { method: "POST", pattern: "/api/v1/payment-links", handler: "btpay_create_payment_link", scope: "write", seed: Btpay },
+    Route { method: "DELETE", pattern: "/api/v1/payment-links/{slug}", handler: "btpay_deactivate_payment_link", scope: "write", seed: Btpay },
+    Route { method: "GET", pattern: "/api/v1/rates", handler: "btpay_rates", scope: "read", seed: Btpay },
+    Route { method: "GET", pattern: "/api/v1/webhooks", handler: "btpay_list_webhooks", scope: "webhooks", seed: Btpay },
+    Route { method: "POST", pattern: "/api/v1/webhooks", handler: "btpay_create_webhook", scope: "webhooks", seed: Btpay },
+    Route { method: "DELETE", pattern: "/api/v1/webhooks/{id}", handler: "btpay_delete_webhook", scope: "webhooks", seed: Btpay },
 ];
 
 /// Where a request goes.
