@@ -83,6 +83,7 @@ step http "http: postgrest-py" clients bash -c "cd '$ROOT' && '$LOCAL_DIR/venv/b
 step http "http: schemathesis fuzzing" clients bash "$ROOT/tests/http/fuzz.sh"
 step seeds "seeds: Living Invoices and BTPay, /api/v1" bash "$ROOT/tests/seeds/v1.sh"
 step seeds "seeds: BTPay's links, rates and webhooks; the webhook formats" bash "$ROOT/tests/seeds/btpay.sh"
+step seeds "seeds: Kibble and apiforcrypto" bash "$ROOT/tests/seeds/kibble_apiforcrypto.sh"
 step security "security: attacker" bash "$ROOT/tests/security/attacker.sh"
 step security "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.sh"
 step security "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"

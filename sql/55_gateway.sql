@@ -73,7 +73,7 @@ declare
 begin
   -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
   -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
-  if current_setting('request.path', true) = '/rpc/seed_request'
+  if current_setting('request.path', true) in ('/rpc/seed_request', '/rpc/seed_pdf')
      and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
     perform set_config('invoices.gateway_checking', 'on', true);
     begin

@@ -305,3 +305,185 @@ begin
   return jsonb_build_object('status', 200, 'body', jsonb_build_object('ok', true));
 end
 $$;
+
+-- Kibble: /api/invoices -------------------------------------------------------------------------
+
+-- A USDC invoice on the merchant's USDC wallet ("privy": whichever it is; "byo": it must be the
+-- bring-your-own address given), with the merchant's name, e-mail and address as the request
+-- gives them, finalized at once (its deposit address), and sent unless send_now is false.
+create function invoices_internal.seed_kibble_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  k jsonb := invoices_internal.seed_kibble_create_args(body, current_date::text);
+  a jsonb := k->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  secret text;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.asset = 'USDC' and x.active;
+  if not found then
+    perform invoices_internal.raise('55000', 'no USDC wallet to receive the payment',
+      '{"errors":[{"field":"wallet_type","message":"the merchant has no USDC wallet"}]}',
+      'the merchant adds one with invoices.create_wallet(''USDC'', xpub => … or address => …)');
+  end if;
+  if k->'wallet'->>'type' = 'byo' and (w.xpub is not null or not exists (
+       select 1 from invoices_internal.addresses ad
+        where ad.merchant_id = mid and ad.wallet_id = w.id and lower(ad.address) = lower(k->'wallet'->>'address'))) then
+    perform invoices_internal.raise('22023', 'invalid invoice: wallet_address is not the merchant''s USDC wallet',
+      '{"errors":[{"field":"wallet_address","message":"is not the merchant''s bring-your-own USDC wallet"}]}',
+      'the merchant registers it with invoices.create_wallet(''USDC'', address => …)');
+  end if;
+  if a->>'callback_url' is not null then
+    secret := invoices_internal.new_webhook_secret();
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => 'USDC', asset => 'USDC', customer_email => a->>'customer_email',
+    customer_name => a->>'customer_name', customer_address => a->>'customer_address',
+    issue_date => (a->>'issue_date')::date, due_date => (a->>'due_date')::date, notes => a->>'notes',
+    callback_url => a->>'callback_url', callback_secret => secret);
+  update invoices_internal.invoices set merchant_snapshot = k->'merchant'
+   where merchant_id = mid and id = (obj->>'id')::uuid;
+  perform invoices.finalize_invoice(obj->>'id');
+  if (k->>'send_now')::boolean then
+    perform invoices.send_invoice(obj->>'id');
+  end if;
+  return jsonb_build_object('status', 201, 'body', invoices_internal.seed_kibble_created(
+    invoices_internal.seed_invoice(obj->>'id'), coalesce(current_setting('invoices.public_base_url', true), ''), secret));
+end
+$$;
+
+create function invoices_internal.seed_kibble_send_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  e jsonb := invoices.send_invoice(params->>'id');
+  obj jsonb := invoices_internal.seed_invoice(params->>'id');
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoice_id', obj->'id', 'invoice_number', obj->'invoice_number', 'status', 'queued',
+    'to', e->'recipient', 'sent_at', obj->'sent_at'));
+end
+$$;
+
+-- The one route whose answer is not JSON: the web front sends GET /api/invoices/{id}/pdf here
+-- (as application/pdf), and the route is found in the same table.
+create function invoices.seed_pdf(text) returns invoices."application/pdf"
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('seed_pdf');  -- first: invoice_pdf checks who may read
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  path text := coalesce(nullif(headers->>'x-seed-path', ''), '/');
+  refusal jsonb := nullif(current_setting('invoices.gateway_refusal', true), '')::jsonb;
+  r jsonb := invoices_internal.seed_route(coalesce(nullif(headers->>'x-seed-method', ''), 'GET'), path);
+  status integer;
+  answer jsonb;
+  code text;
+  message text;
+  detail text;
+begin
+  if refusal is not null then
+    status := (refusal->>'status')::int;
+    answer := invoices_internal.seed_error_body(refusal->>'message', refusal->>'code', null);
+  elsif r->>'handler' is distinct from 'kibble_invoice_pdf' then
+    status := 404;
+    answer := jsonb_build_object('error', format('not found: %s', path));
+  else
+    begin
+      return invoices.invoice_pdf(r->'params'->>'id');
+    exception when others then
+      get stacked diagnostics code = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+      if code = 'PGRST' then
+        code := message::jsonb->>'code';
+        detail := message::jsonb->>'details';
+        message := message::jsonb->>'message';
+      end if;
+      status := invoices_internal.seed_error_status('kibble', invoices_internal.http_status(code));
+      answer := invoices_internal.seed_error_body(message, code, detail);
+    end;
+  end if;
+  perform invoices_internal.seed_answer(status, null, '{"Content-Type": "application/json; charset=utf-8"}');
+  return convert_to(answer::text, 'UTF8');
+end
+$$;
+comment on function invoices.seed_pdf(text) is
+  'Kibble''s GET /api/invoices/{id}/pdf, as the web front passes it (X-Seed-Path): the invoice''s PDF (invoice_pdf: the merchant''s own with its key, a finalized one by id or slug without), errors as {"error": …} in JSON.';
+
+-- apiforcrypto: /api/v1/wallets -----------------------------------------------------------------
+
+-- The chain an apiforcrypto invoice names, as its answers show it: {id, tokens}.
+create function invoices_internal.seed_afc_chain(chain text) returns jsonb
+language sql stable
+as $$
+  select coalesce((select jsonb_build_object('id', c.id, 'tokens', c.tokens)
+                     from invoices_internal.chains c where c.id = chain), jsonb_build_object('id', chain, 'tokens', '{}'::jsonb))
+$$;
+
+-- The invoice's payments, as apiforcrypto's status and txs read them.
+create function invoices_internal.seed_afc_payments(mid uuid, inv_id uuid) returns jsonb
+language sql stable
+as $$
+  select coalesce(jsonb_agg(jsonb_build_object('txid', p.txid, 'status', p.status, 'amount', p.amount::text)
+                            order by p.id), '[]')
+    from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id
+$$;
+
+create function invoices_internal.seed_afc_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c jsonb := invoices_internal.seed_afc_create_args(body);
+  a jsonb := c->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.id::text = params->>'wallet';
+  if not found then
+    perform invoices_internal.raise('P0002', 'wallet not found', null, 'the wallet id is one of GET /wallets');
+  end if;
+  if not w.active or w.asset <> a->>'asset' or not exists (
+       select 1 from invoices_internal.chains ch
+        where ch.id = c->>'blockchain' and ch.active and ch.network = w.network and a->>'asset' = any (ch.assets)) then
+    perform invoices_internal.raise('42501',
+      format('currency is not active: %s on %s for this wallet', a->>'asset', c->>'blockchain'), null,
+      'the wallet must be active, for this symbol, on the network of an active chain of that id');
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => a->>'currency', asset => a->>'asset',
+    markup_percent => (a->>'markup_percent')::numeric, confirmations => (a->>'confirmations')::int,
+    expiry_minutes => (a->>'expiry_minutes')::int, pause_minutes => (a->>'pause_minutes')::int,
+    callback_url => a->>'callback_url', callback_secret => a->>'callback_secret',
+    attempts_callback => (a->>'attempts_callback')::int, success_url => a->>'success_url',
+    failed_url => a->>'failed_url', order_id => a->>'order_id', notes => a->>'notes',
+    metadata => coalesce(a->'metadata', '{}') || jsonb_build_object('blockchain', c->>'blockchain', 'wallet_id', w.id),
+    send => true);
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(
+    invoices_internal.seed_invoice(obj->>'id') || jsonb_build_object('wallet_id', w.id),
+    invoices_internal.seed_afc_chain(c->>'blockchain'),
+    invoices_internal.seed_afc_payments(mid, (obj->>'id')::uuid), false));
+end
+$$;
+
+-- Public: any finalized invoice by its UUID, without the wallet, secret key or callback URL.
+create function invoices_internal.seed_afc_get_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  obj jsonb;
+begin
+  select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint) into obj
+    from invoices_internal.invoice_rows r
+   where params->>'uuid' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+     and r.id = (params->>'uuid')::uuid and r.status <> 'draft';
+  if obj is null then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, null);
+  end if;
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(obj,
+    invoices_internal.seed_afc_chain(obj->'metadata'->>'blockchain'),
+    invoices_internal.seed_afc_payments((obj->>'merchant_id')::uuid, (obj->>'id')::uuid), true));
+end
+$$;

@@ -282,6 +282,10 @@ pgrx::extension_sql_file!(
         "payment_links",
         "rates_quotes",
         "webhooks",
+        "email",
+        "documents",
+        "chains",
+        "wallets",
         api::gateway::invoices_internal::http_status,
         api::seeds::invoices_internal::seed_route,
         api::seeds::invoices_internal::seed_query,
@@ -296,7 +300,12 @@ pgrx::extension_sql_file!(
         api::seeds::invoices_internal::seed_btpay_payment_link,
         api::seeds::invoices_internal::seed_btpay_webhook_args,
         api::seeds::invoices_internal::seed_btpay_webhook,
-        api::seeds::invoices_internal::seed_btpay_webhook_id
+        api::seeds::invoices_internal::seed_btpay_webhook_id,
+        api::seeds::invoices_internal::seed_kibble_create_args,
+        api::seeds::invoices_internal::seed_kibble_created,
+        api::seeds::invoices_internal::seed_afc_create_args,
+        api::seeds::invoices_internal::seed_afc_invoice,
+        api::webhooks::invoices_internal::new_webhook_secret
     ]
 );
 pgrx::extension_sql_file!(

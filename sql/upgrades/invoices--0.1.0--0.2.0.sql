@@ -4816,3 +4816,298 @@ revoke execute on function invoices_internal.seed_btpay_rates(jsonb, jsonb, json
 revoke execute on function invoices_internal.seed_btpay_list_webhooks(jsonb, jsonb, jsonb) from public;
 revoke execute on function invoices_internal.seed_btpay_create_webhook(jsonb, jsonb, jsonb) from public;
 revoke execute on function invoices_internal.seed_btpay_delete_webhook(jsonb, jsonb, jsonb) from public;
+
+-- The seed APIs: Kibble (/api/invoices) and apiforcrypto (/api/v1/wallets).
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'seed_pdf', 'anonymous');
+CREATE  FUNCTION invoices_internal."seed_kibble_create_args"(
+	"body" jsonb, /* Option < JsonB > */
+	"today" TEXT /* & str */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_kibble_create_args_wrapper';
+revoke execute on function invoices_internal.seed_kibble_create_args(jsonb, text) from public;
+CREATE  FUNCTION invoices_internal."seed_kibble_created"(
+	"invoice" jsonb, /* JsonB */
+	"base_url" TEXT, /* & str */
+	"webhook_secret" TEXT /* Option < & str > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_kibble_created_wrapper';
+revoke execute on function invoices_internal.seed_kibble_created(jsonb, text, text) from public;
+CREATE  FUNCTION invoices_internal."seed_afc_create_args"(
+	"body" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_afc_create_args_wrapper';
+revoke execute on function invoices_internal.seed_afc_create_args(jsonb) from public;
+CREATE  FUNCTION invoices_internal."seed_afc_invoice"(
+	"invoice" jsonb, /* JsonB */
+	"chain" jsonb, /* JsonB */
+	"payments" jsonb, /* JsonB */
+	"public" bool /* bool */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'seed_afc_invoice_wrapper';
+revoke execute on function invoices_internal.seed_afc_invoice(jsonb, jsonb, jsonb, boolean) from public;
+create or replace function invoices_internal.seed_kibble_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  k jsonb := invoices_internal.seed_kibble_create_args(body, current_date::text);
+  a jsonb := k->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  secret text;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.asset = 'USDC' and x.active;
+  if not found then
+    perform invoices_internal.raise('55000', 'no USDC wallet to receive the payment',
+      '{"errors":[{"field":"wallet_type","message":"the merchant has no USDC wallet"}]}',
+      'the merchant adds one with invoices.create_wallet(''USDC'', xpub => … or address => …)');
+  end if;
+  if k->'wallet'->>'type' = 'byo' and (w.xpub is not null or not exists (
+       select 1 from invoices_internal.addresses ad
+        where ad.merchant_id = mid and ad.wallet_id = w.id and lower(ad.address) = lower(k->'wallet'->>'address'))) then
+    perform invoices_internal.raise('22023', 'invalid invoice: wallet_address is not the merchant''s USDC wallet',
+      '{"errors":[{"field":"wallet_address","message":"is not the merchant''s bring-your-own USDC wallet"}]}',
+      'the merchant registers it with invoices.create_wallet(''USDC'', address => …)');
+  end if;
+  if a->>'callback_url' is not null then
+    secret := invoices_internal.new_webhook_secret();
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => 'USDC', asset => 'USDC', customer_email => a->>'customer_email',
+    customer_name => a->>'customer_name', customer_address => a->>'customer_address',
+    issue_date => (a->>'issue_date')::date, due_date => (a->>'due_date')::date, notes => a->>'notes',
+    callback_url => a->>'callback_url', callback_secret => secret);
+  update invoices_internal.invoices set merchant_snapshot = k->'merchant'
+   where merchant_id = mid and id = (obj->>'id')::uuid;
+  perform invoices.finalize_invoice(obj->>'id');
+  if (k->>'send_now')::boolean then
+    perform invoices.send_invoice(obj->>'id');
+  end if;
+  return jsonb_build_object('status', 201, 'body', invoices_internal.seed_kibble_created(
+    invoices_internal.seed_invoice(obj->>'id'), coalesce(current_setting('invoices.public_base_url', true), ''), secret));
+end
+$$;
+
+create or replace function invoices_internal.seed_kibble_send_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  e jsonb := invoices.send_invoice(params->>'id');
+  obj jsonb := invoices_internal.seed_invoice(params->>'id');
+begin
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoice_id', obj->'id', 'invoice_number', obj->'invoice_number', 'status', 'queued',
+    'to', e->'recipient', 'sent_at', obj->'sent_at'));
+end
+$$;
+
+create or replace function invoices.seed_pdf(text) returns invoices."application/pdf"
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('seed_pdf');  -- first: invoice_pdf checks who may read
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  path text := coalesce(nullif(headers->>'x-seed-path', ''), '/');
+  refusal jsonb := nullif(current_setting('invoices.gateway_refusal', true), '')::jsonb;
+  r jsonb := invoices_internal.seed_route(coalesce(nullif(headers->>'x-seed-method', ''), 'GET'), path);
+  status integer;
+  answer jsonb;
+  code text;
+  message text;
+  detail text;
+begin
+  if refusal is not null then
+    status := (refusal->>'status')::int;
+    answer := invoices_internal.seed_error_body(refusal->>'message', refusal->>'code', null);
+  elsif r->>'handler' is distinct from 'kibble_invoice_pdf' then
+    status := 404;
+    answer := jsonb_build_object('error', format('not found: %s', path));
+  else
+    begin
+      return invoices.invoice_pdf(r->'params'->>'id');
+    exception when others then
+      get stacked diagnostics code = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+      if code = 'PGRST' then
+        code := message::jsonb->>'code';
+        detail := message::jsonb->>'details';
+        message := message::jsonb->>'message';
+      end if;
+      status := invoices_internal.seed_error_status('kibble', invoices_internal.http_status(code));
+      answer := invoices_internal.seed_error_body(message, code, detail);
+    end;
+  end if;
+  perform invoices_internal.seed_answer(status, null, '{"Content-Type": "application/json; charset=utf-8"}');
+  return convert_to(answer::text, 'UTF8');
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_chain(chain text) returns jsonb
+language sql stable
+as $$
+  select coalesce((select jsonb_build_object('id', c.id, 'tokens', c.tokens)
+                     from invoices_internal.chains c where c.id = chain), jsonb_build_object('id', chain, 'tokens', '{}'::jsonb))
+$$;
+
+create or replace function invoices_internal.seed_afc_payments(mid uuid, inv_id uuid) returns jsonb
+language sql stable
+as $$
+  select coalesce(jsonb_agg(jsonb_build_object('txid', p.txid, 'status', p.status, 'amount', p.amount::text)
+                            order by p.id), '[]')
+    from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id
+$$;
+
+create or replace function invoices_internal.seed_afc_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c jsonb := invoices_internal.seed_afc_create_args(body);
+  a jsonb := c->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.id::text = params->>'wallet';
+  if not found then
+    perform invoices_internal.raise('P0002', 'wallet not found', null, 'the wallet id is one of GET /wallets');
+  end if;
+  if not w.active or w.asset <> a->>'asset' or not exists (
+       select 1 from invoices_internal.chains ch
+        where ch.id = c->>'blockchain' and ch.active and ch.network = w.network and a->>'asset' = any (ch.assets)) then
+    perform invoices_internal.raise('42501',
+      format('currency is not active: %s on %s for this wallet', a->>'asset', c->>'blockchain'), null,
+      'the wallet must be active, for this symbol, on the network of an active chain of that id');
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => a->>'currency', asset => a->>'asset',
+    markup_percent => (a->>'markup_percent')::numeric, confirmations => (a->>'confirmations')::int,
+    expiry_minutes => (a->>'expiry_minutes')::int, pause_minutes => (a->>'pause_minutes')::int,
+    callback_url => a->>'callback_url', callback_secret => a->>'callback_secret',
+    attempts_callback => (a->>'attempts_callback')::int, success_url => a->>'success_url',
+    failed_url => a->>'failed_url', order_id => a->>'order_id', notes => a->>'notes',
+    metadata => coalesce(a->'metadata', '{}') || jsonb_build_object('blockchain', c->>'blockchain', 'wallet_id', w.id),
+    send => true);
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(
+    invoices_internal.seed_invoice(obj->>'id') || jsonb_build_object('wallet_id', w.id),
+    invoices_internal.seed_afc_chain(c->>'blockchain'),
+    invoices_internal.seed_afc_payments(mid, (obj->>'id')::uuid), false));
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_get_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  obj jsonb;
+begin
+  select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint) into obj
+    from invoices_internal.invoice_rows r
+   where params->>'uuid' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+     and r.id = (params->>'uuid')::uuid and r.status <> 'draft';
+  if obj is null then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, null);
+  end if;
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(obj,
+    invoices_internal.seed_afc_chain(obj->'metadata'->>'blockchain'),
+    invoices_internal.seed_afc_payments((obj->>'merchant_id')::uuid, (obj->>'id')::uuid), true));
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  k record;
+  refusal text;
+  refusal_detail text;
+begin
+  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
+  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
+  if current_setting('request.path', true) in ('/rpc/seed_request', '/rpc/seed_pdf')
+     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
+    perform set_config('invoices.gateway_checking', 'on', true);
+    begin
+      perform invoices_internal.http_pre_request();
+    exception when sqlstate 'PGRST' then
+      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
+      perform set_config('invoices.gateway_refusal',
+        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
+                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
+    end;
+    return;
+  end if;
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  if not invoices_internal.scope_allows(need, k.scopes) then
+    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+  end if;
+
+  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
+          set_config('invoices.api_key_id', k.id::text, true),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+comment on function invoices.seed_pdf(text) is
+  'Kibble''s GET /api/invoices/{id}/pdf, as the web front passes it (X-Seed-Path): the invoice''s PDF (invoice_pdf: the merchant''s own with its key, a finalized one by id or slug without), errors as {"error": …} in JSON.';
+revoke execute on function invoices_internal.seed_kibble_create_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_kibble_send_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_afc_chain(text) from public;
+revoke execute on function invoices_internal.seed_afc_payments(uuid, uuid) from public;
+revoke execute on function invoices_internal.seed_afc_create_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices_internal.seed_afc_get_invoice(jsonb, jsonb, jsonb) from public;
+revoke execute on function invoices.seed_pdf(text) from public;
+grant execute on function invoices.seed_pdf(text) to invoices_admin;
+grant execute on function invoices.seed_pdf(text) to invoices_api;

@@ -2,7 +2,7 @@
 //! of each seed's payloads. Bad input raises with its fields; the SQL entry point answers it in
 //! the seed's shape.
 
-use crate::domain::seeds::{self, btpay, v1, webhooks};
+use crate::domain::seeds::{self, afc, btpay, kibble, v1, webhooks};
 use crate::error::OrRaise;
 use pgrx::prelude::*;
 use pgrx::JsonB;
@@ -119,5 +119,31 @@ pub mod invoices_internal {
         let id = btpay::webhook_id(id).or_raise();
         let u = uuid::Uuid::parse_str(&id).unwrap_or_else(|e| error!("{e}"));
         pgrx::Uuid::from_bytes(*u.as_bytes())
+    }
+
+    /// `POST /api/invoices` (Kibble): `{invoice, merchant, send_now, wallet}`.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_kibble_create_args(body: Option<JsonB>, today: &str) -> JsonB {
+        let body = body.map(|b| b.0).unwrap_or(serde_json::Value::Null);
+        JsonB(kibble::create_args(&body, today).or_raise())
+    }
+
+    /// Kibble's 201 answer (the webhook secret only when one was made).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_kibble_created(invoice: JsonB, base_url: &str, webhook_secret: Option<&str>) -> JsonB {
+        JsonB(kibble::created(&invoice.0, base_url, webhook_secret))
+    }
+
+    /// `POST /api/v1/wallets/{wallet id}/invoices` (apiforcrypto): `{invoice, blockchain}`.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_afc_create_args(body: Option<JsonB>) -> JsonB {
+        let body = body.map(|b| b.0).unwrap_or(serde_json::Value::Null);
+        JsonB(afc::create_args(&body).or_raise())
+    }
+
+    /// An invoice in apiforcrypto's shape; `public` leaves out the wallet and the callback URL.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn seed_afc_invoice(invoice: JsonB, chain: JsonB, payments: JsonB, public: bool) -> JsonB {
+        JsonB(afc::invoice(&invoice.0, &chain.0, &payments.0, public))
     }
 }

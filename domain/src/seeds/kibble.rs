@@ -212,12 +212,21 @@ pub fn create_args(body: &Value, today: &str) -> Result<Value, DomainError> {
     }))
 }
 
-/// An amount as Kibble prints it: a string in the currency's exponent (`"1500.00"`).
+/// An amount as Kibble prints it: a string with cents, and more decimals only where the amount
+/// has them (USDC has 6: `1500.000000` is `"1500.00"`, `0.123400` is `"0.1234"`).
 fn amount(v: Option<&Value>) -> Value {
-    match v {
-        Some(Value::Number(n)) => Value::String(n.to_string()),
-        Some(Value::String(s)) => Value::String(s.clone()),
-        _ => Value::Null,
+    let text = match v {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => return Value::Null,
+    };
+    match crate::money::parse_decimal_str(&text) {
+        Ok(d) => {
+            let d = d.normalize();
+            let scale = d.scale().max(2);
+            Value::String(crate::money::format_amount(d, scale))
+        }
+        Err(_) => Value::String(text),
     }
 }
 

@@ -85,6 +85,14 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", pattern: "/api/v1/webhooks", handler: "btpay_list_webhooks", scope: "webhooks", seed: Btpay },
     Route { method: "POST", pattern: "/api/v1/webhooks", handler: "btpay_create_webhook", scope: "webhooks", seed: Btpay },
     Route { method: "DELETE", pattern: "/api/v1/webhooks/{id}", handler: "btpay_delete_webhook", scope: "webhooks", seed: Btpay },
+    // Kibble
+    Route { method: "POST", pattern: "/api/invoices", handler: "kibble_create_invoice", scope: "write", seed: Kibble },
+    Route { method: "POST", pattern: "/api/invoices/{id}/send", handler: "kibble_send_invoice", scope: "write", seed: Kibble },
+    // the PDF: the web front asks invoices.seed_pdf for it (application/pdf), by this same route
+    Route { method: "GET", pattern: "/api/invoices/{id}/pdf", handler: "kibble_invoice_pdf", scope: "public_read", seed: Kibble },
+    // apiforcrypto
+    Route { method: "POST", pattern: "/api/v1/wallets/{wallet}/invoices", handler: "afc_create_invoice", scope: "write", seed: Apiforcrypto },
+    Route { method: "GET", pattern: "/api/v1/wallets/invoices/{uuid}", handler: "afc_get_invoice", scope: "anonymous", seed: Apiforcrypto },
 ];
 
 /// Where a request goes.
@@ -238,7 +246,7 @@ mod tests {
         for (i, a) in ROUTES.iter().enumerate() {
             assert!(a.pattern.starts_with("/api/"), "{}", a.pattern);
             assert!(["GET", "POST", "DELETE"].contains(&a.method));
-            assert!(["read", "write", "webhooks", "anonymous"].contains(&a.scope));
+            assert!(["read", "write", "webhooks", "public_read", "anonymous"].contains(&a.scope));
             for b in &ROUTES[i + 1..] {
                 assert!(!(a.method == b.method && a.pattern == b.pattern), "{} {}", a.method, a.pattern);
             }
@@ -254,6 +262,17 @@ mod tests {
         let (h, p) = found("DELETE", "/api/v1/invoices/INV%2D0002");
         assert_eq!((h, p["ref"].as_str()), ("btpay_cancel_invoice", "INV-0002"));
         assert_eq!(found("HEAD", "/api/v1/invoices/x/status").0, "btpay_invoice_status");
+    }
+
+    #[test]
+    fn the_other_seeds() {
+        assert_eq!(found("POST", "/api/invoices").0, "kibble_create_invoice");
+        let (h, p) = found("GET", "/api/invoices/a1b2/pdf");
+        assert_eq!((h, p["id"].as_str()), ("kibble_invoice_pdf", "a1b2"));
+        let (h, p) = found("POST", "/api/v1/wallets/w-1/invoices");
+        assert_eq!((h, p["wallet"].as_str()), ("afc_create_invoice", "w-1"));
+        // "invoices" is a wallet id no wallet has, below /wallets/: the public read wins by method
+        assert_eq!(found("GET", "/api/v1/wallets/invoices/f4ae3bd1-a031-4b4c-84cb-96a425aab4c8").0, "afc_get_invoice");
     }
 
     #[test]
