@@ -218,9 +218,10 @@ begin
       returning d.*
     )
     select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
-           case when coalesce(e.format, 'invoices') = 'invoices' then envelope::text
+           case when fmt = 'invoices' then envelope::text
                 -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
-                else invoices_internal.webhook_body(e.format, envelope || jsonb_build_object(
+                else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                       'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
                        'latest_txid', (select p.txid from invoices_internal.payments p
                                         where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
                                           and p.status <> 'reverted' order by p.id desc limit 1),
@@ -228,13 +229,19 @@ begin
                                          where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
                                          order by q.created_at desc limit 1)))::text end,
            c.attempts + 1,
-           coalesce(e.format, 'invoices')
+           fmt
       from claimed c
       join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
       left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
       cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
                               'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                              'data', v.data) as envelope) x;
+                              'data', v.data) as envelope,
+                                 -- an endpoint's format, or for an invoice's own callback the one
+                                 -- its creator asked for (apiforcrypto's invoices)
+                                 case when c.endpoint_id is null
+                                      then case when v.data->'metadata'->>'callback_format' = 'apiforcrypto'
+                                                then 'apiforcrypto' else 'invoices' end
+                                      else coalesce(e.format, 'invoices') end as fmt) x;
   end loop;
 end
 $$;

@@ -459,7 +459,8 @@ begin
     callback_url => a->>'callback_url', callback_secret => a->>'callback_secret',
     attempts_callback => (a->>'attempts_callback')::int, success_url => a->>'success_url',
     failed_url => a->>'failed_url', order_id => a->>'order_id', notes => a->>'notes',
-    metadata => coalesce(a->'metadata', '{}') || jsonb_build_object('blockchain', c->>'blockchain', 'wallet_id', w.id),
+    metadata => coalesce(a->'metadata', '{}') || jsonb_build_object('blockchain', c->>'blockchain', 'wallet_id', w.id,
+                                                                      'callback_format', 'apiforcrypto'),
     send => true);
   return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(
     invoices_internal.seed_invoice(obj->>'id') || jsonb_build_object('wallet_id', w.id),

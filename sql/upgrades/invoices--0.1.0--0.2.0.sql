@@ -5111,3 +5111,125 @@ revoke execute on function invoices_internal.seed_afc_get_invoice(jsonb, jsonb, 
 revoke execute on function invoices.seed_pdf(text) from public;
 grant execute on function invoices.seed_pdf(text) to invoices_admin;
 grant execute on function invoices.seed_pdf(text) to invoices_api;
+
+-- apiforcrypto callbacks in apiforcryptos format.
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+  ended bigint[];
+  inactive uuid[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
+      end if;
+    end loop;
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+           case when fmt = 'invoices' then envelope::text
+                -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+                else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                       'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
+                       'latest_txid', (select p.txid from invoices_internal.payments p
+                                        where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
+                                          and p.status <> 'reverted' order by p.id desc limit 1),
+                       'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                         where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
+                                         order by q.created_at desc limit 1)))::text end,
+           c.attempts + 1,
+           fmt
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
+      left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
+      cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data) as envelope,
+                                 -- an endpoint's format, or for an invoice's own callback the one
+                                 -- its creator asked for (apiforcrypto's invoices)
+                                 case when c.endpoint_id is null
+                                      then case when v.data->'metadata'->>'callback_format' = 'apiforcrypto'
+                                                then 'apiforcrypto' else 'invoices' end
+                                      else coalesce(e.format, 'invoices') end as fmt) x;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c jsonb := invoices_internal.seed_afc_create_args(body);
+  a jsonb := c->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.id::text = params->>'wallet';
+  if not found then
+    perform invoices_internal.raise('P0002', 'wallet not found', null, 'the wallet id is one of GET /wallets');
+  end if;
+  if not w.active or w.asset <> a->>'asset' or not exists (
+       select 1 from invoices_internal.chains ch
+        where ch.id = c->>'blockchain' and ch.active and ch.network = w.network and a->>'asset' = any (ch.assets)) then
+    perform invoices_internal.raise('42501',
+      format('currency is not active: %s on %s for this wallet', a->>'asset', c->>'blockchain'), null,
+      'the wallet must be active, for this symbol, on the network of an active chain of that id');
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => a->>'currency', asset => a->>'asset',
+    markup_percent => (a->>'markup_percent')::numeric, confirmations => (a->>'confirmations')::int,
+    expiry_minutes => (a->>'expiry_minutes')::int, pause_minutes => (a->>'pause_minutes')::int,
+    callback_url => a->>'callback_url', callback_secret => a->>'callback_secret',
+    attempts_callback => (a->>'attempts_callback')::int, success_url => a->>'success_url',
+    failed_url => a->>'failed_url', order_id => a->>'order_id', notes => a->>'notes',
+    metadata => coalesce(a->'metadata', '{}') || jsonb_build_object('blockchain', c->>'blockchain', 'wallet_id', w.id,
+                                                                      'callback_format', 'apiforcrypto'),
+    send => true);
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(
+    invoices_internal.seed_invoice(obj->>'id') || jsonb_build_object('wallet_id', w.id),
+    invoices_internal.seed_afc_chain(c->>'blockchain'),
+    invoices_internal.seed_afc_payments(mid, (obj->>'id')::uuid), false));
+end
+$$;

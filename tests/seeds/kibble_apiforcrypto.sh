@@ -103,10 +103,25 @@ expect_eq "byo with an address that is not the merchant's USDC wallet: 400 namin
   "$status $(j '.errors[0].field') $(count)" "400 wallet_address $before"
 
 section "apiforcrypto: POST /api/v1/wallets/{wallet id}/invoices"
+CALLBACK_PORT=$((PGPORT + 2102))
+python3 - "$CALLBACK_PORT" "$work/callbacks.log" <<'PY' & callback_pid=$!
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, log = int(sys.argv[1]), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(log, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+trap 'kill $callback_pid 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id in ('"'"'$CHAIN_BASE'"'"', '"'"'$CHAIN_BTC'"'"')" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 call POST "/api/v1/wallets/$USDC_WALLET/invoices" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "{
   \"blockchain\": \"$CHAIN_BASE\", \"symbol\": \"USDC\", \"value\": \"25.50\", \"expiry\": 30, \"confirmations\": 2,
   \"pause\": 60, \"secret_key\": \"my-secret\", \"order_id\": \"order-7\", \"title\": \"Order 7\",
-  \"description\": \"Two widgets\", \"url_callback\": \"http://127.0.0.1:9/callback\", \"attempts_callback\": 3,
+  \"description\": \"Two widgets\", \"url_callback\": \"http://127.0.0.1:$CALLBACK_PORT/callback\", \"attempts_callback\": 3,
   \"url_success\": \"https://shop.example/ok\", \"url_failed\": \"https://shop.example/failed\", \"user_data\": \"u-1\",
   \"data\": {\"cart\": [1, 2]}}"
 expect_eq "in crypto (USDC on Base): 200, NOT_PAID, value 25.50, the token's contract" \
@@ -121,6 +136,13 @@ call POST "/api/v1/wallets/$BTC_WALLET/invoices" -H "X-API-Key: $KEY" -H 'Conten
   \"expiry\": 15, \"confirmations\": 1}"
 expect_eq "in fiat with a 2 % markup: 102 EUR at 61,919.68 → 0.00164730 BTC" \
   "$status $(j '[.value, .fiat_currency.currency, .fiat_currency.value] | join(" ")')" "200 0.00164730 EUR 100.00"
+
+wait_for 15 "select count(*) >= 2 from invoices.webhook_deliveries d join invoices.events e on e.id = d.event_id
+             where e.invoice_id = '$UUID' and d.status = 'delivered'" \
+  && ok "  its callbacks reach url_callback" || bad "  its callbacks reach url_callback"
+expect_eq "  the callback carries the invoice in apiforcrypto's shape and its secret_key" \
+  "$(jq -rs 'map(select(.event == "invoice.finalized"))[0] | [.id == "'"$UUID"'", .status, .symbol, .secret_key, .wallet_id == "'"$USDC_WALLET"'", has("url_callback")] | map(tostring) | join(" ")' "$work/callbacks.log" 2>/dev/null)" \
+  "true NOT_PAID USDC my-secret true false"
 
 section "apiforcrypto: GET /api/v1/wallets/invoices/{UUID}, public"
 call GET "/api/v1/wallets/invoices/$UUID"

@@ -8,11 +8,14 @@
 //!   as Living Invoices prints it), signed in `X-Webhook-Signature`.
 //! - `btpay`: `{"event", "data": {invoice_number, status, total, amount_paid, currency,
 //!   btc_amount}, "timestamp"}`, with `X-BTPay-Event` and `X-BTPay-Signature`.
+//! - `apiforcrypto` (an apiforcrypto invoice's callback to its `url_callback`): the invoice as
+//!   apiforcrypto shows it (`id`, `blockchain`, `symbol`, `address`, `value`, `status`
+//!   NOT_PAID…PAID, `txs`, `order_id`, `data`, `wallet_id`) with the event and its `secret_key`.
 
 use serde_json::{json, Value};
 
 /// The formats an endpoint can choose.
-pub const FORMATS: &[&str] = &["invoices", "living_invoices", "btpay"];
+pub const FORMATS: &[&str] = &["invoices", "living_invoices", "btpay", "apiforcrypto"];
 
 /// A decimal kept exact as a JSON number (Living Invoices prints amounts as numbers).
 fn number(v: Option<&Value>) -> Value {
@@ -76,11 +79,38 @@ pub fn body(format: &str, envelope: &Value) -> Value {
             },
             "timestamp": timestamp,
         }),
+        "apiforcrypto" => {
+            let meta = d("metadata").cloned().unwrap_or(Value::Null);
+            let status = d("status").and_then(Value::as_str).unwrap_or("");
+            // a payment event says where its payment is; a status event knows the status alone
+            let payments = match d("payment") {
+                Some(p) => json!([p]),
+                None => json!([]),
+            };
+            let txs: Vec<Value> = envelope.get("latest_txid").filter(|t| !t.is_null()).cloned().into_iter().collect();
+            json!({
+                "event": envelope.get("event").cloned().unwrap_or(Value::Null),
+                "id": d("id").cloned().unwrap_or(Value::Null),
+                "blockchain": meta.get("blockchain").cloned().unwrap_or(Value::Null),
+                "wallet_id": meta.get("wallet_id").cloned().unwrap_or(Value::Null),
+                "symbol": d("asset").cloned().unwrap_or(Value::Null),
+                "address": d("address").cloned().unwrap_or(Value::Null),
+                "value": text(envelope.get("asset_amount")),
+                "paid": text(d("asset_paid")),
+                "status": super::afc::status_name(status, &payments),
+                "txs": txs,
+                "order_id": d("order_id").cloned().unwrap_or(Value::Null),
+                "data": meta.get("data").cloned().unwrap_or(Value::Null),
+                "secret_key": envelope.get("secret_key").cloned().unwrap_or(Value::Null),
+                "timestamp": timestamp,
+            })
+        }
         _ => {
             let mut own = envelope.clone();
             if let Some(o) = own.as_object_mut() {
                 o.remove("latest_txid");
                 o.remove("asset_amount");
+                o.remove("secret_key");
             }
             own
         }
@@ -123,6 +153,20 @@ mod tests {
         assert_eq!(b["data"]["total"], "500.00");
         assert_eq!(b["timestamp"], "2026-01-15T10:30:00Z");
         assert_eq!(signature_header("btpay"), ("X-BTPay-Signature", "X-BTPay-Event"));
+    }
+
+    #[test]
+    fn apiforcrypto_callback() {
+        let mut e = envelope();
+        e["data"]["status"] = json!("paid");
+        e["data"]["asset"] = json!("USDC");
+        e["data"]["metadata"] = json!({"blockchain": "base", "wallet_id": "w", "data": {"cart": 1}});
+        e["secret_key"] = json!("my-secret");
+        let b = body("apiforcrypto", &e);
+        assert_eq!((b["status"].as_str(), b["blockchain"].as_str(), b["secret_key"].as_str()),
+                   (Some("IN_BLOCK"), Some("base"), Some("my-secret")));
+        assert_eq!(b["txs"], json!(["abc123"]));
+        assert!(body("invoices", &e).get("secret_key").is_none());
     }
 
     #[test]
