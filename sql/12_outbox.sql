@@ -116,7 +116,9 @@ begin
           union all
           select ev.id, ev.event, null, i.callback_url, i.callback_secret, coalesce(i.attempts_callback, retries), 2
             from ev
-           where i.callback_url is not null) d
+           where i.callback_url is not null
+             -- an invoice may name the events its callback takes (Kibble's: paid, partial)
+             and (i.metadata->'callback_events' is null or i.metadata->'callback_events' ? ev.event)) d
    order by array_position(events, d.event), d.kind, d.endpoint_id;
 end
 $$;

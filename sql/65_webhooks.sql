@@ -239,8 +239,8 @@ begin
                                  -- an endpoint's format, or for an invoice's own callback the one
                                  -- its creator asked for (apiforcrypto's invoices)
                                  case when c.endpoint_id is null
-                                      then case when v.data->'metadata'->>'callback_format' = 'apiforcrypto'
-                                                then 'apiforcrypto' else 'invoices' end
+                                      then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
+                                                then v.data->'metadata'->>'callback_format' else 'invoices' end
                                       else coalesce(e.format, 'invoices') end as fmt) x;
   end loop;
 end

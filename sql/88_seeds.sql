@@ -342,7 +342,10 @@ begin
     lines => a->'lines', currency => 'USDC', asset => 'USDC', customer_email => a->>'customer_email',
     customer_name => a->>'customer_name', customer_address => a->>'customer_address',
     issue_date => (a->>'issue_date')::date, due_date => (a->>'due_date')::date, notes => a->>'notes',
-    callback_url => a->>'callback_url', callback_secret => secret);
+    callback_url => a->>'callback_url', callback_secret => secret,
+    -- Kibble posts to webhook_url when the invoice is paid (or over-paid: excess) or partial
+    metadata => case when secret is not null then
+                  '{"callback_format": "kibble", "callback_events": ["invoice.partial", "invoice.paid"]}'::jsonb end);
   update invoices_internal.invoices set merchant_snapshot = k->'merchant'
    where merchant_id = mid and id = (obj->>'id')::uuid;
   perform invoices.finalize_invoice(obj->>'id');

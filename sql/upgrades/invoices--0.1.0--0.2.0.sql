@@ -5233,3 +5233,177 @@ begin
     invoices_internal.seed_afc_payments(mid, (obj->>'id')::uuid), false));
 end
 $$;
+
+-- Kibble callbacks: paid, partial and excess only, in Kibbles format.
+create or replace function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null,
+                                              audit_from text[] default null, audit_to text[] default null)
+returns void
+language plpgsql volatile
+as $$
+declare
+  data jsonb := jsonb_build_object(
+    'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
+    'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
+    'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
+    'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
+  retries integer := invoices_internal.retry_count();
+  actor text := case when audit_to is not null then invoices_internal.current_actor() end;
+begin
+  if payment is not null then
+    data := data || jsonb_build_object('payment', payment);
+  end if;
+  with audit as (
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    select i.merchant_id, i.id, t.from_status, t.to_status, t.event, actor
+      from unnest(audit_from, audit_to, events) t(from_status, to_status, event)
+     where audit_to is not null),
+  ev as (
+    insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
+    select i.merchant_id, invoices_internal.uuid_v7(), e.event, i.id, data
+      from unnest(events) with ordinality e(event, n)
+     order by e.n
+    returning id, event)
+  insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, secret, max_retries)
+  select i.merchant_id, d.event_id, d.endpoint_id, d.url, d.secret, d.max_retries
+    from (select ev.id as event_id, ev.event, w.id as endpoint_id, w.url, null::text as secret,
+                 retries as max_retries, 1 as kind
+            from ev join invoices_internal.webhook_endpoints w
+              on w.merchant_id = i.merchant_id and w.active and ('*' = any (w.events) or ev.event = any (w.events))
+          union all
+          select ev.id, ev.event, null, i.callback_url, i.callback_secret, coalesce(i.attempts_callback, retries), 2
+            from ev
+           where i.callback_url is not null
+             -- an invoice may name the events its callback takes (Kibble's: paid, partial)
+             and (i.metadata->'callback_events' is null or i.metadata->'callback_events' ? ev.event)) d
+   order by array_position(events, d.event), d.kind, d.endpoint_id;
+end
+$$;
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+  ended bigint[];
+  inactive uuid[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
+      end if;
+    end loop;
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
+    return query
+    with claimed as (
+      update invoices_internal.webhook_deliveries d
+         set status = 'delivering', lease_until = lease
+       where d.merchant_id = g.mid and d.id = any (locked)
+      returning d.*
+    )
+    select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+           case when fmt = 'invoices' then envelope::text
+                -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+                else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                       'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
+                       'latest_txid', (select p.txid from invoices_internal.payments p
+                                        where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
+                                          and p.status <> 'reverted' order by p.id desc limit 1),
+                       'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                         where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
+                                         order by q.created_at desc limit 1)))::text end,
+           c.attempts + 1,
+           fmt
+      from claimed c
+      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
+      left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
+      cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                              'data', v.data) as envelope,
+                                 -- an endpoint's format, or for an invoice's own callback the one
+                                 -- its creator asked for (apiforcrypto's invoices)
+                                 case when c.endpoint_id is null
+                                      then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
+                                                then v.data->'metadata'->>'callback_format' else 'invoices' end
+                                      else coalesce(e.format, 'invoices') end as fmt) x;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.seed_kibble_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  k jsonb := invoices_internal.seed_kibble_create_args(body, current_date::text);
+  a jsonb := k->'invoice';
+  mid uuid := invoices_internal.require_merchant();
+  w invoices_internal.wallets;
+  secret text;
+  obj jsonb;
+begin
+  select * into w from invoices_internal.wallets x where x.merchant_id = mid and x.asset = 'USDC' and x.active;
+  if not found then
+    perform invoices_internal.raise('55000', 'no USDC wallet to receive the payment',
+      '{"errors":[{"field":"wallet_type","message":"the merchant has no USDC wallet"}]}',
+      'the merchant adds one with invoices.create_wallet(''USDC'', xpub => … or address => …)');
+  end if;
+  if k->'wallet'->>'type' = 'byo' and (w.xpub is not null or not exists (
+       select 1 from invoices_internal.addresses ad
+        where ad.merchant_id = mid and ad.wallet_id = w.id and lower(ad.address) = lower(k->'wallet'->>'address'))) then
+    perform invoices_internal.raise('22023', 'invalid invoice: wallet_address is not the merchant''s USDC wallet',
+      '{"errors":[{"field":"wallet_address","message":"is not the merchant''s bring-your-own USDC wallet"}]}',
+      'the merchant registers it with invoices.create_wallet(''USDC'', address => …)');
+  end if;
+  if a->>'callback_url' is not null then
+    secret := invoices_internal.new_webhook_secret();
+  end if;
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => 'USDC', asset => 'USDC', customer_email => a->>'customer_email',
+    customer_name => a->>'customer_name', customer_address => a->>'customer_address',
+    issue_date => (a->>'issue_date')::date, due_date => (a->>'due_date')::date, notes => a->>'notes',
+    callback_url => a->>'callback_url', callback_secret => secret,
+    -- Kibble posts to webhook_url when the invoice is paid (or over-paid: excess) or partial
+    metadata => case when secret is not null then
+                  '{"callback_format": "kibble", "callback_events": ["invoice.partial", "invoice.paid"]}'::jsonb end);
+  update invoices_internal.invoices set merchant_snapshot = k->'merchant'
+   where merchant_id = mid and id = (obj->>'id')::uuid;
+  perform invoices.finalize_invoice(obj->>'id');
+  if (k->>'send_now')::boolean then
+    perform invoices.send_invoice(obj->>'id');
+  end if;
+  return jsonb_build_object('status', 201, 'body', invoices_internal.seed_kibble_created(
+    invoices_internal.seed_invoice(obj->>'id'), coalesce(current_setting('invoices.public_base_url', true), ''), secret));
+end
+$$;

@@ -28,15 +28,30 @@ select invoices.configure_chain(:'btcchain', 'bitcoin', 'http://127.0.0.1:9', '{
 select :'mid', invoices_internal.insert_api_key(:'mid', 'seeds', '{read,write}', 10000) ->> 'api_key', :'usdc', :'btcw';
 SQL
 )
+CALLBACK_PORT=$((PGPORT + 2102))
+python3 - "$CALLBACK_PORT" "$work/callbacks.log" <<'PY' & callback_pid=$!
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, log = int(sys.argv[1]), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(log, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+PY
+trap 'kill $callback_pid 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id in ('"'"'$CHAIN_BASE'"'"', '"'"'$CHAIN_BTC'"'"')" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 count() { q "select count(*) from invoices.invoices where merchant_id = '$MID'"; }
 call() {
   local method=$1 path=$2; shift 2
   status=$(curl -s -o "$work/body" -D "$work/headers" -w '%{http_code}' -X "$method" "$HOST$path" "$@")
 }
 j() { jq -r "$1" "$work/body"; }
-# Kibble's example body, as printed (its webhook URL pointed at a local port, never the internet)
+# Kibble's example body, as printed (its webhook URL pointed at a local receiver, never the internet)
 example() {
-  sed "s|https://your-app.com/webhooks/kibble|http://127.0.0.1:9/webhooks/kibble|; s|\"due_date\": \"2026-05-28\"|\"due_date\": \"$1\"|" <<'JSON'
+  sed "s|https://your-app.com/webhooks/kibble|http://127.0.0.1:$CALLBACK_PORT/webhooks/kibble|; s|\"due_date\": \"2026-05-28\"|\"due_date\": \"$1\"|" <<'JSON'
 {
     "merchant_email": "you@acme.com",
     "merchant_name": "Acme SaaS",
@@ -81,6 +96,24 @@ expect_eq "  the merchant's name, e-mail and address as given are on the invoice
   "$(q "select merchant->>'name' || ' / ' || (merchant->>'address') || ' ' || status from invoices.invoices where id = '$ID'") $(q "select count(*) from invoices.emails where invoice_id = '$ID'")" \
   "Acme SaaS / 123 Main St, San Francisco, CA 94105 pending 1"
 
+section "Kibble: webhooks at partial, paid and excess"
+deposit=$(q "select address from invoices.invoices where id = '$ID'")
+pay() {  # txid amount: a USDC transfer to the deposit address, recorded as the worker records a poll
+  q "select invoices_internal.record_chain_poll('$CHAIN_BASE', jsonb_build_object(
+       'tip', jsonb_build_object('height', 10, 'hash', 'h10'), 'blocks', '[]'::jsonb, 'transfers', '[]'::jsonb,
+       'mempool', jsonb_build_array(jsonb_build_object('txid', '$1', 'index', 0, 'address', '$deposit',
+         'asset', 'USDC', 'amount_base', ($2 * 1000000)::bigint::text, 'amount', '$2', 'block', null))))" > /dev/null
+}
+pay 0xkibble1 700
+pay 0xkibble2 900
+wait_for 15 "select count(*) = 2 from invoices.webhook_deliveries d join invoices.events e on e.id = d.event_id
+             where e.invoice_id = '$ID' and d.status = 'delivered'" \
+  && ok "  two callbacks, nothing for created, finalized or received" || bad "  two callbacks, nothing for created, finalized or received" \
+       "$(q "select string_agg(e.event || ':' || d.status, ' ') from invoices.webhook_deliveries d join invoices.events e on e.id = d.event_id where e.invoice_id = '$ID'")"
+expect_eq "  partial at 700 of 1500, then excess at 1600" \
+  "$(jq -rs 'map(select(.invoice_id == "'"$ID"'")) | map(.event + ":" + .amount_paid) | sort | join(" ")' "$work/callbacks.log" 2>/dev/null)" \
+  "excess:1600.00 partial:700.00"
+
 section "Kibble: send, the PDF"
 call POST "/api/invoices/$ID/send" --header "X-API-Key: $KEY"
 expect_eq "POST /api/invoices/{id}/send queues it again" "$status $(j .status) $(q "select count(*) from invoices.emails where invoice_id = '$ID'")" "200 queued 2"
@@ -103,21 +136,7 @@ expect_eq "byo with an address that is not the merchant's USDC wallet: 400 namin
   "$status $(j '.errors[0].field') $(count)" "400 wallet_address $before"
 
 section "apiforcrypto: POST /api/v1/wallets/{wallet id}/invoices"
-CALLBACK_PORT=$((PGPORT + 2102))
-python3 - "$CALLBACK_PORT" "$work/callbacks.log" <<'PY' & callback_pid=$!
-import sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-port, log = int(sys.argv[1]), sys.argv[2]
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        with open(log, "ab") as f:
-            f.write(body + b"\n")
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-HTTPServer(("127.0.0.1", port), H).serve_forever()
-PY
-trap 'kill $callback_pid 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id in ('"'"'$CHAIN_BASE'"'"', '"'"'$CHAIN_BTC'"'"')" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
 call POST "/api/v1/wallets/$USDC_WALLET/invoices" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' -d "{
   \"blockchain\": \"$CHAIN_BASE\", \"symbol\": \"USDC\", \"value\": \"25.50\", \"expiry\": 30, \"confirmations\": 2,
   \"pause\": 60, \"secret_key\": \"my-secret\", \"order_id\": \"order-7\", \"title\": \"Order 7\",

@@ -214,7 +214,7 @@ pub fn create_args(body: &Value, today: &str) -> Result<Value, DomainError> {
 
 /// An amount as Kibble prints it: a string with cents, and more decimals only where the amount
 /// has them (USDC has 6: `1500.000000` is `"1500.00"`, `0.123400` is `"0.1234"`).
-fn amount(v: Option<&Value>) -> Value {
+pub(crate) fn amount(v: Option<&Value>) -> Value {
     let text = match v {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) => s.clone(),

@@ -8,6 +8,9 @@
 //!   as Living Invoices prints it), signed in `X-Webhook-Signature`.
 //! - `btpay`: `{"event", "data": {invoice_number, status, total, amount_paid, currency,
 //!   btc_amount}, "timestamp"}`, with `X-BTPay-Event` and `X-BTPay-Signature`.
+//! - `kibble` (a Kibble invoice's callback to its `webhook_url`, sent when it is paid or
+//!   partial): `{"event": "paid" | "partial" | "excess", "invoice_id", "invoice_number",
+//!   "status", "total_amount", "amount_paid", "deposit_address", "timestamp"}`.
 //! - `apiforcrypto` (an apiforcrypto invoice's callback to its `url_callback`): the invoice as
 //!   apiforcrypto shows it (`id`, `blockchain`, `symbol`, `address`, `value`, `status`
 //!   NOT_PAID…PAID, `txs`, `order_id`, `data`, `wallet_id`) with the event and its `secret_key`.
@@ -15,7 +18,7 @@
 use serde_json::{json, Value};
 
 /// The formats an endpoint can choose.
-pub const FORMATS: &[&str] = &["invoices", "living_invoices", "btpay", "apiforcrypto"];
+pub const FORMATS: &[&str] = &["invoices", "living_invoices", "btpay", "kibble", "apiforcrypto"];
 
 /// A decimal kept exact as a JSON number (Living Invoices prints amounts as numbers).
 fn number(v: Option<&Value>) -> Value {
@@ -79,6 +82,20 @@ pub fn body(format: &str, envelope: &Value) -> Value {
             },
             "timestamp": timestamp,
         }),
+        "kibble" => {
+            let status = d("status").and_then(Value::as_str).unwrap_or("");
+            let overpaid = d("overpaid").and_then(Value::as_bool).unwrap_or(false);
+            json!({
+                "event": super::kibble::webhook_event(status, overpaid),
+                "invoice_id": d("id").cloned().unwrap_or(Value::Null),
+                "invoice_number": d("invoice_number").cloned().unwrap_or(Value::Null),
+                "status": d("status").cloned().unwrap_or(Value::Null),
+                "total_amount": super::kibble::amount(d("total")),
+                "amount_paid": super::kibble::amount(d("amount_paid")),
+                "deposit_address": d("address").cloned().unwrap_or(Value::Null),
+                "timestamp": timestamp,
+            })
+        }
         "apiforcrypto" => {
             let meta = d("metadata").cloned().unwrap_or(Value::Null);
             let status = d("status").and_then(Value::as_str).unwrap_or("");
@@ -153,6 +170,16 @@ mod tests {
         assert_eq!(b["data"]["total"], "500.00");
         assert_eq!(b["timestamp"], "2026-01-15T10:30:00Z");
         assert_eq!(signature_header("btpay"), ("X-BTPay-Signature", "X-BTPay-Event"));
+    }
+
+    #[test]
+    fn kibble_callback() {
+        let mut e = envelope();
+        e["data"]["overpaid"] = json!(true);
+        assert_eq!(body("kibble", &e)["event"], "excess");
+        e["data"]["status"] = json!("partial");
+        e["data"]["overpaid"] = json!(false);
+        assert_eq!(body("kibble", &e)["event"], "partial");
     }
 
     #[test]
