@@ -33,7 +33,9 @@ create table invoices_internal.merchants (
   -- an invoice counts as paid when at most this percentage of its asset amount is missing
   payment_tolerance_percent numeric not null default 0
                       check (payment_tolerance_percent >= 0 and payment_tolerance_percent < 100),
-  created_at          timestamptz not null default now()
+  created_at          timestamptz not null default now(),
+  -- how to pay by bank transfer: printed on invoices that take a wire (BTPay's payment_methods)
+  bank_instructions   text check (length(bank_instructions) between 1 and 2000)
 );
 
 create table invoices_internal.invoices (

@@ -109,6 +109,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   -- who controls the merchant's money and keys
   ('function', 'create_api_key', 'admin'), ('function', 'revoke_api_key', 'admin'),
   ('function', 'create_wallet', 'admin'), ('function', 'set_payment_tolerance', 'admin'),
+  ('function', 'set_bank_instructions', 'admin'),
   ('view', 'api_keys', 'admin'),
   -- webhooks: the endpoints receive every event, signed with their secrets
   ('function', 'create_webhook_endpoint', 'webhooks'), ('function', 'delete_webhook_endpoint', 'webhooks'),

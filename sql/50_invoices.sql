@@ -47,6 +47,28 @@ $$;
 comment on function invoices.create_merchant(text, text, text, text, text) is
   'Admin (SQL only): create a merchant. default_currency is an ISO 4217 code (default USD); invoice_prefix gives numbers like INV-0001 (default INV). Returns the merchant as jsonb with api_key: its first API key (all scopes), shown this once.';
 
+-- How the current merchant is paid by bank transfer, set once: BTPay invoices that take a wire
+-- (payment_methods ["wire"]) print it on the invoice, its PDF and its hosted page.
+create function invoices.set_bank_instructions(instructions text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('set_bank_instructions');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+begin
+  if instructions is not null and length(btrim(instructions)) not between 1 and 2000 then
+    perform invoices_internal.raise('22023', 'invalid bank instructions',
+      '{"errors":[{"field":"instructions","message":"must be 1 to 2000 characters, or null to remove them"}]}',
+      'set_bank_instructions(E''IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX'')');
+  end if;
+  update invoices_internal.merchants set bank_instructions = nullif(btrim(instructions), '') where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'bank_instructions', nullif(btrim(instructions), ''));
+end
+$$;
+comment on function invoices.set_bank_instructions(text) is
+  'The current merchant''s bank-transfer instructions (IBAN, BIC, reference…), set once: invoices created with payment_methods including "wire" (BTPay''s POST /api/v1/invoices) print them on the invoice, its PDF and its hosted page. Null removes them.';
+
 -- --------------------------------------------------------------------------------------------
 -- Invoices
 -- --------------------------------------------------------------------------------------------

@@ -126,6 +126,19 @@ begin
     tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
     due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
     asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  -- a wire: the merchant's bank-transfer instructions go onto the invoice (its PDF, its page)
+  if a->'payment_methods' ? 'wire' then
+    update invoices_internal.invoices i
+       set merchant_snapshot = i.merchant_snapshot || jsonb_build_object('bank_instructions', m.bank_instructions)
+      from invoices_internal.merchants m
+     where m.id = i.merchant_id and i.merchant_id = (obj->>'merchant_id')::uuid and i.id = (obj->>'id')::uuid
+       and m.bank_instructions is not null;
+    if not found then
+      perform invoices_internal.raise('22023', 'invalid invoice: payment_methods has wire, and no bank instructions are set',
+        '{"errors":[{"field":"payment_methods","message":"wire needs the merchant''s bank instructions"}]}',
+        'the merchant sets them once with invoices.set_bank_instructions(…)');
+    end if;
+  end if;
   return jsonb_build_object('status', 201,
     'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
 end

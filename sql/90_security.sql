@@ -149,6 +149,8 @@ grant execute on function invoices_internal.url_origin(text), invoices_internal.
 
 grant execute on function invoices.set_payment_tolerance(numeric) to invoices_api;
 
+grant execute on function invoices.set_bank_instructions(text) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.chains', '');
 
 select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');

@@ -5407,3 +5407,60 @@ begin
     invoices_internal.seed_invoice(obj->>'id'), coalesce(current_setting('invoices.public_base_url', true), ''), secret));
 end
 $$;
+
+-- BTPay's wire: the merchant's bank-transfer instructions, set once, printed on invoices that take a wire.
+alter table invoices_internal.merchants add column bank_instructions text check (length(bank_instructions) between 1 and 2000);
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'set_bank_instructions', 'admin');
+create or replace function invoices.set_bank_instructions(instructions text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('set_bank_instructions');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+begin
+  if instructions is not null and length(btrim(instructions)) not between 1 and 2000 then
+    perform invoices_internal.raise('22023', 'invalid bank instructions',
+      '{"errors":[{"field":"instructions","message":"must be 1 to 2000 characters, or null to remove them"}]}',
+      'set_bank_instructions(E''IBAN DE89 3704 0044 0532 0130 00\nBIC COBADEFFXXX'')');
+  end if;
+  update invoices_internal.merchants set bank_instructions = nullif(btrim(instructions), '') where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'bank_instructions', nullif(btrim(instructions), ''));
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_v1_create_args(body, (current_date + 7)::text);
+  obj jsonb;
+begin
+  obj := invoices.create_invoice(
+    lines => a->'lines', currency => a->>'currency', customer_email => a->>'customer_email',
+    customer_name => a->>'customer_name', customer_company => a->>'customer_company',
+    tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
+    due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
+    asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  -- a wire: the merchant's bank-transfer instructions go onto the invoice (its PDF, its page)
+  if a->'payment_methods' ? 'wire' then
+    update invoices_internal.invoices i
+       set merchant_snapshot = i.merchant_snapshot || jsonb_build_object('bank_instructions', m.bank_instructions)
+      from invoices_internal.merchants m
+     where m.id = i.merchant_id and i.merchant_id = (obj->>'merchant_id')::uuid and i.id = (obj->>'id')::uuid
+       and m.bank_instructions is not null;
+    if not found then
+      perform invoices_internal.raise('22023', 'invalid invoice: payment_methods has wire, and no bank instructions are set',
+        '{"errors":[{"field":"payment_methods","message":"wire needs the merchant''s bank instructions"}]}',
+        'the merchant sets them once with invoices.set_bank_instructions(…)');
+    end if;
+  end if;
+  return jsonb_build_object('status', 201,
+    'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
+end
+$$;
+comment on function invoices.set_bank_instructions(text) is
+  'The current merchant''s bank-transfer instructions (IBAN, BIC, reference…), set once: invoices created with payment_methods including "wire" (BTPay''s POST /api/v1/invoices) print them on the invoice, its PDF and its hosted page. Null removes them.';
+revoke execute on function invoices.set_bank_instructions(text) from public;
+grant execute on function invoices.set_bank_instructions(text) to invoices_admin;
+grant execute on function invoices.set_bank_instructions(text) to invoices_api;

@@ -97,6 +97,23 @@ call DELETE "/api/v1/payment-links/$slug" "${auth[@]}"
 expect_eq "DELETE /api/v1/payment-links/<slug>: {\"ok\":true}, deactivated" \
   "$status $(jq -c . "$work/body") $(q "select active from invoices.payment_links where slug = '$slug'")" '200 {"ok":true} f'
 
+section "a wire: the merchant's bank-transfer instructions on the invoice, its PDF and its page"
+bash "$ROOT/tests/documents/install_tools.sh" >/dev/null   # pdftotext
+before=$(q "select count(*) from invoices.invoices where merchant_id = '$MID'")
+wire='{"currency": "GBP", "payment_methods": ["onchain_btc", "wire"], "lines": [{"description": "Audit", "quantity": 1, "unit_price": "300.00"}]}'
+call POST /api/v1/invoices "${auth[@]}" "${json[@]}" -d "$wire"
+expect_eq "no instructions set yet: 400 naming payment_methods, nothing written" \
+  "$status $(j '.errors[0].field') $(q "select count(*) from invoices.invoices where merchant_id = '$MID'")" "400 payment_methods $before"
+q "select invoices.act_as('$MID') is not null; select invoices.set_bank_instructions(E'IBAN GB33 BUKB 2020 1555 5555 55\nReference: your invoice number') is not null" > /dev/null
+call POST /api/v1/invoices "${auth[@]}" "${json[@]}" -d "$wire"
+expect_eq "once set: 201" "$status" "201"
+WIRE=$(j .invoice_number); WIRE_SLUG=$(j .slug)
+call POST "/api/v1/invoices/$WIRE/finalize" "${auth[@]}"
+curl -s -H "X-API-Key: $KEY" -H 'Accept: application/pdf' "$PGRST_URL/rpc/invoice_pdf?ref=$WIRE" -o "$work/wire.pdf"
+expect_eq "  the PDF prints them" "$(pdftotext "$work/wire.pdf" - 2>/dev/null | grep -c 'Pay by bank transfer\|IBAN GB33 BUKB 2020 1555 5555 55')" "2"
+expect_eq "  the hosted page shows them" \
+  "$(curl -s "$PUBLIC_URL/i/$WIRE_SLUG" | grep -c 'IBAN GB33 BUKB 2020 1555 5555 55<br>Reference: your invoice number')" "1"
+
 section "rates: GET /api/v1/rates"
 call GET /api/v1/rates "${auth[@]}"
 expect_eq "the median of the fresh BTC sources per currency" "$status $(j '.rates[] | select(.currency == "GBP") | .rate')" "200 53545.32"

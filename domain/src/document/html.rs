@@ -197,6 +197,12 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
         }
         h.push_str("</section>");
     }
+    if let Some(bank) = doc.bank_instructions() {
+        h.push_str(&format!(
+            "<section class=\"pay\" id=\"wire\"><div class=\"label\">Or pay by bank transfer</div><div class=\"addr\">{}</div></section>",
+            esc(bank).replace('\n', "<br>")
+        ));
+    }
     h.push_str(&format!("<div class=\"done\" id=\"done\">{}</div>", esc(status_text(&doc.status))));
 
     // details: lines and totals

@@ -39,6 +39,10 @@ pub struct Party {
     pub email: Option<String>,
     #[serde(default)]
     pub address: Option<String>,
+    /// How to pay by bank transfer, when the invoice takes a wire (BTPay's `payment_methods`):
+    /// the merchant's instructions, copied onto the invoice when it was made.
+    #[serde(default)]
+    pub bank_instructions: Option<String>,
 }
 
 /// Where the asset lives, for the payment URI (EIP-681 needs the chain id and, for a token,
@@ -204,6 +208,11 @@ impl InvoiceDoc {
             }
         }
         out
+    }
+
+    /// The bank-transfer instructions, when the invoice takes a wire.
+    pub fn bank_instructions(&self) -> Option<&str> {
+        self.merchant.as_ref()?.bank_instructions.as_deref().filter(|s| !s.trim().is_empty())
     }
 
     pub fn merchant_name(&self) -> String {

@@ -346,6 +346,21 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
         w.y = top - box_h - 20.0;
     }
 
+    // a wire: the merchant's bank-transfer instructions
+    if let Some(bank) = doc.bank_instructions() {
+        w.room(30.0);
+        w.text(LEFT, w.y, "Pay by bank transfer", Font::Bold, 9.0);
+        w.y -= 14.0;
+        for line in bank.lines() {
+            for part in wrap(line, Font::Regular, 10.0, RIGHT - LEFT) {
+                w.room(13.0);
+                w.text(LEFT, w.y, &part, Font::Regular, 10.0);
+                w.y -= 13.0;
+            }
+        }
+        w.y -= 8.0;
+    }
+
     // notes
     if let Some(notes) = doc.notes.as_deref().filter(|n| !n.trim().is_empty()) {
         w.room(30.0);

@@ -120,6 +120,9 @@ pub fn create_args(body: &Value, default_due_date: &str) -> Result<Value, Domain
             if methods.iter().any(|m| m == "onchain_btc") {
                 args.insert("asset".into(), json!("BTC"));
             }
+            if body.contains_key("payment_methods") {
+                args.insert("payment_methods".into(), json!(methods));
+            }
             copy(&mut args, "due_date", "due_date");
         }
     }
