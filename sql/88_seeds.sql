@@ -119,13 +119,36 @@ as $$
 declare
   a jsonb := invoices_internal.seed_v1_create_args(body, (current_date + 7)::text);
   obj jsonb;
+  code text;
+  message text;
+  detail text;
 begin
-  obj := invoices.create_invoice(
-    lines => a->'lines', currency => a->>'currency', customer_email => a->>'customer_email',
-    customer_name => a->>'customer_name', customer_company => a->>'customer_company',
-    tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
-    due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
-    asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  begin
+    obj := invoices.create_invoice(
+      lines => a->'lines', currency => a->>'currency', customer_email => a->>'customer_email',
+      customer_name => a->>'customer_name', customer_company => a->>'customer_company',
+      tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
+      due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
+      asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  exception when others then
+    get stacked diagnostics code = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+    if code = 'PGRST' then
+      detail := message::jsonb->>'details';
+      code := message::jsonb->>'code';
+      message := message::jsonb->>'message';
+    end if;
+    -- a Living Invoices request names its lines items, its e-mail to_email, its name to_name
+    if a->>'dialect' = 'living_invoices' then
+      message := regexp_replace(regexp_replace(regexp_replace(message, '\mlines\M', 'items', 'g'),
+                   '\mcustomer_email\M', 'to_email', 'g'), '\mcustomer_name\M', 'to_name', 'g');
+      detail := regexp_replace(regexp_replace(regexp_replace(detail, '"lines', '"items', 'g'),
+                  '"customer_email"', '"to_email"', 'g'), '"customer_name"', '"to_name"', 'g');
+    end if;
+    if detail is not null then
+      raise exception using errcode = code, message = message, detail = detail;
+    end if;
+    raise exception using errcode = code, message = message;
+  end;
   -- a wire: the merchant's bank-transfer instructions go onto the invoice (its PDF, its page)
   if a->'payment_methods' ? 'wire' then
     update invoices_internal.invoices i

@@ -93,6 +93,8 @@ expect_eq "201: the payment link object" \
   "201 $slug Donate Support our project null GBP true number"
 call GET /api/v1/payment-links "${auth[@]}"
 expect_eq "GET /api/v1/payment-links lists it" "$status $(j "[.payment_links[] | select(.slug == \"$slug\")] | length")" "200 1"
+call DELETE "/api/v1/payment-links/no-such-link" "${auth[@]}"
+expect_eq "DELETE of a slug that is not a link: 404" "$status $(j '.error | length > 0')" "404 true"
 call DELETE "/api/v1/payment-links/$slug" "${auth[@]}"
 expect_eq "DELETE /api/v1/payment-links/<slug>: {\"ok\":true}, deactivated" \
   "$status $(jq -c . "$work/body") $(q "select active from invoices.payment_links where slug = '$slug'")" '200 {"ok":true} f'

@@ -124,6 +124,8 @@ call GET "/api/invoices/00000000-0000-0000-0000-000000000000/pdf"
 expect_eq "  an unknown id: 404 {\"error\"} in JSON" "$status $(j '.error | length > 0') $(grep -ci '^content-type: application/json' "$work/headers")" "404 true 1"
 
 section "Kibble: bad input"
+call POST "/api/invoices/00000000-0000-0000-0000-000000000000/send" --header "X-API-Key: $KEY"
+expect_eq "send of an unknown invoice: 404" "$status $(j '.error | length > 0')" "404 true"
 before=$(count)
 call POST /api/invoices --header "X-API-Key: $KEY" --header 'Content-Type: application/json' \
   --data '{"merchant_name": "Acme", "line_items": [], "wallet_type": "byo", "wallet_address": "0xab5801a7d398351b8be11c439e05c5b3259aec9b"}'

@@ -145,12 +145,17 @@ bad_request "neither lines nor items" '{"customer_email": "a@example.com"}' line
 bad_request "an undocumented field" '{"lines": [{"description": "x", "quantity": 1, "unit_price": 1}], "amount": 5}' amount
 bad_request "a bad tax rate and due date" '{"lines": [{"description": "x", "quantity": 1, "unit_price": 1}], "tax_rate": "ten", "due_date": "soon"}' 'tax_rate,due_date'
 bad_request "the engine's own check: a negative price" '{"lines": [{"description": "x", "quantity": 1, "unit_price": -1}]}' 'lines[0].unit_price'
+bad_request "  in a Living Invoices request, named as Living Invoices names it" '{"to_email": "a@example.com", "items": [{"description": "x", "unit_price": -1}]}' 'items[0].unit_price'
 call POST /api/v1/invoices -H "X-API-Key: $KEY" -H "Content-Type: application/json" -d '{"lines": ['
 expect_eq "a body that is not JSON: 400" "$status $(j .error)" "400 the request body is not valid JSON"
 call GET "/api/v1/invoices?limit=1000" -H "X-API-Key: $KEY"
 expect_eq "limit above 100: 400 naming limit" "$status $(j '.errors[0].field')" "400 limit"
-call GET "/api/v1/invoices/INV-9999" -H "X-API-Key: $KEY"
-expect_eq "an unknown invoice: 404" "$status $(j '.error | length > 0')" "404 true"
+for route in "GET /api/v1/invoices/INV-9999" "GET /api/v1/invoices/INV-9999/status" "POST /api/v1/invoices/INV-9999/finalize" "DELETE /api/v1/invoices/INV-9999"; do
+  call ${route% *} "${route#* }" -H "X-API-Key: $KEY"
+  expect_eq "$route: an unknown invoice, 404" "$status $(j '.error | length > 0')" "404 true"
+done
+call GET "/api/v1/invoices/$(j .ref 2>/dev/null || true)x?include_payments=maybe" -H "X-API-Key: $KEY"
+expect_eq "include_payments=maybe: 400 naming it" "$status $(j '.errors[0].field')" "400 include_payments"
 # a sent Living Invoices request with a currency nobody quotes fails at its quote: rolled back
 call POST /api/v1/invoices -H "X-API-Key: $KEY" -H "Content-Type: application/json" \
   -d '{"to_email": "a@example.com", "items": [{"description": "x", "unit_price": 1}], "send": true, "currency": "ISK"}'

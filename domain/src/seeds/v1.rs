@@ -160,12 +160,17 @@ pub fn create_args(body: &Value, default_due_date: &str) -> Result<Value, Domain
         Some(_) => errs.add("send", "must be true or false"),
     }
     errs.finish("invoice")?;
+    args.insert(
+        "dialect".into(),
+        json!(match dialect { Dialect::LivingInvoices => "living_invoices", Dialect::Btpay => "btpay" }),
+    );
     Ok(Value::Object(args))
 }
 
 /// `GET /api/v1/invoices`: `{status, limit, offset, page}`. Living Invoices pages (`page` from
-/// 1), BTPay offsets; `limit` is at most 100, and 50 by default (BTPay's; Living Invoices
-/// prints 20: a Living Invoices client that sends no limit gets more rows, never fewer).
+/// 1, 20 a page by default), BTPay offsets (50 by default); `limit` is at most 100. A request
+/// with neither `page` nor `offset` gets BTPay's 50: a Living Invoices client that sends
+/// neither gets more rows, never fewer.
 pub fn list_params(query: &Map<String, Value>) -> Result<Value, DomainError> {
     let mut errs = FieldErrors::new();
     only_fields(query, &["status", "limit", "page", "offset"], &mut errs);
@@ -179,8 +184,8 @@ pub fn list_params(query: &Map<String, Value>) -> Result<Value, DomainError> {
             }
         }
     };
-    let limit = int(&mut errs, "limit", 1, 100).unwrap_or(50);
     let page = int(&mut errs, "page", 1, 1_000_000);
+    let limit = int(&mut errs, "limit", 1, 100).unwrap_or(if page.is_some() { 20 } else { 50 });
     let offset = int(&mut errs, "offset", 0, 100_000_000);
     if page.is_some() && offset.is_some() {
         errs.add("page", "give page or offset, not both");
@@ -394,6 +399,7 @@ mod tests {
         assert_eq!(q("").unwrap(), json!({"status": null, "limit": 50, "offset": 0, "page": 1}));
         assert_eq!(q("status=pending&limit=10").unwrap()["limit"], 10);
         assert_eq!(q("limit=10&page=3").unwrap()["offset"], 20);
+        assert_eq!(q("page=2").unwrap(), json!({"status": null, "limit": 20, "offset": 20, "page": 2}));
         assert_eq!(q("offset=5").unwrap()["offset"], 5);
         for bad in ["limit=101", "limit=0", "page=0", "offset=-1", "status=lost", "limit=ten", "sort=asc", "page=1&offset=0"] {
             assert!(q(bad).is_err(), "{bad}");
