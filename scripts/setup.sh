@@ -224,6 +224,11 @@ http {
       proxy_set_header Accept "text/html";
       proxy_pass http://postgrest/rpc/hosted_invoice?slug=\$1;
     }
+    # the pay button's script
+    location = /widget.js {
+      proxy_set_header Accept "text/javascript";
+      proxy_pass http://postgrest/rpc/widget_js;
+    }
     location = /rpc/invoice_pdf {
       proxy_set_header Accept "application/pdf";
       proxy_pass http://postgrest;

@@ -94,6 +94,7 @@ step webhooks "webhooks: public destinations only" bash "$ROOT/tests/webhooks/de
 step documents "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"
 step documents "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step documents "documents: e-mail over TLS" bash "$ROOT/tests/documents/email_tls.sh"
+step documents "documents: the pay button in Chromium" bash "$ROOT/tests/widget/widget.sh"
 step chains "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 step chains "chains: EVM, no wrong credit" bash "$ROOT/tests/chains/evm_trust.sh"
 step chains "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"

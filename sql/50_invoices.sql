@@ -388,7 +388,11 @@ as $$
            'amount_due', r.amount_due::text, 'currency', r.currency,
            'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
            'address', r.address,
-           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late)
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
+           -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
+           'latest_txid', (select p.txid from invoices_internal.payments p
+                            where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            order by p.id desc limit 1))
     from invoices_internal.document_invoice(ref) d
     join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
 $$;

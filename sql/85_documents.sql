@@ -82,7 +82,11 @@ begin
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
       'the hosted page shows a finalized invoice by the slug in its URL');
   end if;
-  perform set_config('response.headers', '[{"Cache-Control": "no-store"}, {"X-Frame-Options": "DENY"}, {"Referrer-Policy": "no-referrer"}]', true);
+  -- framed only where invoices.checkout_frame_ancestors allows (the pay button's modal)
+  perform set_config('response.headers', jsonb_build_array(jsonb_build_object('Cache-Control', 'no-store'),
+    jsonb_build_object('Content-Security-Policy', 'frame-ancestors '
+      || coalesce(nullif(current_setting('invoices.checkout_frame_ancestors', true), ''), '''none''')),
+    jsonb_build_object('Referrer-Policy', 'no-referrer'))::text, true);
   return invoices_internal.render_hosted_page(
     invoices_internal.invoice_document(i.merchant_id, i.id),
     '../rpc/',
@@ -131,3 +135,21 @@ $$;
 
 comment on function invoices.invoice_viewed(text) is
   'Records that the payer opened the hosted page (the page calls it: POST /rpc/invoice_viewed {"slug": …}). The first call stamps viewed_at and emits invoice.viewed; later calls change nothing. Returns {slug, viewed_at, first_view}.';
+
+-- The pay button (Living Invoices' embed widget): <public_base_url>/widget.js, which the web
+-- front maps here. Served to any page (CORS *), cached for five minutes.
+create domain invoices."text/javascript" as text;
+
+create function invoices.widget_js() returns invoices."text/javascript"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('widget_js');  -- first: anyone may load it
+begin
+  perform set_config('response.headers', '[{"Cache-Control": "public, max-age=300"}, {"Access-Control-Allow-Origin": "*"}, {"X-Content-Type-Options": "nosniff"}]', true);
+  return invoices_internal.widget_source();
+end
+$$;
+comment on function invoices.widget_js() is
+  'The pay button''s script, served as <public_base_url>/widget.js: <script src=".../widget.js" data-invoice="<slug or hosted URL>" data-theme="light|dark|minimal|kaspa"></script>, or LivingInvoices.createButton({invoice, container, theme, text, onPayment, onStatus}). It talks only to the host it came from.';

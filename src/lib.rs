@@ -253,7 +253,8 @@ pgrx::extension_sql_file!(
         "invoices",
         "chains",
         api::documents::invoices_internal::render_hosted_page,
-        api::documents::invoices_internal::render_invoice_pdf
+        api::documents::invoices_internal::render_invoice_pdf,
+        api::documents::invoices_internal::widget_source
     ]
 );
 pgrx::extension_sql_file!(

@@ -7,6 +7,11 @@ use std::ffi::CString;
 pub static PUBLIC_BASE_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"http://127.0.0.1:3000"));
 
+/// `invoices.checkout_frame_ancestors`: which pages may show the hosted checkout in a frame (the
+/// pay button's modal): a CSP `frame-ancestors` source list.
+pub static CHECKOUT_FRAME_ANCESTORS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"*"));
+
 /// `invoices.database`: the database the background worker connects to.
 pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"invoices"));
@@ -142,6 +147,14 @@ pub fn register() {
         &IDEMPOTENCY_KEY,
         GucContext::Userset,
         GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"invoices.checkout_frame_ancestors",
+        c"Which pages may show the hosted checkout in a frame: a CSP frame-ancestors source list.",
+        c"* (the default) lets the pay button open the checkout in a modal on any merchant's page; list the merchants' origins (https://shop.example) to allow only those, or 'none' to forbid framing.",
+        &CHECKOUT_FRAME_ANCESTORS,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"invoices.page_poll_ms",

@@ -5519,3 +5519,76 @@ begin
     'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
 end
 $$;
+
+-- The pay button (issue 22): <public_base_url>/widget.js; the checkout may be framed where invoices.checkout_frame_ancestors allows.
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'widget_js', 'anonymous');
+create domain invoices."text/javascript" as text;
+CREATE  FUNCTION invoices_internal."widget_source"() RETURNS TEXT /* & '_ str */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'widget_source_wrapper';
+revoke execute on function invoices_internal.widget_source() from public;
+create or replace function invoices.widget_js() returns invoices."text/javascript"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('widget_js');  -- first: anyone may load it
+begin
+  perform set_config('response.headers', '[{"Cache-Control": "public, max-age=300"}, {"Access-Control-Allow-Origin": "*"}, {"X-Content-Type-Options": "nosniff"}]', true);
+  return invoices_internal.widget_source();
+end
+$$;
+
+create or replace function invoices.hosted_invoice(slug text) returns invoices."text/html"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('hosted_invoice');  -- first: the caller's scope
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices v
+   where v.slug = btrim(coalesce(hosted_invoice.slug, '')) and v.finalized_at is not null;
+  if not found then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
+      'the hosted page shows a finalized invoice by the slug in its URL');
+  end if;
+  -- framed only where invoices.checkout_frame_ancestors allows (the pay button's modal)
+  perform set_config('response.headers', jsonb_build_array(jsonb_build_object('Cache-Control', 'no-store'),
+    jsonb_build_object('Content-Security-Policy', 'frame-ancestors '
+      || coalesce(nullif(current_setting('invoices.checkout_frame_ancestors', true), ''), '''none''')),
+    jsonb_build_object('Referrer-Policy', 'no-referrer'))::text, true);
+  return invoices_internal.render_hosted_page(
+    invoices_internal.invoice_document(i.merchant_id, i.id),
+    '../rpc/',
+    '../rpc/invoice_pdf?ref=' || i.slug,
+    (extract(epoch from current_setting('invoices.page_poll_ms')::interval) * 1000)::int,
+    (extract(epoch from clock_timestamp()) * 1000)::bigint);
+end
+$$;
+
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
+           -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
+           'latest_txid', (select p.txid from invoices_internal.payments p
+                            where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            order by p.id desc limit 1))
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+$$;
+comment on function invoices.widget_js() is
+  'The pay button''s script, served as <public_base_url>/widget.js: <script src=".../widget.js" data-invoice="<slug or hosted URL>" data-theme="light|dark|minimal|kaspa"></script>, or LivingInvoices.createButton({invoice, container, theme, text, onPayment, onStatus}). It talks only to the host it came from.';
+revoke execute on function invoices.widget_js() from public;
+grant execute on function invoices.widget_js() to invoices_admin;
+grant execute on function invoices.widget_js() to invoices_api;

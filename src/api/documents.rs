@@ -24,6 +24,12 @@ pub mod invoices_internal {
         crate::domain::validate::is_email(address)
     }
 
+    /// The pay button's script (`src/widget/widget.js`, compiled in: no build step at run time).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn widget_source() -> &'static str {
+        include_str!("../widget/widget.js")
+    }
+
     /// The hosted invoice page; `now_ms` is the server's clock for the countdown.
     #[pg_extern(immutable, parallel_safe)]
     pub fn render_hosted_page(doc: JsonB, api_base: &str, pdf_url: Option<&str>, poll_ms: i32, now_ms: i64) -> String {

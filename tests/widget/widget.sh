@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The pay button (Living Invoices' embed widget) in headless Chromium, on a page served from
+# another origin: the script tag, createButton, the four themes (screenshots in .local/ whose
+# pixels differ), keyboard only (Tab, Enter opens the checkout modal, Escape closes it and gives
+# the focus back), a partial payment showing the remaining amount, onPayment with the
+# transaction, an expired invoice, destroy(), the script's size, and no request to any host but
+# the project's and the page's own. Payments are recorded as the worker records a poll.
+set -euo pipefail
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/../lib.sh"
+source "$here/../chains/lib.sh"   # EVM_XPUB
+bash "$ROOT/tests/documents/install_tools.sh" >/dev/null   # chromium
+bash "$ROOT/tests/http/install_clients.sh" >/dev/null      # websocket-client in .local/venv
+work=$(mktemp -d)
+SITE_PORT=$((PGPORT + 2200))
+CHAIN="widget-$(date +%s%N | tail -c 7)"
+trap 'kill ${site:-} 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+mkdir -p "$LOCAL_DIR/screenshots"
+
+evm_xpub=$(fresh_xpub "$EVM_XPUB")
+read -r MID PAY THEMES EXPIRED < <(psql_ -tA -F ' ' -v evm="$evm_xpub" -v chain="$CHAIN" <<'SQL' | tail -1
+select (invoices.create_merchant('Widget Shop ' || clock_timestamp()) ->> 'id') as mid \gset
+select invoices.act_as(:'mid') is not null as acting \gset
+-- rates are global per pair: this suite prices in NOK, which no other suite quotes
+select invoices.set_rate('ETH', 'NOK', 20000) is not null as r \gset
+select invoices.create_wallet('ETH', xpub => :'evm', gap_limit => 1000) is not null as w \gset
+select invoices.configure_chain(:'chain', 'evm', 'http://127.0.0.1:9', '{ETH}', chain_id => 8453) is not null as c \gset
+select invoices.create_invoice(lines => '[{"description": "Widget", "unit_price": "100"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as pay \gset
+select invoices.create_invoice(lines => '[{"description": "Themes", "unit_price": "50"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as themes \gset
+select invoices.create_invoice(lines => '[{"description": "Late", "unit_price": "10"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as late \gset
+update invoices_internal.invoices set expires_at = now() where merchant_id = :'mid' and slug = :'late';
+select invoices_internal.expire_and_mark_overdue() is not null as swept \gset
+select :'mid', :'pay', :'themes', :'late';
+SQL
+)
+
+section "the script"
+curl -s -D "$work/h" -o "$work/widget.js" "$PUBLIC_URL/widget.js"
+expect_eq "GET /widget.js: JavaScript, for any origin" \
+  "$(grep -ci '^content-type: text/javascript' "$work/h") $(grep -ci '^access-control-allow-origin: \*' "$work/h")" "1 1"
+gz=$(gzip -9c "$work/widget.js" | wc -c)
+check "  gzipped under 15 KB ($gz bytes)" [ "$gz" -lt 15360 ]
+expect_eq "  it names no host (it talks to the one it came from)" "$(grep -cE 'https?://' "$work/widget.js" || true)" "0"
+curl -s -D "$work/ph" -o /dev/null "$PUBLIC_URL/i/$PAY"
+expect_eq "the checkout may be framed (frame-ancestors, no X-Frame-Options: DENY)" \
+  "$(grep -ci 'content-security-policy: frame-ancestors \*' "$work/ph") $(grep -ci '^x-frame-options' "$work/ph" || true)" "1 0"
+
+section "a merchant's page on another origin (127.0.0.1:$SITE_PORT)"
+mkdir -p "$work/site"
+cat > "$work/site/shop.html" <<HTML
+<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>
+<h1>Checkout</h1>
+<div id="embed"><script src="$PUBLIC_URL/widget.js" data-invoice="$PAY" data-theme="light"></script></div>
+<div id="themes"></div><div id="api"></div><div id="expired"></div>
+<script src="$PUBLIC_URL/widget.js"></script>
+<script>
+  window.statuses = [];
+  ['light', 'dark', 'minimal', 'kaspa'].forEach(function (t) {
+    LivingInvoices.createButton({invoice: '$THEMES', container: '#themes', theme: t});
+  });
+  window.api = LivingInvoices.createButton({invoice: '$PUBLIC_URL/i/$PAY', container: '#api', theme: 'kaspa',
+    text: 'Pay Now', pollMs: 500,
+    onStatus: function (s) { window.statuses.push(s); },
+    onPayment: function (result) { window.paid = result; window.paidAt = Date.now(); }});
+  LivingInvoices.createButton({invoice: '$EXPIRED', container: '#expired', theme: 'minimal'});
+</script></body></html>
+HTML
+python3 -m http.server "$SITE_PORT" --bind 127.0.0.1 --directory "$work/site" >/dev/null 2>&1 & site=$!
+mkdir -p "$work/signal"
+"$LOCAL_DIR/venv/bin/python" "$here/browser.py" "http://127.0.0.1:$SITE_PORT/shop.html" "$LOCAL_DIR/screenshots" "$PUBLIC_URL" "$work/signal" \
+  > "$work/facts.json" & browser=$!
+# the payments, once the page is up: half the amount, then the rest (as a poll records them)
+for _ in $(seq 300); do [ -e "$work/signal/ready" ] && break; sleep 0.1; done
+read -r address due < <(q "select address || ' ' || asset_amount from invoices.invoices where slug = '$PAY'" | tr -d '\n'; echo)
+pay() {
+  q "select invoices_internal.record_chain_poll('$CHAIN', jsonb_build_object(
+       'tip', jsonb_build_object('height', 10, 'hash', 'h10'), 'blocks', '[]'::jsonb, 'transfers', '[]'::jsonb,
+       'mempool', jsonb_build_array(jsonb_build_object('txid', '$1', 'index', -1, 'address', '$address',
+         'asset', 'ETH', 'amount_base', trunc($2 * 1e18)::text, 'amount', ($2)::text, 'block', null))))" > /dev/null
+}
+half=$(q "select round($due / 2, 18)")
+pay 0xwidgetpartial "$half"
+sleep 3
+paid_at=$(($(date +%s%N) / 1000000))
+pay 0xwidgetrest "($due - $half)"
+wait $browser || true
+f() { jq -r "$1" "$work/facts.json"; }
+
+expect_eq "the script tag renders a button where it stands; createButton renders the others" "$(f .rendered)" "true"
+expect_eq "  each shows the amount and the asset" "$(f '.labels | map(test("ETH")) | all')" "true"
+expect_eq "the four themes differ (screenshots in .local/screenshots/)" "$(f .themes_differ)" "true"
+expect_eq "createButton with onPayment and onStatus" "$(f .api_button)" "true"
+expect_eq "keyboard: Tab reaches the button" "$(f .tab_reaches_button)" "true"
+expect_eq "  Enter opens the checkout in a modal, the focus inside it" "$(f '[.enter_opens_modal, .focus_in_modal] | map(tostring) | join(" ")')" "true true"
+expect_eq "  Escape closes it and the focus returns to the button" "$(f '[.escape_closes, .focus_returns] | map(tostring) | join(" ")')" "true true"
+expect_eq "a partial payment shows the remaining amount" "$(f .partial_shown)" "true"
+expect_eq "onPayment gets the transaction, status, amount and asset" \
+  "$(f '.payment | [.tx_id, .status, .asset, (.amount | length > 0)] | map(tostring) | join(" ")')" "0xwidgetrest paid ETH true"
+check "  within 3 s of the payment's recording" [ $(( $(f .on_payment_at) - paid_at )) -lt 3000 ]
+expect_eq "  onStatus saw partial, then paid" "$(f '.statuses | join(",")')" "pending,partial,paid"
+expect_eq "an expired invoice says so" "$(f .expired_shown)" "true"
+expect_eq "destroy() removes the button" "$(f .destroyed)" "true"
+expect_eq "no request left for any other host" "$(f '.other_hosts | length')" "0"
+finish
