@@ -392,7 +392,23 @@ as $$
            -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
            'latest_txid', (select p.txid from invoices_internal.payments p
                             where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
-                            order by p.id desc limit 1))
+                            order by p.id desc limit 1),
+           -- what is left to send, in the asset (exact: the page never computes money)
+           'asset_due', case when r.asset_amount is not null
+                             then greatest(r.asset_amount - r.asset_paid, 0)::text end,
+           -- where its payments are: the least advanced one's state, its confirmations and the
+           -- confirmations the invoice needs (the checkout's "in a block: 1 of 3")
+           'payment', (select jsonb_build_object(
+                                'state', case when bool_or(p.status = 'mempool') then 'mempool'
+                                              when bool_or(p.status = 'in_block') then 'in_block'
+                                              else 'confirmed' end,
+                                'confirmations', min(case when p.block_height is null then 0
+                                                          else greatest(c.tip_height - p.block_height + 1, 0) end),
+                                'required', coalesce(r.confirmations, max(c.confirmations)))
+                         from invoices_internal.payments p
+                         join invoices_internal.chains c on c.id = p.chain
+                        where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                       having count(*) > 0))
     from invoices_internal.document_invoice(ref) d
     join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
 $$;

@@ -35,7 +35,7 @@ begin
   return (
     select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
              'payment_chain', (
-               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id,
+               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
                                          'token_contract', c.tokens -> i.asset ->> 'contract',
                                          'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
                  from invoices_internal.chains c

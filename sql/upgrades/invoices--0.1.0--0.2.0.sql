@@ -5592,3 +5592,59 @@ comment on function invoices.widget_js() is
 revoke execute on function invoices.widget_js() from public;
 grant execute on function invoices.widget_js() to invoices_admin;
 grant execute on function invoices.widget_js() to invoices_api;
+
+-- The checkout names the network and says where the payment is.
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
+           -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
+           'latest_txid', (select p.txid from invoices_internal.payments p
+                            where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            order by p.id desc limit 1),
+           -- what is left to send, in the asset (exact: the page never computes money)
+           'asset_due', case when r.asset_amount is not null
+                             then greatest(r.asset_amount - r.asset_paid, 0)::text end,
+           -- where its payments are: the least advanced one's state, its confirmations and the
+           -- confirmations the invoice needs (the checkout's "in a block: 1 of 3")
+           'payment', (select jsonb_build_object(
+                                'state', case when bool_or(p.status = 'mempool') then 'mempool'
+                                              when bool_or(p.status = 'in_block') then 'in_block'
+                                              else 'confirmed' end,
+                                'confirmations', min(case when p.block_height is null then 0
+                                                          else greatest(c.tip_height - p.block_height + 1, 0) end),
+                                'required', coalesce(r.confirmations, max(c.confirmations)))
+                         from invoices_internal.payments p
+                         join invoices_internal.chains c on c.id = p.chain
+                        where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                       having count(*) > 0))
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+$$;
+
+create or replace function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return (
+    select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
+             'payment_chain', (
+               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
+                                         'token_contract', c.tokens -> i.asset ->> 'contract',
+                                         'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+                 from invoices_internal.chains c
+                where i.asset = any (c.assets)
+                order by c.active desc, c.created_at
+                limit 1))
+      from invoices_internal.invoices i
+     where i.merchant_id = mid and i.id = invoice_document.invoice_id);
+end
+$$;

@@ -78,7 +78,7 @@
       main.textContent = DONE[i.status] ? 'Paid ' + amount : label;
       btn.setAttribute('aria-label', main.textContent);
       sub.textContent = i.status === 'pending' && i.expires_at ? left(i.expires_at)
-        : i.status === 'partial' ? 'Remaining ' + i.amount_due + ' ' + i.currency
+        : i.status === 'partial' ? 'Send the remaining ' + (i.asset_due ? i.asset_due.replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '') + ' ' + i.asset : i.amount_due + ' ' + i.currency)
         : i.status === 'expired' ? 'Expired' : i.status === 'cancelled' ? 'Cancelled'
         : i.status === 'paid' ? 'Paid, confirming' : i.status === 'confirmed' ? 'Confirmed' : '';
     }

@@ -105,7 +105,7 @@ try:
     facts["focus_returns"] = js("document.activeElement === document.querySelector('#embed button.li-pay')")
     # payments, recorded by the shell: partial, then the rest
     open(os.path.join(signal_dir, "ready"), "w").close()
-    facts["partial_shown"] = wait("/Remaining/.test(document.querySelector('#embed button.li-pay').textContent)", 20)
+    facts["partial_shown"] = wait("/Send the remaining 0\\.0025 ETH/.test(document.querySelector('#embed button.li-pay').textContent)", 20)
     facts["partial_text"] = js("document.querySelector('#embed button.li-pay').textContent")
     facts["on_payment"] = wait("window.paid && window.paid.tx_id", 20)
     facts["on_payment_at"] = js("window.paidAt")

@@ -101,4 +101,15 @@ expect_eq "  onStatus saw partial, then paid" "$(f '.statuses | join(",")')" "pe
 expect_eq "an expired invoice says so" "$(f .expired_shown)" "true"
 expect_eq "destroy() removes the button" "$(f .destroyed)" "true"
 expect_eq "no request left for any other host" "$(f '.other_hosts | length')" "0"
+
+section "the checkout names the network, and says where the payment is"
+curl -s "$PUBLIC_URL/i/$THEMES" > "$work/page.html"
+expect_eq "the page: Network: Base (chain id 8453), beside the amount and in Send ETH on …" \
+  "$(grep -c 'Network: <strong>Base (chain id 8453)</strong>' "$work/page.html") $(grep -c 'Send ETH on Base (chain id 8453) to this address' "$work/page.html")" "1 1"
+curl -s -H 'Accept: application/pdf' "$PUBLIC_URL/rpc/invoice_pdf?ref=$THEMES" -o "$work/t.pdf"
+expect_eq "the PDF: Network  Base (chain id 8453)" "$(pdftotext -layout "$work/t.pdf" - | grep -c 'Network *Base (chain id 8453)')" "1"
+curl -s "$PUBLIC_URL/rpc/invoice_status?ref=$PAY" > "$work/status.json"
+expect_eq "invoice_status: paid, its payments in the mempool, 0 of 1 confirmations, nothing left to send" \
+  "$(jq -r '[.status, .payment.state, .payment.confirmations, .payment.required, .asset_due, .latest_txid] | join(" ")' "$work/status.json")" \
+  "paid mempool 0 1 0.000000000000000000 0xwidgetrest"
 finish

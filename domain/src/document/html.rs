@@ -57,6 +57,8 @@ pub fn status_text(status: &str) -> &'static str {
 const STYLE: &str = r#"
 *{box-sizing:border-box}body{margin:0;background:#f3f4f6;color:#111827;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:460px;margin:32px auto;background:#fff;border-radius:14px;box-shadow:0 2px 14px rgba(0,0,0,.08);overflow:hidden}
+.network{margin:8px 0;padding:8px 10px;background:#fef3c7;border-radius:8px;color:#78350f}
+@media print{body{background:#fff}main{box-shadow:none;margin:0;max-width:none}button,.btn{display:none}details{display:block}details>*{display:block}}
 header{padding:20px 24px;border-bottom:1px solid #e5e7eb}.merchant{font-weight:700;font-size:18px}.number{color:#6b7280;font-size:13px}
 .status{padding:12px 24px;font-weight:600;background:#eff6ff;color:#1d4ed8}
 [data-status=partial] .status,[data-status=overdue] .status{background:#fffbeb;color:#b45309}
@@ -82,13 +84,23 @@ const SCRIPT: &str = r#"
   var root = document.querySelector('main');
   var skew = C.now_ms - Date.now();
   var deadline = C.expires_at ? Date.parse(C.expires_at) : null;
-  var texts = C.texts, finalStates = {paid:1, confirmed:1, expired:1, cancelled:1};
+  var texts = C.texts, finalStates = {confirmed:1, expired:1, cancelled:1};
   function $(id){ return document.getElementById(id); }
+  // the live state in words: seen in the mempool, in a block (n of N), what is left to send
+  function line(s){
+    var t = texts[s.status] || s.status, p = s.payment;
+    if ((s.status === 'pending' || s.status === 'overdue') && p && p.state === 'mempool') t = 'Payment seen, waiting for a block';
+    if (s.status === 'paid' && p) t = p.state === 'mempool' ? 'Payment received, waiting for a block'
+      : 'Payment in a block: ' + p.confirmations + ' of ' + p.required + ' confirmations';
+    if (s.status === 'partial' && s.asset_due) t = 'Partially paid: send the remaining ' + s.asset_due + ' ' + s.asset;
+    if ((s.status === 'paid' || s.status === 'confirmed') && s.overpaid) t += ' (over-paid)';
+    return t;
+  }
   function show(s){
     if (!s || !s.status) return;
     root.setAttribute('data-status', s.status);
-    $('status').textContent = texts[s.status] || s.status;
-    $('done').textContent = texts[s.status] || '';
+    $('status').textContent = line(s);
+    $('done').textContent = line(s);
     if (s.asset_paid !== undefined && s.asset_amount && s.asset && Number(s.asset_paid) > 0) {
       $('paid').textContent = 'Received ' + s.asset_paid + ' of ' + s.asset_amount + ' ' + s.asset;
     }
@@ -179,9 +191,14 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
         if let Some(svg) = uri.as_deref().and_then(|u| qr::svg(u, 220)) {
             h.push_str(&format!("<div class=\"qr\">{svg}</div>"));
         }
+        let network = doc.network_label();
+        if let Some(n) = &network {
+            h.push_str(&format!("<div class=\"network\" id=\"network\">Network: <strong>{}</strong></div>", esc(n)));
+        }
         h.push_str(&format!(
-            "<div class=\"label\">Send {} to this address</div><div class=\"addr\" id=\"address\">{}</div>",
+            "<div class=\"label\">Send {}{} to this address</div><div class=\"addr\" id=\"address\">{}</div>",
             esc(doc.asset.as_deref().unwrap_or("")),
+            esc(&network.map(|n| format!(" on {n}")).unwrap_or_default()),
             esc(address)
         ));
         h.push_str("<button type=\"button\" id=\"copy\">Copy address</button> ");

@@ -57,6 +57,41 @@ pub struct PaymentChain {
     pub token_contract: Option<String>,
     #[serde(default)]
     pub token_decimals: Option<u32>,
+    /// mainnet, testnet, regtest, devnet or simnet
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+impl PaymentChain {
+    /// The network a payer must send on, in words: "Base (chain id 8453)", "Ethereum (chain id
+    /// 1)", "Bitcoin", "Bitcoin regtest", "Kaspa testnet". Sending on the wrong network loses the
+    /// money, so every document says it beside the amount.
+    pub fn label(&self) -> Option<String> {
+        let net = self.network.as_deref().filter(|n| *n != "mainnet");
+        let with_net = |name: &str| match net {
+            Some(n) => format!("{name} {n}"),
+            None => name.to_string(),
+        };
+        match self.family.as_deref()? {
+            "evm" => {
+                let id = self.chain_id?;
+                let name = match id {
+                    1 => "Ethereum",
+                    10 => "OP Mainnet",
+                    137 => "Polygon",
+                    8453 => "Base",
+                    42161 => "Arbitrum One",
+                    84532 => "Base Sepolia",
+                    11155111 => "Sepolia",
+                    _ => "EVM chain",
+                };
+                Some(format!("{name} (chain id {id})"))
+            }
+            "bitcoin" => Some(with_net("Bitcoin")),
+            "kaspa" => Some(with_net("Kaspa")),
+            _ => None,
+        }
+    }
 }
 
 /// The invoice object, as far as documents show it. Numbers may come as JSON numbers or strings.
@@ -215,6 +250,11 @@ impl InvoiceDoc {
         self.merchant.as_ref()?.bank_instructions.as_deref().filter(|s| !s.trim().is_empty())
     }
 
+    /// The network the payment goes on (see [`PaymentChain::label`]).
+    pub fn network_label(&self) -> Option<String> {
+        self.payment_chain.as_ref()?.label()
+    }
+
     pub fn merchant_name(&self) -> String {
         self.merchant.as_ref().and_then(|m| m.name.clone()).unwrap_or_default()
     }
@@ -280,7 +320,8 @@ pub fn email_text(doc: &InvoiceDoc) -> (String, String) {
         body.push_str(&format!("It is due on {due}.\n"));
     }
     if let (Some(asset_money), Some(address)) = (doc.asset_money(), doc.address.as_deref().filter(|a| !a.is_empty())) {
-        body.push_str(&format!("\nPay {asset_money} to\n  {address}\n"));
+        let on = doc.network_label().map(|n| format!(" on {n}")).unwrap_or_default();
+        body.push_str(&format!("\nPay {asset_money}{on} to\n  {address}\n"));
         if let Some(exp) = &doc.expires_at {
             body.push_str(&format!("before {} (the quoted rate holds until then).\n", short_time(exp)));
         }
@@ -389,6 +430,23 @@ mod tests {
         let (subject, body) = email_text(&doc);
         assert_eq!(subject, "Invoice INV-0001 from Acme - 220.00 USD");
         assert!(body.starts_with("Hello Bob,") && body.contains("Pay 0.00338462 BTC to\n  bcrt1qxyz"));
+        let mut on_chain = doc.clone();
+        on_chain.payment_chain = Some(PaymentChain { family: Some("bitcoin".into()), network: Some("regtest".into()), ..Default::default() });
+        assert!(email_text(&on_chain).1.contains("Pay 0.00338462 BTC on Bitcoin regtest to\n  bcrt1qxyz"));
+    }
+
+    #[test]
+    fn network_labels() {
+        let c = |family: &str, network: &str, id: Option<u64>| PaymentChain {
+            family: Some(family.into()), network: Some(network.into()), chain_id: id, ..Default::default()
+        }.label();
+        assert_eq!(c("evm", "mainnet", Some(8453)).as_deref(), Some("Base (chain id 8453)"));
+        assert_eq!(c("evm", "mainnet", Some(1)).as_deref(), Some("Ethereum (chain id 1)"));
+        assert_eq!(c("evm", "devnet", Some(31337)).as_deref(), Some("EVM chain (chain id 31337)"));
+        assert_eq!(c("bitcoin", "mainnet", None).as_deref(), Some("Bitcoin"));
+        assert_eq!(c("bitcoin", "regtest", None).as_deref(), Some("Bitcoin regtest"));
+        assert_eq!(c("kaspa", "testnet", None).as_deref(), Some("Kaspa testnet"));
+        assert_eq!(c("evm", "mainnet", None), None);
     }
 
     #[test]

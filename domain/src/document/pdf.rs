@@ -303,6 +303,11 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
         w.text(x, y, "Pay exactly", Font::Regular, 9.0);
         w.text(x + 80.0, y, &asset_money, Font::Bold, 12.0);
         y -= 16.0;
+        if let Some(network) = doc.network_label() {
+            w.text(x, y, "Network", Font::Regular, 9.0);
+            w.text(x + 80.0, y, &network, Font::Bold, 10.0);
+            y -= 14.0;
+        }
         if let Some(rate) = doc.rate_text() {
             let markup = dec(&doc.markup_percent)
                 .filter(|m| *m != Decimal::ZERO)
