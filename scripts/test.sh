@@ -95,6 +95,7 @@ step documents "documents: PDF and hosted page" bash "$ROOT/tests/documents/docu
 step documents "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step documents "documents: e-mail over TLS" bash "$ROOT/tests/documents/email_tls.sh"
 step documents "documents: the pay button in Chromium" bash "$ROOT/tests/widget/widget.sh"
+step documents "documents: the pay button paid on Anvil" bash "$ROOT/tests/widget/anvil.sh"
 step chains "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 step chains "chains: EVM, no wrong credit" bash "$ROOT/tests/chains/evm_trust.sh"
 step chains "chains: Bitcoin on bcoin" bash "$ROOT/tests/chains/bitcoin.sh"

@@ -15,7 +15,9 @@ work=$(mktemp -d)
 SITE_PORT=$((PGPORT + 2200))
 CHAIN="widget-$(date +%s%N | tail -c 7)"
 trap 'kill ${site:-} 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-mkdir -p "$LOCAL_DIR/screenshots"
+# the README shows these screenshots: the test makes them, so they stay current
+SHOTS="$ROOT/docs/screenshots"
+mkdir -p "$SHOTS"
 
 evm_xpub=$(fresh_xpub "$EVM_XPUB")
 read -r MID PAY THEMES EXPIRED < <(psql_ -tA -F ' ' -v evm="$evm_xpub" -v chain="$CHAIN" <<'SQL' | tail -1
@@ -67,7 +69,7 @@ cat > "$work/site/shop.html" <<HTML
 HTML
 python3 -m http.server "$SITE_PORT" --bind 127.0.0.1 --directory "$work/site" >/dev/null 2>&1 & site=$!
 mkdir -p "$work/signal"
-"$LOCAL_DIR/venv/bin/python" "$here/browser.py" "http://127.0.0.1:$SITE_PORT/shop.html" "$LOCAL_DIR/screenshots" "$PUBLIC_URL" "$work/signal" \
+"$LOCAL_DIR/venv/bin/python" "$here/browser.py" "http://127.0.0.1:$SITE_PORT/shop.html" "$SHOTS" "$PUBLIC_URL" "$work/signal" \
   > "$work/facts.json" & browser=$!
 # the payments, once the page is up: half the amount, then the rest (as a poll records them)
 for _ in $(seq 300); do [ -e "$work/signal/ready" ] && break; sleep 0.1; done
@@ -88,7 +90,7 @@ f() { jq -r "$1" "$work/facts.json"; }
 
 expect_eq "the script tag renders a button where it stands; createButton renders the others" "$(f .rendered)" "true"
 expect_eq "  each shows the amount and the asset" "$(f '.labels | map(test("ETH")) | all')" "true"
-expect_eq "the four themes differ (screenshots in .local/screenshots/)" "$(f .themes_differ)" "true"
+expect_eq "the four themes differ (screenshots in docs/screenshots/)" "$(f .themes_differ)" "true"
 expect_eq "createButton with onPayment and onStatus" "$(f .api_button)" "true"
 expect_eq "keyboard: Tab reaches the button" "$(f .tab_reaches_button)" "true"
 expect_eq "  Enter opens the checkout in a modal, the focus inside it" "$(f '[.enter_opens_modal, .focus_in_modal] | map(tostring) | join(" ")')" "true true"

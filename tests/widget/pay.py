@@ -1,0 +1,63 @@
+"""Watches a pay button in headless Chromium while the shell pays its invoice on Anvil: writes
+SIGNAL_DIR/ready once the button shows the amount, then prints one JSON object of what the page
+saw ({paid, paid_at, statuses, text}) once onStatus reported `confirmed`, or after TIMEOUT seconds.
+
+    python pay.py PAGE_URL SIGNAL_DIR TIMEOUT
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websocket
+
+page_url, signal_dir, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+profile = tempfile.mkdtemp()
+port = 9822 + os.getpid() % 500
+chrome = subprocess.Popen(
+    ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+     f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+seen = {}
+try:
+    target = None
+    for _ in range(100):
+        try:
+            pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=1))
+            target = next(p for p in pages if p.get("type") == "page")
+            break
+        except Exception:
+            time.sleep(0.1)
+    ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=10, suppress_origin=True)
+    n = [0]
+
+    def js(expr):
+        n[0] += 1
+        ws.send(json.dumps({"id": n[0], "method": "Runtime.evaluate",
+                            "params": {"expression": expr, "returnByValue": True}}))
+        while True:
+            msg = json.loads(ws.recv())
+            if msg.get("id") == n[0]:
+                return msg.get("result", {}).get("result", {}).get("value")
+
+    n[0] += 1
+    ws.send(json.dumps({"id": n[0], "method": "Page.navigate", "params": {"url": page_url}}))
+    deadline = time.time() + timeout
+    while time.time() < deadline and not js("/ETH/.test((document.querySelector('button.li-pay') || {}).textContent || '')"):
+        time.sleep(0.1)
+    open(os.path.join(signal_dir, "ready"), "w").close()
+    while time.time() < deadline:
+        seen = js("({paid: window.paid || null, paid_at: window.paidAt || null, statuses: window.statuses, "
+                  "text: document.querySelector('button.li-pay').textContent})")
+        if seen and "confirmed" in (seen.get("statuses") or []):
+            break
+        time.sleep(0.1)
+finally:
+    print(json.dumps(seen))
+    chrome.kill()
+    chrome.wait()
+    shutil.rmtree(profile, ignore_errors=True)
