@@ -35,7 +35,9 @@ create table invoices_internal.merchants (
                       check (payment_tolerance_percent >= 0 and payment_tolerance_percent < 100),
   created_at          timestamptz not null default now(),
   -- how to pay by bank transfer: printed on invoices that take a wire (BTPay's payment_methods)
-  bank_instructions   text check (length(bank_instructions) between 1 and 2000)
+  bank_instructions   text check (length(bank_instructions) between 1 and 2000),
+  -- a payer may ask for a new quote of an expired, unpaid invoice (the checkout's button)
+  public_requote      boolean not null default false
 );
 
 create table invoices_internal.invoices (

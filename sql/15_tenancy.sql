@@ -127,7 +127,8 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('view', 'public_invoices', 'anonymous'), ('view', 'public_payment_links', 'anonymous'),
   -- the seed APIs' entry point: each of its routes checks its own scope (domain::seeds::ROUTES)
   ('function', 'seed_request', 'anonymous'), ('function', 'seed_pdf', 'anonymous'),
-  ('function', 'widget_js', 'anonymous'),
+  ('function', 'widget_js', 'anonymous'), ('function', 'requote_expired', 'anonymous'),
+  ('function', 'allow_public_requote', 'admin'),
   -- everything a merchant reads
   ('view', 'invoices', 'read'), ('view', 'invoice_lines', 'read'), ('view', 'audit_log', 'read'),
   ('view', 'quotes', 'read'), ('view', 'rates', 'read'), ('view', 'rate_sources', 'read'),

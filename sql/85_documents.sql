@@ -34,6 +34,7 @@ as $$
 begin
   return (
     select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
+             'public_requote', (select m.public_requote from invoices_internal.merchants m where m.id = mid),
              'payment_chain', (
                select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
                                          'token_contract', c.tokens -> i.asset ->> 'contract',
@@ -153,3 +154,52 @@ end
 $$;
 comment on function invoices.widget_js() is
   'The pay button''s script, served as <public_base_url>/widget.js: <script src=".../widget.js" data-invoice="<slug or hosted URL>" data-theme="light|dark|minimal|kaspa"></script>, or LivingInvoices.createButton({invoice, container, theme, text, onPayment, onStatus}). It talks only to the host it came from.';
+
+-- The checkout's "Get a new quote": a payer may requote an expired, unpaid invoice when its
+-- merchant allows it (allow_public_requote). Anonymous and rate-limited per client address, like
+-- the page itself; the invoice is found by its slug, never by its number.
+create function invoices.requote_expired(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('requote_expired');  -- first: anyone, by slug
+  caller text := current_setting('invoices.merchant_id', true);
+  inv record;
+  result jsonb;
+begin
+  select i.merchant_id, i.id, m.public_requote into inv
+    from invoices_internal.invoices i join invoices_internal.merchants m on m.id = i.merchant_id
+   where i.slug = requote_expired.slug and i.status <> 'draft';
+  if not found then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, 'give the slug of the hosted page');
+  end if;
+  if not inv.public_requote then
+    perform invoices_internal.raise('42501', 'the merchant does not let payers ask for a new quote', null,
+      'ask the merchant for a new invoice');
+  end if;
+  perform set_config('invoices.merchant_id', inv.merchant_id::text, true);
+  result := invoices.requote_invoice(inv.id::text);
+  perform set_config('invoices.merchant_id', coalesce(caller, ''), true);
+  return jsonb_build_object('slug', requote_expired.slug, 'status', result->'status',
+                            'asset', result->'asset', 'asset_amount', result->'asset_amount',
+                            'expires_at', result->'expires_at');
+end
+$$;
+comment on function invoices.requote_expired(text) is
+  'The checkout''s "Get a new quote": requotes an expired, unpaid invoice by its slug, without a key, when its merchant allows it (allow_public_requote). Returns {slug, status, asset, asset_amount, expires_at}.';
+
+create function invoices.allow_public_requote(allowed boolean) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('allow_public_requote');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+begin
+  update invoices_internal.merchants set public_requote = coalesce(allowed, false) where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'public_requote', coalesce(allowed, false));
+end
+$$;
+comment on function invoices.allow_public_requote(boolean) is
+  'Whether payers of the current merchant may ask for a new quote of an expired, unpaid invoice from its hosted page (requote_expired). Off by default.';

@@ -175,7 +175,8 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.payment_link_slugs
 select pg_catalog.pg_extension_config_dump('invoices_internal.wallet_keys', '');
 
 -- Documents: the PDF and the hosted page (public by slug, see the pre-request check).
-grant execute on function invoices.seed_request(text), invoices.seed_pdf(text), invoices.widget_js() to invoices_api;
+grant execute on function invoices.seed_request(text), invoices.seed_pdf(text), invoices.widget_js(),
+  invoices.requote_expired(text), invoices.allow_public_requote(boolean) to invoices_api;
 
 grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
   invoices.invoice_viewed(text) to invoices_api;

@@ -5648,3 +5648,78 @@ begin
      where i.merchant_id = mid and i.id = invoice_document.invoice_id);
 end
 $$;
+
+-- The checkout's "Get a new quote" (issue 22).
+alter table invoices_internal.merchants add column public_requote boolean not null default false;
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'requote_expired', 'anonymous'), ('function', 'allow_public_requote', 'admin');
+create or replace function invoices.requote_expired(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('requote_expired');  -- first: anyone, by slug
+  caller text := current_setting('invoices.merchant_id', true);
+  inv record;
+  result jsonb;
+begin
+  select i.merchant_id, i.id, m.public_requote into inv
+    from invoices_internal.invoices i join invoices_internal.merchants m on m.id = i.merchant_id
+   where i.slug = requote_expired.slug and i.status <> 'draft';
+  if not found then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, 'give the slug of the hosted page');
+  end if;
+  if not inv.public_requote then
+    perform invoices_internal.raise('42501', 'the merchant does not let payers ask for a new quote', null,
+      'ask the merchant for a new invoice');
+  end if;
+  perform set_config('invoices.merchant_id', inv.merchant_id::text, true);
+  result := invoices.requote_invoice(inv.id::text);
+  perform set_config('invoices.merchant_id', coalesce(caller, ''), true);
+  return jsonb_build_object('slug', requote_expired.slug, 'status', result->'status',
+                            'asset', result->'asset', 'asset_amount', result->'asset_amount',
+                            'expires_at', result->'expires_at');
+end
+$$;
+
+create or replace function invoices.allow_public_requote(allowed boolean) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('allow_public_requote');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+begin
+  update invoices_internal.merchants set public_requote = coalesce(allowed, false) where id = mid;
+  return jsonb_build_object('merchant_id', mid, 'public_requote', coalesce(allowed, false));
+end
+$$;
+
+create or replace function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return (
+    select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
+             'public_requote', (select m.public_requote from invoices_internal.merchants m where m.id = mid),
+             'payment_chain', (
+               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
+                                         'token_contract', c.tokens -> i.asset ->> 'contract',
+                                         'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
+                 from invoices_internal.chains c
+                where i.asset = any (c.assets)
+                order by c.active desc, c.created_at
+                limit 1))
+      from invoices_internal.invoices i
+     where i.merchant_id = mid and i.id = invoice_document.invoice_id);
+end
+$$;
+comment on function invoices.requote_expired(text) is
+  'The checkout''s "Get a new quote": requotes an expired, unpaid invoice by its slug, without a key, when its merchant allows it (allow_public_requote). Returns {slug, status, asset, asset_amount, expires_at}.';
+comment on function invoices.allow_public_requote(boolean) is
+  'Whether payers of the current merchant may ask for a new quote of an expired, unpaid invoice from its hosted page (requote_expired). Off by default.';
+revoke execute on function invoices.requote_expired(text) from public;
+grant execute on function invoices.requote_expired(text) to invoices_admin;
+grant execute on function invoices.requote_expired(text) to invoices_api;
+revoke execute on function invoices.allow_public_requote(boolean) from public;
+grant execute on function invoices.allow_public_requote(boolean) to invoices_admin;
+grant execute on function invoices.allow_public_requote(boolean) to invoices_api;

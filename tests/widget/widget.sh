@@ -114,4 +114,15 @@ curl -s "$PUBLIC_URL/rpc/invoice_status?ref=$PAY" > "$work/status.json"
 expect_eq "invoice_status: paid, its payments in the mempool, 0 of 1 confirmations, nothing left to send" \
   "$(jq -r '[.status, .payment.state, .payment.confirmations, .payment.required, .asset_due, .latest_txid] | join(" ")' "$work/status.json")" \
   "paid mempool 0 1 0.000000000000000000 0xwidgetrest"
+
+section "an expired invoice: a new quote from the checkout, when the merchant allows it"
+rq() { curl -s -o "$work/rq.json" -w '%{http_code}' -X POST "$PUBLIC_URL/rpc/requote_expired" \
+         -H 'Content-Type: application/json' -d "{\"slug\": \"$1\"}"; }
+expect_eq "not allowed (the default): 403, the page has no button" \
+  "$(rq "$EXPIRED") $(curl -s "$PUBLIC_URL/i/$EXPIRED" | grep -c 'id="requote"' || true)" "403 0"
+q "select invoices.act_as('$MID') is not null; select invoices.allow_public_requote(true) is not null" > /dev/null
+expect_eq "allowed: the expired page offers \"Get a new quote\"" "$(curl -s "$PUBLIC_URL/i/$EXPIRED" | grep -c 'Get a new quote')" "1"
+expect_eq "  and it gives a fresh quote, without a key" "$(rq "$EXPIRED") $(jq -r '.status + " " + .asset' "$work/rq.json")" "200 pending ETH"
+expect_eq "  a second time: the invoice is not expired any more, refused" "$(rq "$EXPIRED")" "409"
+expect_eq "  by number, nothing" "$(rq INV-0001)" "404"
 finish

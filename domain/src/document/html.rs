@@ -57,6 +57,7 @@ pub fn status_text(status: &str) -> &'static str {
 const STYLE: &str = r#"
 *{box-sizing:border-box}body{margin:0;background:#f3f4f6;color:#111827;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:460px;margin:32px auto;background:#fff;border-radius:14px;box-shadow:0 2px 14px rgba(0,0,0,.08);overflow:hidden}
+.requote{display:none;padding:0 24px 16px;text-align:center}[data-status=expired] .requote{display:block}
 .network{margin:8px 0;padding:8px 10px;background:#fef3c7;border-radius:8px;color:#78350f}
 @media print{body{background:#fff}main{box-shadow:none;margin:0;max-width:none}button,.btn{display:none}details{display:block}details>*{display:block}}
 header{padding:20px 24px;border-bottom:1px solid #e5e7eb}.merchant{font-weight:700;font-size:18px}.number{color:#6b7280;font-size:13px}
@@ -124,6 +125,13 @@ const SCRIPT: &str = r#"
       .then(function(s){ show(s); if (!(s && finalStates[s.status])) setTimeout(poll, C.poll_ms); })
       .catch(function(){ setTimeout(poll, C.poll_ms * 2); });
   }
+  var requote = $('requote');
+  if (requote && C.requote) requote.addEventListener('click', function(){
+    requote.disabled = true;
+    fetch(C.api + 'requote_expired', {method: 'POST', headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({slug: C.slug})})
+      .then(function(r){ if (r.ok) location.reload(); else requote.textContent = 'A new quote is not possible now'; });
+  });
   var copy = $('copy');
   if (copy) copy.addEventListener('click', function(){
     var a = $('address').textContent;
@@ -221,6 +229,9 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
         ));
     }
     h.push_str(&format!("<div class=\"done\" id=\"done\">{}</div>", esc(status_text(&doc.status))));
+    if doc.public_requote {
+        h.push_str("<div class=\"requote\"><button type=\"button\" id=\"requote\">Get a new quote</button></div>");
+    }
 
     // details: lines and totals
     h.push_str("<details><summary>Invoice details</summary><table><tr><th>Description</th><th class=\"n\">Qty</th><th class=\"n\">Amount</th></tr>");
@@ -257,6 +268,7 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
         "poll_ms": opts.poll_ms,
         "now_ms": opts.now_ms,
         "expires_at": doc.expires_at,
+        "requote": doc.public_requote,
         "success_url": safe_url(doc.success_url.as_deref()),
         "failed_url": safe_url(doc.failed_url.as_deref()),
         "texts": texts,

@@ -97,6 +97,10 @@ impl PaymentChain {
 /// The invoice object, as far as documents show it. Numbers may come as JSON numbers or strings.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct InvoiceDoc {
+    /// The merchant lets a payer ask for a new quote once the invoice expired (the checkout's
+    /// "Get a new quote").
+    #[serde(default)]
+    pub public_requote: bool,
     #[serde(default)]
     pub invoice_number: String,
     #[serde(default)]
