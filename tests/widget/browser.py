@@ -115,6 +115,16 @@ try:
     facts["expired_shown"] = wait("/Expired/.test(document.querySelector('#expired button.li-pay').textContent)", 10)
     js("window.api.destroy()")
     facts["destroyed"] = js("!document.querySelector('#api button.li-pay')")
+    # the checkout in its main states, for the README
+    for state, slug in (p.split("=") for p in os.environ.get("CHECKOUTS", "").split(",") if p):
+        call("Emulation.setDeviceMetricsOverride", width=520, height=900, deviceScaleFactor=1, mobile=False)
+        call("Page.navigate", url=f"{public_url}/i/{slug}")
+        wait("document.readyState === 'complete' && !!document.querySelector('main')", 10)
+        time.sleep(1.5)   # its first poll
+        shot = call("Page.captureScreenshot", format="png")
+        with open(os.path.join(shots, f"checkout-{state}.png"), "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        facts[f"checkout_{state}"] = js("document.querySelector('main').getAttribute('data-status') + ': ' + document.getElementById('status').textContent")
     facts["other_hosts"] = sorted({u for u in requests if not (u.startswith(public_url) or u.startswith(page_url.rsplit('/', 1)[0]))
                                    and not u.startswith("data:") and not u.startswith("about:")})
 finally:

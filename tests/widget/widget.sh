@@ -20,7 +20,7 @@ SHOTS="$ROOT/docs/screenshots"
 mkdir -p "$SHOTS"
 
 evm_xpub=$(fresh_xpub "$EVM_XPUB")
-read -r MID PAY THEMES EXPIRED < <(psql_ -tA -F ' ' -v evm="$evm_xpub" -v chain="$CHAIN" <<'SQL' | tail -1
+read -r MID PAY THEMES EXPIRED HALF < <(psql_ -tA -F ' ' -v evm="$evm_xpub" -v chain="$CHAIN" <<'SQL' | tail -1
 select (invoices.create_merchant('Widget Shop ' || clock_timestamp()) ->> 'id') as mid \gset
 select invoices.act_as(:'mid') is not null as acting \gset
 -- rates are global per pair: this suite prices in NOK, which no other suite quotes
@@ -30,9 +30,10 @@ select invoices.configure_chain(:'chain', 'evm', 'http://127.0.0.1:9', '{ETH}', 
 select invoices.create_invoice(lines => '[{"description": "Widget", "unit_price": "100"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as pay \gset
 select invoices.create_invoice(lines => '[{"description": "Themes", "unit_price": "50"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as themes \gset
 select invoices.create_invoice(lines => '[{"description": "Late", "unit_price": "10"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as late \gset
+select invoices.create_invoice(lines => '[{"description": "Half paid", "unit_price": "40"}]', currency => 'NOK', asset => 'ETH', send => true) ->> 'slug' as half \gset
 update invoices_internal.invoices set expires_at = now() where merchant_id = :'mid' and slug = :'late';
 select invoices_internal.expire_and_mark_overdue() is not null as swept \gset
-select :'mid', :'pay', :'themes', :'late';
+select :'mid', :'pay', :'themes', :'late', :'half';
 SQL
 )
 
@@ -69,6 +70,7 @@ cat > "$work/site/shop.html" <<HTML
 HTML
 python3 -m http.server "$SITE_PORT" --bind 127.0.0.1 --directory "$work/site" >/dev/null 2>&1 & site=$!
 mkdir -p "$work/signal"
+CHECKOUTS="waiting=$THEMES,partial=$HALF,paid=$PAY,expired=$EXPIRED" \
 "$LOCAL_DIR/venv/bin/python" "$here/browser.py" "http://127.0.0.1:$SITE_PORT/shop.html" "$SHOTS" "$PUBLIC_URL" "$work/signal" \
   > "$work/facts.json" & browser=$!
 # the payments, once the page is up: half the amount, then the rest (as a poll records them)
@@ -82,6 +84,9 @@ pay() {
 }
 half=$(q "select round($due / 2, 18)")
 pay 0xwidgetpartial "$half"
+# a fourth invoice, half paid, for the checkout's screenshots
+read -r address_half due_half < <(q "select address || ' ' || asset_amount from invoices.invoices where slug = '$HALF'" | tr -d '\n'; echo)
+(address=$address_half; pay 0xwidgethalf "round($due_half / 2, 18)")
 sleep 3
 paid_at=$(($(date +%s%N) / 1000000))
 pay 0xwidgetrest "($due - $half)"
@@ -103,6 +108,9 @@ expect_eq "  onStatus saw partial, then paid" "$(f '.statuses | join(",")')" "pe
 expect_eq "an expired invoice says so" "$(f .expired_shown)" "true"
 expect_eq "destroy() removes the button" "$(f .destroyed)" "true"
 expect_eq "no request left for any other host" "$(f '.other_hosts | length')" "0"
+expect_eq "the checkout's states, as the page says them (screenshots in docs/screenshots/)" \
+  "$(f '[.checkout_waiting, .checkout_partial, .checkout_paid, .checkout_expired] | join(" | ")')" \
+  "pending: Waiting for payment | partial: Partially paid: send the remaining 0.001 ETH | paid: Payment received, waiting for a block | expired: This invoice has expired"
 
 section "the checkout names the network, and says where the payment is"
 curl -s "$PUBLIC_URL/i/$THEMES" > "$work/page.html"

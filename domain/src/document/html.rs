@@ -88,12 +88,14 @@ const SCRIPT: &str = r#"
   var texts = C.texts, finalStates = {confirmed:1, expired:1, cancelled:1};
   function $(id){ return document.getElementById(id); }
   // the live state in words: seen in the mempool, in a block (n of N), what is left to send
+  // a decimal string without its trailing zeros (text, never a float)
+  function trim(d){ return String(d).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, ''); }
   function line(s){
     var t = texts[s.status] || s.status, p = s.payment;
     if ((s.status === 'pending' || s.status === 'overdue') && p && p.state === 'mempool') t = 'Payment seen, waiting for a block';
     if (s.status === 'paid' && p) t = p.state === 'mempool' ? 'Payment received, waiting for a block'
       : 'Payment in a block: ' + p.confirmations + ' of ' + p.required + ' confirmations';
-    if (s.status === 'partial' && s.asset_due) t = 'Partially paid: send the remaining ' + s.asset_due + ' ' + s.asset;
+    if (s.status === 'partial' && s.asset_due) t = 'Partially paid: send the remaining ' + trim(s.asset_due) + ' ' + s.asset;
     if ((s.status === 'paid' || s.status === 'confirmed') && s.overpaid) t += ' (over-paid)';
     return t;
   }
@@ -103,7 +105,7 @@ const SCRIPT: &str = r#"
     $('status').textContent = line(s);
     $('done').textContent = line(s);
     if (s.asset_paid !== undefined && s.asset_amount && s.asset && Number(s.asset_paid) > 0) {
-      $('paid').textContent = 'Received ' + s.asset_paid + ' of ' + s.asset_amount + ' ' + s.asset;
+      $('paid').textContent = 'Received ' + trim(s.asset_paid) + ' of ' + trim(s.asset_amount) + ' ' + s.asset;
     }
     if ((s.status === 'paid' || s.status === 'confirmed') && C.success_url) {
       setTimeout(function(){ location.href = C.success_url; }, 2500);
@@ -141,7 +143,7 @@ const SCRIPT: &str = r#"
     body: JSON.stringify({slug: C.slug})}).catch(function(){});
   tick();
   show({status: C.status});
-  if (!finalStates[C.status]) setTimeout(poll, C.poll_ms);
+  if (!finalStates[C.status]) poll();
 })();
 "#;
 
