@@ -393,6 +393,13 @@ as $$
            'latest_txid', (select p.txid from invoices_internal.payments p
                             where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
                             order by p.id desc limit 1),
+           -- an expired quote no longer holds: what the invoice would cost at today's median rate
+           -- (the pay button follows it until a new quote is locked)
+           'estimate', case when r.status = 'expired' and r.asset is not null and r.currency <> r.asset then (
+                         select invoices_internal.quote_asset_amount(r.total, x.rate, coalesce(r.markup_percent, 0), c.exponent)::text
+                           from invoices_internal.current_rate(r.asset, r.currency) x
+                           join invoices_internal.currencies c on c.code = r.asset
+                          where x.rate is not null) end,
            -- what is left to send, in the asset (exact: the page never computes money)
            'asset_due', case when r.asset_amount is not null
                              then greatest(r.asset_amount - r.asset_paid, 0)::text end,

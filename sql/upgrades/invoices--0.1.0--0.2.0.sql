@@ -5723,3 +5723,47 @@ grant execute on function invoices.requote_expired(text) to invoices_api;
 revoke execute on function invoices.allow_public_requote(boolean) from public;
 grant execute on function invoices.allow_public_requote(boolean) to invoices_admin;
 grant execute on function invoices.allow_public_requote(boolean) to invoices_api;
+
+-- The pay button follows todays rate for an expired invoice.
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
+           -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
+           'latest_txid', (select p.txid from invoices_internal.payments p
+                            where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            order by p.id desc limit 1),
+           -- an expired quote no longer holds: what the invoice would cost at today's median rate
+           -- (the pay button follows it until a new quote is locked)
+           'estimate', case when r.status = 'expired' and r.asset is not null and r.currency <> r.asset then (
+                         select invoices_internal.quote_asset_amount(r.total, x.rate, coalesce(r.markup_percent, 0), c.exponent)::text
+                           from invoices_internal.current_rate(r.asset, r.currency) x
+                           join invoices_internal.currencies c on c.code = r.asset
+                          where x.rate is not null) end,
+           -- what is left to send, in the asset (exact: the page never computes money)
+           'asset_due', case when r.asset_amount is not null
+                             then greatest(r.asset_amount - r.asset_paid, 0)::text end,
+           -- where its payments are: the least advanced one's state, its confirmations and the
+           -- confirmations the invoice needs (the checkout's "in a block: 1 of 3")
+           'payment', (select jsonb_build_object(
+                                'state', case when bool_or(p.status = 'mempool') then 'mempool'
+                                              when bool_or(p.status = 'in_block') then 'in_block'
+                                              else 'confirmed' end,
+                                'confirmations', min(case when p.block_height is null then 0
+                                                          else greatest(c.tip_height - p.block_height + 1, 0) end),
+                                'required', coalesce(r.confirmations, max(c.confirmations)))
+                         from invoices_internal.payments p
+                         join invoices_internal.chains c on c.id = p.chain
+                        where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                       having count(*) > 0))
+    from invoices_internal.document_invoice(ref) d
+    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+$$;

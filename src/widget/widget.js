@@ -72,14 +72,17 @@
     function render() {
       var i = state.info;
       if (!i) return;
-      var amount = i.asset_amount ? i.asset_amount.replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '') + ' ' + i.asset
-                                  : i.total + ' ' + i.currency;
+      // an expired quote no longer holds: the amount follows today's median rate (estimate)
+      var crypto = i.status === 'expired' && i.estimate ? i.estimate : i.asset_amount;
+      var amount = crypto ? (i.status === 'expired' && i.estimate ? '\u2248 ' : '') +
+                            crypto.replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '') + ' ' + i.asset
+                          : i.total + ' ' + i.currency;
       var label = (opts.text || 'Pay') + ' ' + amount;
       main.textContent = DONE[i.status] ? 'Paid ' + amount : label;
       btn.setAttribute('aria-label', main.textContent);
       sub.textContent = i.status === 'pending' && i.expires_at ? left(i.expires_at)
         : i.status === 'partial' ? 'Send the remaining ' + (i.asset_due ? i.asset_due.replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '') + ' ' + i.asset : i.amount_due + ' ' + i.currency)
-        : i.status === 'expired' ? 'Expired' : i.status === 'cancelled' ? 'Cancelled'
+        : i.status === 'expired' ? (i.estimate ? 'Expired: at today\u2019s rate' : 'Expired') : i.status === 'cancelled' ? 'Cancelled'
         : i.status === 'paid' ? 'Paid, confirming' : i.status === 'confirmed' ? 'Confirmed' : '';
     }
 

@@ -113,6 +113,7 @@ try:
     facts["statuses"] = js("window.statuses")
     facts["paid_text"] = js("document.querySelector('#api button.li-pay').textContent")
     facts["expired_shown"] = wait("/Expired/.test(document.querySelector('#expired button.li-pay').textContent)", 10)
+    facts["expired_text"] = js("document.querySelector('#expired button.li-pay').textContent")
     js("window.api.destroy()")
     facts["destroyed"] = js("!document.querySelector('#api button.li-pay')")
     # the checkout in its main states, for the README

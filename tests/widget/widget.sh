@@ -106,6 +106,7 @@ expect_eq "onPayment gets the transaction, status, amount and asset" \
 check "  within 3 s of the payment's recording" [ $(( $(f .on_payment_at) - paid_at )) -lt 3000 ]
 expect_eq "  onStatus saw partial, then paid" "$(f '.statuses | join(",")')" "pending,partial,paid"
 expect_eq "an expired invoice says so" "$(f .expired_shown)" "true"
+expect_eq "  and its amount follows today's median rate (10 NOK at 20,000 NOK/ETH)" "$(f .expired_text)" "Pay ≈ 0.0005 ETHExpired: at today’s rate"
 expect_eq "destroy() removes the button" "$(f .destroyed)" "true"
 expect_eq "no request left for any other host" "$(f '.other_hosts | length')" "0"
 expect_eq "the checkout's states, as the page says them (screenshots in docs/screenshots/)" \
