@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The pay button while its invoice is paid on a real Anvil (automine, 2 confirmations): in
 # headless Chromium, from a page on another origin, onPayment fires with the transaction hash
-# within 3 s of its block, and onStatus sees paid, then confirmed once the next block comes.
+# within 3 s of its block, onStatus sees paid, then confirmed once the next block comes, and
+# the checkout open in its modal shows pending, paid, then confirmed.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../lib.sh"
@@ -38,7 +39,7 @@ for _ in $(seq 300); do [ -e "$work/signal/ready" ] && break; sleep 0.1; done
 tx=$(evm send-eth "$address" 0.01)
 evm wait-receipt "$tx" > /dev/null
 mined_at=$(($(date +%s%N) / 1000000))   # automine: the block comes with the transaction
-sleep 2
+sleep 4   # the page polls every invoices.page_poll_ms (3 s)
 evm mine 1   # the second confirmation
 wait $watcher || true
 s() { jq -r "$1" "$work/seen.json"; }
@@ -48,4 +49,5 @@ lag=$(( $(s .paid_at) - mined_at ))
 check "  within 3 s of the block (${lag} ms)" [ "$lag" -lt 3000 ]
 expect_eq "onStatus: pending, paid, then confirmed at the second block" "$(s '.statuses | join(",")')" "pending,paid,confirmed"
 expect_eq "the button says so" "$(s .text)" "Paid 0.01 ETHConfirmed"
+expect_eq "the checkout in the modal shows it too: pending, paid, then confirmed" "$(s '.modal | join(",")')" "pending,paid,confirmed"
 finish

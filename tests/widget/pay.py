@@ -34,26 +34,58 @@ try:
             time.sleep(0.1)
     ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=10, suppress_origin=True)
     n = [0]
+    frames = []   # sessions of the checkout frame (out of process: another origin)
 
-    def js(expr):
+    def send(method, params, session=None):
         n[0] += 1
-        ws.send(json.dumps({"id": n[0], "method": "Runtime.evaluate",
-                            "params": {"expression": expr, "returnByValue": True}}))
+        msg = {"id": n[0], "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        ws.send(json.dumps(msg))
         while True:
-            msg = json.loads(ws.recv())
-            if msg.get("id") == n[0]:
-                return msg.get("result", {}).get("result", {}).get("value")
+            m = json.loads(ws.recv())
+            if m.get("method") == "Target.attachedToTarget" and m["params"]["targetInfo"].get("type") == "iframe":
+                frames.append(m["params"]["sessionId"])
+            if m.get("id") == n[0]:
+                return m
+
+    def js(expr, session=None):
+        m = send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
+        return m.get("result", {}).get("result", {}).get("value")
+
+    def checkout_status():
+        """The checkout frame's data-status, read in an isolated world of that frame (another
+        origin: the page's own scripts cannot read it; the browser can)."""
+        tree = send("Page.getFrameTree", {}).get("result", {}).get("frameTree", {})
+        for child in tree.get("childFrames", []):
+            if "/i/" in child["frame"].get("url", ""):
+                world = send("Page.createIsolatedWorld", {"frameId": child["frame"]["id"], "worldName": "probe"})
+                ctx = world.get("result", {}).get("executionContextId")
+                if ctx:
+                    m = send("Runtime.evaluate", {"expression": "(document.querySelector('main') || {getAttribute: () => ''}).getAttribute('data-status')",
+                                                  "contextId": ctx, "returnByValue": True})
+                    return m.get("result", {}).get("result", {}).get("value")
+        return None
 
     n[0] += 1
     ws.send(json.dumps({"id": n[0], "method": "Page.navigate", "params": {"url": page_url}}))
     deadline = time.time() + timeout
     while time.time() < deadline and not js("/ETH/.test((document.querySelector('button.li-pay') || {}).textContent || '')"):
         time.sleep(0.1)
+    # the checkout, open in its modal while the payment comes
+    js("document.querySelector('button.li-pay').click()")
+    while time.time() < deadline and not checkout_status():
+        time.sleep(0.1)
+    modal = []
     open(os.path.join(signal_dir, "ready"), "w").close()
     while time.time() < deadline:
         seen = js("({paid: window.paid || null, paid_at: window.paidAt || null, statuses: window.statuses, "
                   "text: document.querySelector('button.li-pay').textContent})")
-        if seen and "confirmed" in (seen.get("statuses") or []):
+        state = checkout_status()
+        if state and (not modal or modal[-1] != state):
+            modal.append(state)
+        seen["modal"] = modal
+        if seen and "confirmed" in (seen.get("statuses") or []) and modal and modal[-1] == "confirmed":
             break
         time.sleep(0.1)
 finally:
