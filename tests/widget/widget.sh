@@ -117,6 +117,8 @@ section "the checkout names the network, and says where the payment is"
 curl -s "$PUBLIC_URL/i/$THEMES" > "$work/page.html"
 expect_eq "the page: Network: Base (chain id 8453), beside the amount and in Send ETH on …" \
   "$(grep -c 'Network: <strong>Base (chain id 8453)</strong>' "$work/page.html") $(grep -c 'Send ETH on Base (chain id 8453) to this address' "$work/page.html")" "1 1"
+expect_eq "  copy buttons for the amount and the address, a QR code, Open in wallet" \
+  "$(grep -o 'id="copy-amount"\|id="copy"\|<svg\|id="wallet"' "$work/page.html" | LC_ALL=C sort -u | tr '\n' ' ')" '<svg id="copy" id="copy-amount" id="wallet" '
 curl -s -H 'Accept: application/pdf' "$PUBLIC_URL/rpc/invoice_pdf?ref=$THEMES" -o "$work/t.pdf"
 expect_eq "the PDF: Network  Base (chain id 8453)" "$(pdftotext -layout "$work/t.pdf" - | grep -c 'Network *Base (chain id 8453)')" "1"
 curl -s "$PUBLIC_URL/rpc/invoice_status?ref=$PAY" > "$work/status.json"

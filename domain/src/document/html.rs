@@ -57,6 +57,7 @@ pub fn status_text(status: &str) -> &'static str {
 const STYLE: &str = r#"
 *{box-sizing:border-box}body{margin:0;background:#f3f4f6;color:#111827;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:460px;margin:32px auto;background:#fff;border-radius:14px;box-shadow:0 2px 14px rgba(0,0,0,.08);overflow:hidden}
+#copy-amount{margin-top:8px}[data-status=paid] #copy-amount,[data-status=confirmed] #copy-amount,[data-status=expired] #copy-amount,[data-status=cancelled] #copy-amount{display:none}
 .requote{display:none;padding:0 24px 16px;text-align:center}[data-status=expired] .requote{display:block}
 .network{margin:8px 0;padding:8px 10px;background:#fef3c7;border-radius:8px;color:#78350f}
 @media print{body{background:#fff}main{box-shadow:none;margin:0;max-width:none}button,.btn{display:none}details{display:block}details>*{display:block}}
@@ -134,6 +135,11 @@ const SCRIPT: &str = r#"
       body: JSON.stringify({slug: C.slug})})
       .then(function(r){ if (r.ok) location.reload(); else requote.textContent = 'A new quote is not possible now'; });
   });
+  var copyAmount = $('copy-amount');
+  if (copyAmount) copyAmount.addEventListener('click', function(){
+    var a = $('amount').textContent.split(' ')[0];
+    if (navigator.clipboard) navigator.clipboard.writeText(a).then(function(){ copyAmount.textContent = 'Copied'; });
+  });
   var copy = $('copy');
   if (copy) copy.addEventListener('click', function(){
     var a = $('address').textContent;
@@ -191,10 +197,15 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
     ));
     h.push_str(&format!("<div class=\"status\" id=\"status\" role=\"status\">{}</div>", esc(status_text(&doc.status))));
     h.push_str(&format!(
-        "<section class=\"amount\"><div class=\"big\" id=\"amount\">{}</div><div class=\"fiat\">{}</div><div class=\"fiat\" id=\"paid\">{}</div></section>",
+        "<section class=\"amount\"><div class=\"big\" id=\"amount\">{}</div><div class=\"fiat\">{}</div><div class=\"fiat\" id=\"paid\">{}</div>{}</section>",
         esc(&headline),
         esc(&fiat.join(" · ")),
-        esc(remaining.as_deref().unwrap_or(""))
+        esc(remaining.as_deref().unwrap_or("")),
+        if doc.address.as_deref().is_some_and(|a| !a.is_empty()) {
+            "<button type=\"button\" id=\"copy-amount\">Copy amount</button>"
+        } else {
+            ""
+        }
     ));
     if let Some(address) = doc.address.as_deref().filter(|a| !a.is_empty()) {
         h.push_str("<section class=\"pay\">");
