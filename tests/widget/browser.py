@@ -88,6 +88,19 @@ try:
         digests[theme] = hashlib.sha256(data).hexdigest()
     facts["themes_differ"] = len(set(digests.values())) == 4
     facts["api_button"] = js("!!document.querySelector('#api button.li-pay')")
+    # contrast: the text against every colour of each theme's background (WCAG relative luminance)
+    facts["contrast"] = js("""(() => {
+      const lum = (c) => { const v = c.map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+                           return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+      const rgb = (s) => (s.match(/rgba?\\([^)]*\\)/g) || []).map((m) => m.match(/[\\d.]+/g).slice(0, 3).map(Number));
+      const out = {};
+      for (const b of document.querySelectorAll('#themes button.li-pay')) {
+        const cs = getComputedStyle(b), fg = rgb(cs.color)[0];
+        const bgs = rgb(cs.backgroundImage).concat(cs.backgroundImage === 'none' ? rgb(cs.backgroundColor) : []);
+        out[b.getAttribute('data-li-theme')] = Math.min(...bgs.map((bg) => {
+          const a = lum(fg), c = lum(bg); return (Math.max(a, c) + 0.05) / (Math.min(a, c) + 0.05); }));
+      }
+      return out; })()""")
     # keyboard only: Tab to the script-tag button (the first in the page), Enter, Escape
     js("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0)")
     key("Tab", "Tab")
@@ -103,6 +116,12 @@ try:
     key("Escape", "Escape")
     facts["escape_closes"] = wait("!document.querySelector('.li-overlay')", 3)
     facts["focus_returns"] = js("document.activeElement === document.querySelector('#embed button.li-pay')")
+    # a narrow screen: the checkout opens in a new tab, not a modal
+    call("Emulation.setDeviceMetricsOverride", width=400, height=800, deviceScaleFactor=1, mobile=False)
+    js("window.opened = []; window.open = function (u) { window.opened.push(u); return null; }")
+    js("document.querySelector('#embed button.li-pay').click()")
+    facts["narrow_opens_tab"] = js("window.opened.length === 1 && /\\/i\\//.test(window.opened[0]) && !document.querySelector('.li-overlay')")
+    call("Emulation.clearDeviceMetricsOverride")
     # payments, recorded by the shell: partial, then the rest
     open(os.path.join(signal_dir, "ready"), "w").close()
     facts["partial_shown"] = wait("/Send the remaining 0\\.0025 ETH/.test(document.querySelector('#embed button.li-pay').textContent)", 20)
