@@ -14,13 +14,16 @@ CHAIN="widget-anvil-$(date +%s)"
 work=$(mktemp -d)
 export ETH_RPC="http://127.0.0.1:$PORT"
 evm() { python3 "$here/../chains/evm_rpc.py" "$@"; }
-trap 'kill ${anvil:-} ${site:-} 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'kill ${proxy:-} ${anvil:-} ${site:-} 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 "$ANVIL_BIN" --port "$PORT" --chain-id 8453 --silent >/dev/null 2>&1 & anvil=$!
 for _ in $(seq 100); do evm height >/dev/null 2>&1 && break; sleep 0.05; done
 mid=$(evm_merchant "Widget on Anvil")
 psql_ -qc "update invoices_internal.chains set confirmations = 2 where id = '$CHAIN'"
 read -r id address < <(invoice ETH 0.01 2)
 slug=$(q "select slug from invoices.invoices where id = '$id'")
+# the browser's requests go through a proxy that gives them a client address of this run's own
+export WIDGET_PROXY_PORT=$((PGPORT + 2204))
+python3 "$here/proxy.py" "$WIDGET_PROXY_PORT" "2001:db8:$(printf '%x' $((RANDOM % 65536))):$(printf '%x' $((RANDOM % 65536)))::1" "$work/proxy.log" & proxy=$!
 mkdir -p "$work/site" "$work/signal"
 cat > "$work/site/shop.html" <<HTML
 <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>

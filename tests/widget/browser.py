@@ -24,6 +24,9 @@ profile = tempfile.mkdtemp()
 port = 9322 + os.getpid() % 500
 chrome = subprocess.Popen(
     ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+     "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
+     # every request through the run's proxy (tests/widget/proxy.py), loopback too
+     f"--proxy-server=http://127.0.0.1:{os.environ['WIDGET_PROXY_PORT']}", "--proxy-bypass-list=<-loopback>",
      "--window-size=1200,900", f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 facts = {}
@@ -74,7 +77,7 @@ try:
     call("Page.enable")
     call("Page.navigate", url=page_url)
     facts["rendered"] = wait("document.querySelectorAll('button.li-pay').length === 7 && "
-                             "[...document.querySelectorAll('button.li-pay')].every(b => /\\d/.test(b.textContent))", 15)
+                             "[...document.querySelectorAll('button.li-pay')].every(b => /\\d/.test(b.textContent))", 40)
     facts["labels"] = js("[...document.querySelectorAll('button.li-pay')].map(b => b.getAttribute('data-li-theme') + ': ' + b.textContent)")
     # the four themes, screenshot by screenshot
     digests = {}
@@ -126,6 +129,7 @@ try:
     open(os.path.join(signal_dir, "ready"), "w").close()
     facts["partial_shown"] = wait("/Send the remaining 0\\.0025 ETH/.test(document.querySelector('#embed button.li-pay').textContent)", 20)
     facts["partial_text"] = js("document.querySelector('#embed button.li-pay').textContent")
+    open(os.path.join(signal_dir, "partial_seen"), "w").close()
     facts["on_payment"] = wait("window.paid && window.paid.tx_id", 20)
     facts["on_payment_at"] = js("window.paidAt")
     facts["payment"] = js("window.paid")

@@ -20,6 +20,9 @@ profile = tempfile.mkdtemp()
 port = 9822 + os.getpid() % 500
 chrome = subprocess.Popen(
     ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+     "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
+     # every request through the run's proxy (tests/widget/proxy.py), loopback too
+     f"--proxy-server=http://127.0.0.1:{os.environ['WIDGET_PROXY_PORT']}", "--proxy-bypass-list=<-loopback>",
      f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 seen = {}

@@ -14,7 +14,7 @@ bash "$ROOT/tests/http/install_clients.sh" >/dev/null      # websocket-client in
 work=$(mktemp -d)
 SITE_PORT=$((PGPORT + 2200))
 CHAIN="widget-$(date +%s%N | tail -c 7)"
-trap 'kill ${site:-} 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'kill ${proxy:-} ${site:-} 2>/dev/null; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 # the README shows these screenshots: the test makes them, so they stay current
 SHOTS="$ROOT/docs/screenshots"
 mkdir -p "$SHOTS"
@@ -49,6 +49,9 @@ expect_eq "the checkout may be framed (frame-ancestors, no X-Frame-Options: DENY
   "$(grep -ci 'content-security-policy: frame-ancestors \*' "$work/ph") $(grep -ci '^x-frame-options' "$work/ph" || true)" "1 0"
 
 section "a merchant's page on another origin (127.0.0.1:$SITE_PORT)"
+# the browser's requests go through a proxy that gives them a client address of this run's own
+export WIDGET_PROXY_PORT=$((PGPORT + 2203))
+python3 "$here/proxy.py" "$WIDGET_PROXY_PORT" "2001:db8:$(printf '%x' $((RANDOM % 65536))):$(printf '%x' $((RANDOM % 65536)))::1" "$work/proxy.log" & proxy=$!
 mkdir -p "$work/site"
 cat > "$work/site/shop.html" <<HTML
 <!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head><body>
@@ -74,7 +77,7 @@ CHECKOUTS="waiting=$THEMES,partial=$HALF,paid=$PAY,expired=$EXPIRED" \
 "$LOCAL_DIR/venv/bin/python" "$here/browser.py" "http://127.0.0.1:$SITE_PORT/shop.html" "$SHOTS" "$PUBLIC_URL" "$work/signal" \
   > "$work/facts.json" & browser=$!
 # the payments, once the page is up: half the amount, then the rest (as a poll records them)
-for _ in $(seq 300); do [ -e "$work/signal/ready" ] && break; sleep 0.1; done
+for _ in $(seq 900); do [ -e "$work/signal/ready" ] && break; sleep 0.1; done
 read -r address due < <(q "select address || ' ' || asset_amount from invoices.invoices where slug = '$PAY'" | tr -d '\n'; echo)
 pay() {
   q "select invoices_internal.record_chain_poll('$CHAIN', jsonb_build_object(
@@ -87,7 +90,8 @@ pay 0xwidgetpartial "$half"
 # a fourth invoice, half paid, for the checkout's screenshots
 read -r address_half due_half < <(q "select address || ' ' || asset_amount from invoices.invoices where slug = '$HALF'" | tr -d '\n'; echo)
 (address=$address_half; pay 0xwidgethalf "round($due_half / 2, 18)")
-sleep 3
+for _ in $(seq 300); do [ -e "$work/signal/partial_seen" ] && break; sleep 0.1; done
+sleep 1
 paid_at=$(($(date +%s%N) / 1000000))
 pay 0xwidgetrest "($due - $half)"
 wait $browser || true
@@ -112,6 +116,8 @@ expect_eq "an expired invoice says so" "$(f .expired_shown)" "true"
 expect_eq "  and its amount follows today's median rate (10 NOK at 20,000 NOK/ETH)" "$(f .expired_text)" "Pay ≈ 0.0005 ETHExpired: at today’s rate"
 expect_eq "destroy() removes the button" "$(f .destroyed)" "true"
 expect_eq "no request left for any other host" "$(f '.other_hosts | length')" "0"
+expect_eq "  the proxy in front of the browser saw only the project's and the page's hosts ($(wc -l < "$work/proxy.log") requests)" \
+  "$(grep -cvE "^http://(127\.0\.0\.1:($PUBLIC_PORT|$SITE_PORT))/" "$work/proxy.log" || true)" "0"
 expect_eq "the checkout's states, as the page says them (screenshots in docs/screenshots/)" \
   "$(f '[.checkout_waiting, .checkout_partial, .checkout_paid, .checkout_expired] | join(" | ")')" \
   "pending: Waiting for payment | partial: Partially paid: send the remaining 0.001 ETH | paid: Payment received, waiting for a block | expired: This invoice has expired"
@@ -130,7 +136,7 @@ expect_eq "invoice_status: paid, its payments in the mempool, 0 of 1 confirmatio
   "paid mempool 0 1 0.000000000000000000 0xwidgetrest"
 
 section "an expired invoice: a new quote from the checkout, when the merchant allows it"
-rq() { curl -s -o "$work/rq.json" -w '%{http_code}' -X POST "$PUBLIC_URL/rpc/requote_expired" \
+rq() { curl -s -o "$work/rq.json" -w '%{http_code}' -X POST "$PUBLIC_URL/rpc/requote_expired" -H "X-Real-IP: 2001:db8:5eed::$((RANDOM % 1000))" \
          -H 'Content-Type: application/json' -d "{\"slug\": \"$1\"}"; }
 expect_eq "not allowed (the default): 403, the page has no button" \
   "$(rq "$EXPIRED") $(curl -s "$PUBLIC_URL/i/$EXPIRED" | grep -c 'id="requote"' || true)" "403 0"
