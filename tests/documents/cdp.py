@@ -20,6 +20,10 @@ profile = tempfile.mkdtemp()
 port = 9222 + os.getpid() % 500
 chrome = subprocess.Popen(
     ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+     # no requests of the browser's own (updates, time, metrics), and anything not on loopback
+     # goes to a closed local port: nothing leaves the machine
+     "--disable-background-networking", "--disable-component-update", "--no-pings",
+     "--proxy-server=http://127.0.0.1:9",
      f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 try:

@@ -24,6 +24,8 @@ profile = tempfile.mkdtemp()
 port = 9322 + os.getpid() % 500
 chrome = subprocess.Popen(
     ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+     # no requests of the browser's own (updates, time, metrics): nothing but the test's pages
+     "--disable-background-networking", "--disable-component-update", "--no-pings",
      "--disable-background-timer-throttling", "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
      # every request through the run's proxy (tests/widget/proxy.py), loopback too
      f"--proxy-server=http://127.0.0.1:{os.environ['WIDGET_PROXY_PORT']}", "--proxy-bypass-list=<-loopback>",

@@ -18,9 +18,10 @@ class Proxy(BaseHTTPRequestHandler):
 
     def forward(self):
         url = urllib.parse.urlsplit(self.path)
+        refused = url.hostname not in ("127.0.0.1", "localhost", "::1")
         with open(log, "a") as f:
-            f.write(self.path + "\n")
-        if url.hostname not in ("127.0.0.1", "localhost", "::1"):
+            f.write(("refused " if refused else "forwarded ") + self.path + "\n")
+        if refused:
             self.send_response(403)
             self.send_header("Content-Length", "0")
             self.end_headers()
