@@ -25,7 +25,7 @@ usage() {
 usage: scripts/test.sh [--fast] [--only GROUP|FILE|NAME]...
   (no option)  every test: README command 2
   --fast       the edit-test loop: cargo, pg_regress and the isolation tests (a few minutes)
-  --only X     only the tests of group X (domain, sql, upgrade, docs, concurrency, http, seeds, security, scale-out,
+  --only X     only the tests of group X (domain, sql, upgrade, docs, concurrency, http, seeds, security, scale-out, citus,
                webhooks, documents, chains, crash, worker), of test file X
                (e.g. tests/chains/evm.sh), or whose name contains X; may be repeated
   --list       print the groups and test names, run nothing
@@ -89,6 +89,7 @@ step security "security: scopes under every spelling" bash "$ROOT/tests/security
 step security "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"
 step security "security: non-UTF-8 headers refused by the web front" python3 "$ROOT/tests/security/headers.py" "$PUBLIC_PORT" "$PGRST_PORT"
 step scale-out "scale-out: Citus rules" bash "$ROOT/tests/citus/catalog.sh"
+step citus "citus: the suites on a real cluster (coordinator and two workers)" clients bash "$ROOT/tests/citus/run.sh"
 step webhooks "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
 step webhooks "webhooks: public destinations only" bash "$ROOT/tests/webhooks/destinations.sh"
 step documents "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"

@@ -5,7 +5,7 @@
 -- foreign key, so the schema can be distributed by merchant_id (Citus) later.
 --
 -- Needs: nothing of the files before
--- Provides (internal): currencies, merchants, invoices, invoice_lines, quotes, audit_log, current_actor(), refuse_change(), audit_log_append_only, audit_log_no_truncate, check_invoice_row(), invoice_lines_consistent(), quotes_immutable, invoice_lines_immutable, invoice_never_deleted(), invoice_never_deleted
+-- Provides (internal): currencies, merchants, invoices, invoice_slugs, invoice_lines, quotes, audit_log, current_actor(), refuse_change(), audit_log_append_only, audit_log_no_truncate, check_invoice_row(), invoice_lines_consistent(), quotes_immutable, invoice_lines_immutable, invoice_never_deleted(), invoice_never_deleted
 
 -- Reference data: currencies and their exponents (ISO 4217 minor units; satoshi, wei …).
 -- Seeded from the Rust list so SQL and Rust can never disagree.
@@ -94,6 +94,12 @@ create table invoices_internal.invoices (
   cancelled_at       timestamptz,
   sent_at            timestamptz,
   viewed_at          timestamptz,           -- first opening of the hosted page (invoice.viewed)
+  -- what the invoice object shows from other tables, kept on the row so that reading an
+  -- invoice reads one row (on Citus: one shard, routed): its lines as create_invoice wrote
+  -- them (lines never change), and its latest quote's amount and rate (lock_quote keeps them)
+  lines              jsonb not null default '[]'::jsonb,
+  asset_amount       numeric,
+  rate               numeric,
   primary key (merchant_id, id),
   unique (merchant_id, invoice_number)
   -- The row rules (consistent totals, ranges, known currency and status) are checked by
@@ -110,6 +116,16 @@ create index invoices_merchant_status_idx on invoices_internal.invoices (merchan
 create unique index invoices_slug_key on invoices_internal.invoices (slug, merchant_id);
 
 create index invoices_id_idx on invoices_internal.invoices (id);
+
+-- The payer's doors (hosted page, PDF, status poll) find an invoice by its slug alone: the
+-- slug's owner lives in a table keyed by the slug, like payment_link_slugs (on Citus
+-- distributed by slug: one shard per lookup, then one for the invoice). create_invoice writes
+-- both rows in its transaction.
+create table invoices_internal.invoice_slugs (
+  slug        text primary key,
+  merchant_id uuid not null,
+  invoice_id  uuid not null
+);
 
 -- the worker's sweeps: unpaid invoices past their quote deadline, open invoices past due
 -- (invoices without a deadline or due date stay out of them: one index entry fewer to write)

@@ -6,7 +6,7 @@
 --
 -- Needs: 05_errors (raise); 10_tables (merchants)
 -- Provides (API): act_as()
--- Provides (internal): current_merchant_id(), admin_merchant_ids(), visible_merchants(), require_merchant(), access_rules, http_scopes(), needed_scope(), scope_allows(), check_scope(), authorize(), may_read()
+-- Provides (internal): set_local(), session_scope, readable_merchants(), current_merchant_id(), is_admin(), admin_merchant_ids(), may_see(), acts_for_no_merchant(), visible_merchants(), require_merchant(), access_rules, http_scopes(), needed_scope(), scope_allows(), check_scope(), authorize(), may_read()
 
 -- SQL-standard bodies (BEGIN ATOMIC) are resolved when created, so views and policies can call
 -- these for roles that have no USAGE on schema invoices_internal.
@@ -18,19 +18,45 @@ end;
 
 -- Superusers and members of invoices_admin may act for any merchant and, when acting for
 -- none, see every merchant's rows (data teams, operators). `caller` is the querying role; it
--- counts only if the session may act as it, so nobody can claim another role's rights.
-create function invoices_internal.admin_merchant_ids(caller name) returns uuid[]
+-- counts only if the session may act as it, so nobody can claim another role's rights. Reads
+-- the catalog only, so a Citus worker can answer it inside a query on a shard.
+create function invoices_internal.is_admin(caller name) returns boolean
 language sql stable security definer
 set search_path = pg_catalog
 as $$
-  select case
-    when pg_has_role(session_user, caller, 'MEMBER')
+  select pg_has_role(session_user, caller, 'MEMBER')
          and (coalesce((select rolsuper from pg_roles where rolname = caller), false)
               or pg_has_role(caller, 'invoices_admin', 'MEMBER'))
-    then (select coalesce(array_agg(id), '{}') from invoices_internal.merchants)
-    else '{}'::uuid[]
-  end
 $$;
+
+create function invoices_internal.admin_merchant_ids(caller name) returns uuid[]
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+begin
+  if not invoices_internal.is_admin(caller) then
+    return '{}'::uuid[];
+  end if;
+  return (select coalesce(array_agg(id), '{}') from invoices_internal.merchants);
+end
+$$;
+
+-- May the caller see this merchant's rows? The row-level security policies' test: no subquery
+-- and no table read, so Citus can send it with every query on a shard.
+create function invoices_internal.may_see(merchant uuid) returns boolean
+language sql stable parallel safe
+begin atomic
+  select merchant = invoices_internal.current_merchant_id()
+      or (invoices_internal.current_merchant_id() is null and invoices_internal.is_admin(current_user));
+end;
+
+-- Does the caller act for no merchant? (On Citus: the API role's public doors, policy
+-- public_doors, read what the public views show.)
+create function invoices_internal.acts_for_no_merchant() returns boolean
+language sql stable parallel safe
+begin atomic
+  select invoices_internal.current_merchant_id() is null;
+end;
 
 -- The merchants whose rows the caller may see: the one it acts for, every one for an admin
 -- acting for none, else none.
@@ -57,6 +83,20 @@ begin
 end
 $$;
 
+-- Sets a setting of the extension for the rest of the transaction with SET LOCAL, which
+-- Citus passes on to the worker nodes a statement touches (citus.propagate_set_commands =
+-- 'local'); set_config() would stay on this node. Callers name the setting themselves.
+create function invoices_internal.set_local(setting text, value text) returns void
+language plpgsql volatile
+as $$
+begin
+  if setting not in ('invoices.merchant_id', 'invoices.api_key_id', 'invoices.actor') then
+    raise exception 'set_local: % is not a setting it passes on', setting using errcode = '22023';
+  end if;
+  execute format('set local %s = %L', setting, coalesce(value, ''));
+end
+$$;
+
 create function invoices.act_as(merchant_id uuid) returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -67,6 +107,7 @@ declare
 begin
   if act_as.merchant_id is null then
     perform set_config('invoices.merchant_id', '', false);
+    perform invoices_internal.set_local('invoices.merchant_id', '');
     return null;
   end if;
   select * into m from invoices_internal.merchants where id = act_as.merchant_id;
@@ -75,6 +116,8 @@ begin
       using errcode = 'P0002', hint = 'list merchants with: select id, name from invoices_internal.merchants';
   end if;
   perform set_config('invoices.merchant_id', m.id::text, false);
+  -- (on Citus, inside BEGIN … COMMIT the workers learn it too: row-level security there)
+  perform invoices_internal.set_local('invoices.merchant_id', m.id::text);
   return jsonb_build_object('id', m.id, 'name', m.name);
 end
 $$;
@@ -239,3 +282,28 @@ begin
   return true;
 end
 $$;
+
+-- --------------------------------------------------------------------------------------------
+-- The views' filter: evaluated once per query, where the caller's session is
+-- --------------------------------------------------------------------------------------------
+-- One row, never distributed (distribution_plan: local). Each view of schema invoices filters
+-- merchant_id = any ((select readable_merchants(...) from session_scope)): an init-plan, so
+-- the check runs once per query, and on Citus a subquery over a coordinator-only table is
+-- evaluated on the coordinator, whose session knows the merchant (invoices.act_as, the API
+-- key). The worker nodes receive the answer, a list of merchant ids, never the question.
+create table invoices_internal.session_scope (
+  one boolean primary key default true check (one)
+);
+
+insert into invoices_internal.session_scope default values;
+
+comment on table invoices_internal.session_scope is
+  'One row that stays on the coordinator: the views'' merchant filter reads it so that, on Citus, the filter is evaluated in the caller''s session and only its answer is sent to the worker nodes.';
+
+-- The merchants whose rows of view `object` the caller may read: visible_merchants(), once
+-- the caller's API key may read the view (else may_read raises 42501).
+create function invoices_internal.readable_merchants(object text, caller name) returns uuid[]
+language sql stable
+begin atomic
+  select case when invoices_internal.may_read(object, caller) then invoices_internal.visible_merchants() end;
+end;

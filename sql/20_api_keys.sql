@@ -7,7 +7,7 @@
 -- revoking takes effect on the next request. An Idempotency-Key replays the first answer.
 --
 -- Needs: 05_errors (raise, raise_error); 10_tables (current_actor, merchants); 15_tenancy
---   (authorize, may_read, require_merchant, visible_merchants)
+--   (authorize, may_read, readable_merchants, require_merchant, session_scope)
 -- Provides (API): create_api_key(), revoke_api_key(), api_keys
 -- Provides (internal): server_secrets, jwt_secret(), api_keys, api_key_hashes, insert_api_key(), idempotency_keys, idempotent_replay(), idempotent_store()
 
@@ -162,7 +162,7 @@ select k.merchant_id, k.id, k.name, k.prefix, k.scopes, k.rate_limit_per_minute,
        greatest(k.last_used_at, to_timestamp(u.last_used_unix)) as last_used_at
   from invoices_internal.api_keys k
   left join invoices_internal.api_key_usage() u on u.key_id = k.id
- where k.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('api_keys', current_user);
+ where k.merchant_id = any ((select invoices_internal.readable_merchants('api_keys', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.api_keys is
   'API keys of the current merchant: name, prefix (the key''s public id), scopes, rate limit, created/revoked/last used. Never the key itself.';

@@ -7,7 +7,7 @@
 -- past the quote's deadline and marks open invoices past their due date overdue.
 --
 -- Needs: 05_errors (raise); 10_tables (currencies, invoices, quotes); 15_tenancy (authorize,
---   may_read, visible_merchants)
+--   readable_merchants, session_scope)
 -- Provides (API): set_rate(), create_rate_source(), rate_sources, rates, quotes
 -- Provides (internal): rate_sources, rate_observations, current_rate(), lock_quote(), expire_and_mark_overdue()
 
@@ -150,11 +150,14 @@ comment on view invoices.rates is
 
 -- The rate a quote uses now: the median of the pair's fresh sources, and which sources.
 create function invoices_internal.current_rate(asset text, currency text, out rate numeric, out sources text[])
-language sql stable
+language plpgsql stable
 as $$
+begin
   select invoices_internal.median_rate(array_agg(r.rate)), array_agg(r.source order by r.source)
+    into current_rate.rate, current_rate.sources
     from invoices.rates r
-   where r.asset = current_rate.asset and r.currency = current_rate.currency and r.fresh
+   where r.asset = current_rate.asset and r.currency = current_rate.currency and r.fresh;
+end
 $$;
 
 -- --------------------------------------------------------------------------------------------
@@ -168,9 +171,10 @@ language plpgsql volatile
 as $$
 declare
   inv invoices_internal.invoices;
-  rate numeric;
+  quote_rate numeric;
   sources text[] := '{}';
   asset_exponent int;
+  amount numeric;
 begin
   select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id;
   if inv.asset is null then
@@ -178,8 +182,8 @@ begin
   end if;
   select exponent into asset_exponent from invoices_internal.currencies where code = inv.asset;
   if inv.asset <> inv.currency then
-    select c.rate, c.sources into rate, sources from invoices_internal.current_rate(inv.asset, inv.currency) c;
-    if rate is null then
+    select c.rate, c.sources into quote_rate, sources from invoices_internal.current_rate(inv.asset, inv.currency) c;
+    if quote_rate is null then
       perform invoices_internal.raise('55000',
         format('no fresh %s/%s rate: invoice %s cannot be quoted', inv.asset, inv.currency, inv.invoice_number),
         jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
@@ -190,11 +194,14 @@ begin
   end if;
   insert into invoices_internal.quotes (merchant_id, invoice_id, asset, currency, amount, rate, rate_sources,
                                         markup_percent, asset_amount, expires_at)
-  values (mid, inv_id, inv.asset, inv.currency, inv.total, rate, sources,
+  values (mid, inv_id, inv.asset, inv.currency, inv.total, quote_rate, sources,
           coalesce(inv.markup_percent, 0),
-          invoices_internal.quote_asset_amount(inv.total, rate, coalesce(inv.markup_percent, 0), asset_exponent),
-          now() + make_interval(mins => inv.expiry_minutes));
-  update invoices_internal.invoices set expires_at = now() + make_interval(mins => inv.expiry_minutes)
+          invoices_internal.quote_asset_amount(inv.total, quote_rate, coalesce(inv.markup_percent, 0), asset_exponent),
+          now() + make_interval(mins => inv.expiry_minutes))
+  returning quotes.asset_amount into amount;
+  -- the invoice shows its latest quote (invoice_rows reads the row alone)
+  update invoices_internal.invoices
+     set expires_at = now() + make_interval(mins => inv.expiry_minutes), asset_amount = amount, rate = quote_rate
    where merchant_id = mid and id = inv_id;
 end
 $$;
@@ -207,7 +214,7 @@ select q.merchant_id, q.invoice_id, i.invoice_number, q.id, q.asset, q.currency,
                 order by q2.created_at desc limit 1) as current
   from invoices_internal.quotes q
   join invoices_internal.invoices i on i.merchant_id = q.merchant_id and i.id = q.invoice_id
- where q.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('quotes', current_user);
+ where q.merchant_id = any ((select invoices_internal.readable_merchants('quotes', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.quotes is
   'Locked quotes of the current merchant''s invoices: asset, rate (currency per 1 asset; null when the invoice is in the asset itself), the sources of the median, markup_percent, the crypto amount rounded up to the asset unit, and the deadline. current marks the one in force.';

@@ -9,7 +9,7 @@
 -- address alone: a unique index on the invoices enforces it.
 --
 -- Needs: 05_errors (raise, raise_error); 10_tables (invoices, merchants); 15_tenancy
---   (authorize, may_read, require_merchant, visible_merchants); 25_rates_quotes (lock_quote)
+--   (authorize, may_read, readable_merchants, require_merchant, session_scope); 25_rates_quotes (lock_quote)
 -- Provides (API): create_wallet(), wallets, addresses
 -- Provides (internal): wallets, wallet_keys, addresses, address_assignments, assign_address(), release_address(), open_for_payment()
 
@@ -187,7 +187,7 @@ select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_
        (select count(*) from invoices_internal.addresses a
          where a.merchant_id = w.merchant_id and a.wallet_id = w.id and a.invoice_id is not null) as addresses_in_use
   from invoices_internal.wallets w
- where w.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('wallets', current_user);
+ where w.merchant_id = any ((select invoices_internal.readable_merchants('wallets', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.wallets is
   'Watch-only wallets of the current merchant: asset, network, the extended public key or the bring-your-own address (nothing more secret exists), gap limit, how many addresses were derived and how many are held by live invoices.';
@@ -202,7 +202,7 @@ select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.deriva
   from invoices_internal.addresses a
   join invoices_internal.wallets w on w.merchant_id = a.merchant_id and w.id = a.wallet_id
   left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
- where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('addresses', current_user);
+ where a.merchant_id = any ((select invoices_internal.readable_merchants('addresses', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.addresses is
   'Deposit addresses of the current merchant''s wallets with their derivation index and state: assigned (to the live invoice shown), paused (free again at available_at) or free.';

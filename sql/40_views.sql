@@ -1,27 +1,24 @@
 -- ============================================================================================
 -- invoices — views (schema invoices): what a merchant, a data team or PostgREST reads
 -- ============================================================================================
--- Each public view shows only the caller's merchant (visible_merchants(), evaluated once per
--- query as an init-plan). Money columns are numeric with the currency's scale (220.00).
+-- Each public view shows only the caller's merchant (readable_merchants() over session_scope,
+-- evaluated once per query as an init-plan, in the caller's session). Money columns are numeric with the currency's scale (220.00).
 --
--- Needs: 10_tables (audit_log, invoice_lines, invoices, quotes); 15_tenancy (may_read,
---   visible_merchants)
+-- Needs: 10_tables (audit_log, invoice_lines, invoices, quotes); 15_tenancy (readable_merchants,
+--   session_scope)
 -- Provides (API): invoices, invoice_lines, audit_log
 -- Provides (internal): invoice_rows
 
 -- Every invoice with its derived fields, unfiltered: the single definition of the invoice
--- object that the views and the functions' jsonb share.
+-- object that the views and the functions' jsonb share. One row of one table, no join (on
+-- Citus a read of one merchant's invoice is routed to its shard).
 create view invoices_internal.invoice_rows as
 select
   i.id, i.merchant_id, i.invoice_number, i.slug, i.status, i.currency,
   i.subtotal, i.tax_rate, i.tax_amount, i.discount_amount, i.total,
   round(i.amount_paid, i.exponent) as amount_paid,
   round(greatest(i.total - i.amount_paid, 0), i.exponent) as amount_due,
-  coalesce((select jsonb_agg(jsonb_build_object(
-                    'description', l.description, 'quantity', l.quantity::text,
-                    'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.position)
-              from invoices_internal.invoice_lines l
-             where l.merchant_id = i.merchant_id and l.invoice_id = i.id), '[]'::jsonb) as lines,
+  i.lines,
   i.customer_email, i.customer_name, i.customer_company, i.customer_address,
   i.merchant_snapshot as merchant,
   i.issue_date, i.due_date, i.notes, i.metadata, i.order_id,
@@ -29,8 +26,8 @@ select
   rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || i.slug as pdf_url,
   -- payment terms: the latest quote (asset_amount, rate, deadline) and the deposit address
   i.asset,
-  q.asset_amount,
-  q.rate,
+  i.asset_amount,
+  i.rate,
   i.asset_paid,
   i.deposit_address as address,
   i.expires_at,
@@ -39,18 +36,12 @@ select
   i.overpaid, i.paid_late,
   i.created_at, i.updated_at, i.finalized_at, i.partially_paid_at, i.paid_at, i.confirmed_at,
   i.expired_at, i.overdue_at, i.cancelled_at, i.sent_at
-from invoices_internal.invoices i
-left join lateral (
-  select q.asset_amount, q.rate
-    from invoices_internal.quotes q
-   where q.merchant_id = i.merchant_id and q.invoice_id = i.id
-   order by q.created_at desc
-   limit 1) q on true;
+from invoices_internal.invoices i;
 
 create view invoices.invoices with (security_barrier) as
 select r.*
   from invoices_internal.invoice_rows r
- where r.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoices', current_user);
+ where r.merchant_id = any ((select invoices_internal.readable_merchants('invoices', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.invoices is
   'Invoices of the current merchant, one row per invoice, with its lines embedded as jsonb. Filter and page with PostgREST (GET /invoices?status=eq.pending&limit=10). Amounts are numeric in the currency''s exponent; the callback secret is never shown.';
@@ -60,7 +51,7 @@ select l.merchant_id, l.invoice_id, i.invoice_number, l.position, l.description,
        l.quantity, l.unit_price, l.amount, i.currency
   from invoices_internal.invoice_lines l
   join invoices_internal.invoices i on i.merchant_id = l.merchant_id and i.id = l.invoice_id
- where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('invoice_lines', current_user);
+ where l.merchant_id = any ((select invoices_internal.readable_merchants('invoice_lines', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.invoice_lines is
   'Line items of the current merchant''s invoices: quantity x unit_price = amount, rounded half away from zero to the currency exponent.';
@@ -70,7 +61,7 @@ select a.merchant_id, a.id, a.invoice_id, i.invoice_number, a.from_status, a.to_
        a.event, a.actor, a.at
   from invoices_internal.audit_log a
   join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
- where a.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('audit_log', current_user);
+ where a.merchant_id = any ((select invoices_internal.readable_merchants('audit_log', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.audit_log is
   'Append-only history of every invoice creation and status transition: from, to, the event it emitted, who (API key or database user) and when.';

@@ -10,7 +10,7 @@
 --   require_merchant); 20_api_keys (idempotent_replay, idempotent_store, insert_api_key);
 --   30_wallets (open_for_payment); 40_views (invoice_rows)
 -- Provides (API): create_merchant(), create_invoice(), finalize_invoice(), cancel_invoice(), invoice_status(), requote_invoice()
--- Provides (internal): resolve_invoice(), document_invoice(), invoice_object(), set_status()
+-- Provides (internal): resolve_invoice(), invoice_by_slug(), document_invoice(), invoice_object(), set_status()
 
 -- --------------------------------------------------------------------------------------------
 -- Merchants
@@ -100,6 +100,23 @@ begin
 end
 $$;
 
+-- The invoice with this slug, any merchant's (null when there is none): the routing table,
+-- then the invoice by its key. Two statements, each on one shard on Citus.
+create function invoices_internal.invoice_by_slug(slug text) returns invoices_internal.invoices
+language plpgsql stable
+as $$
+declare
+  owner invoices_internal.invoice_slugs;
+  i invoices_internal.invoices;
+begin
+  select * into owner from invoices_internal.invoice_slugs s where s.slug = invoice_by_slug.slug;
+  if found then
+    select * into i from invoices_internal.invoices v where v.merchant_id = owner.merchant_id and v.id = owner.invoice_id;
+  end if;
+  return i;
+end
+$$;
+
 -- The invoice a document or status poll is for: the caller's own (number, id or slug), or for anyone a
 -- finalized invoice by slug or id. Unknown, draft or foreign → 404, the same for all three.
 create function invoices_internal.document_invoice(ref text, out merchant_id uuid, out id uuid)
@@ -123,7 +140,7 @@ begin
       from invoices_internal.invoices i where i.id = r::uuid and i.finalized_at is not null;
   else
     select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
-      from invoices_internal.invoices i where i.slug = r and i.finalized_at is not null;
+      from invoices_internal.invoice_by_slug(r) i where i.finalized_at is not null;
   end if;
   if document_invoice.id is null then
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', r), null,
@@ -278,14 +295,21 @@ begin
       customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
       issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
       expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
-      failed_url, expires_at, overpaid, paid_late, created_at, updated_at)
+      failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
     select mid, new_id, m.seq, new_number, new_slug, new_status,
            r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
            r.customer_email, r.customer_name, r.customer_company, r.customer_address,
            jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
            r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
            r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
-           r.failed_url, r.expires_at, false, false, now(), now()
+           r.failed_url, r.expires_at, false, false, now(), now(),
+           -- the lines as the invoice object shows them (amounts as strings)
+           (select coalesce(jsonb_agg(jsonb_build_object(
+                     'description', l.description, 'quantity', l.quantity::text,
+                     'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
+              from rows from (jsonb_to_recordset(p->'lines')
+                                as (description text, quantity numeric, unit_price numeric, amount numeric))
+                   with ordinality l(description, quantity, unit_price, amount, n))
       from jsonb_populate_record(null::invoices_internal.invoices, p) r
     returning merchant_id, id),
   new_lines as (
@@ -298,6 +322,7 @@ begin
   select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
     from inv
    where send and p->>'customer_email' is not null;
+  insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
 
   if send and p->>'asset' is not null then
     perform invoices_internal.open_for_payment(mid, new_id);
@@ -378,10 +403,18 @@ comment on function invoices.cancel_invoice(text) is
   'draft/pending/overdue -> cancelled, releasing the deposit address. A paid, confirmed, expired or cancelled invoice cannot be cancelled (23514). Returns the invoice object.';
 
 create function invoices.invoice_status(ref text) returns jsonb
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = pg_catalog
 as $$
-  select invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+declare
+  authorized boolean := invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  d record;
+  result jsonb;
+  markup numeric;
+  estimate text;
+begin
+  -- found first, then read by its key: on Citus each statement runs on one shard
+  select * into d from invoices_internal.document_invoice(ref);
   select jsonb_build_object(
            'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
            'total', r.total::text, 'amount_paid', r.amount_paid::text,
@@ -391,15 +424,8 @@ as $$
            'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
            -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
            'latest_txid', (select p.txid from invoices_internal.payments p
-                            where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            where p.merchant_id = d.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
                             order by p.id desc limit 1),
-           -- an expired quote no longer holds: what the invoice would cost at today's median rate
-           -- (the pay button follows it until a new quote is locked)
-           'estimate', case when r.status = 'expired' and r.asset is not null and r.currency <> r.asset then (
-                         select invoices_internal.quote_asset_amount(r.total, x.rate, coalesce(r.markup_percent, 0), c.exponent)::text
-                           from invoices_internal.current_rate(r.asset, r.currency) x
-                           join invoices_internal.currencies c on c.code = r.asset
-                          where x.rate is not null) end,
            -- what is left to send, in the asset (exact: the page never computes money)
            'asset_due', case when r.asset_amount is not null
                              then greatest(r.asset_amount - r.asset_paid, 0)::text end,
@@ -414,10 +440,24 @@ as $$
                                 'required', coalesce(r.confirmations, max(c.confirmations)))
                          from invoices_internal.payments p
                          join invoices_internal.chains c on c.id = p.chain
-                        where p.merchant_id = r.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                        where p.merchant_id = d.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
                        having count(*) > 0))
-    from invoices_internal.document_invoice(ref) d
-    join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
+    into result
+    from invoices_internal.invoice_rows r
+   where r.merchant_id = d.merchant_id and r.id = d.id;
+  -- an expired quote no longer holds: what the invoice would cost at today's median rate (the
+  -- pay button follows it until a new quote is locked)
+  if result->>'status' = 'expired' and result->>'asset' is not null and result->>'currency' <> result->>'asset' then
+    select i.markup_percent into markup from invoices_internal.invoices i
+     where i.merchant_id = d.merchant_id and i.id = d.id;
+    select invoices_internal.quote_asset_amount((result->>'total')::numeric, x.rate, coalesce(markup, 0), c.exponent)::text
+      into estimate
+      from invoices_internal.current_rate(result->>'asset', result->>'currency') x
+      join invoices_internal.currencies c on c.code = result->>'asset'
+     where x.rate is not null;
+  end if;
+  return result || jsonb_build_object('estimate', estimate);
+end
 $$;
 
 comment on function invoices.invoice_status(text) is

@@ -7,7 +7,7 @@
 -- as PostgREST decodes it: domain::gateway) and sets invoices.merchant_id for the transaction,
 -- which every view and function of schema invoices scopes to.
 --
--- Needs: 05_errors (raise); 15_tenancy (check_scope, may_read, needed_scope, scope_allows);
+-- Needs: 05_errors (raise); 15_tenancy (check_scope, may_read, needed_scope, scope_allows, session_scope, set_local);
 --   20_api_keys (api_key_hashes, api_keys, server_secrets); 40_views (invoice_rows)
 -- Provides (API): public_invoices
 -- Provides (internal): required_scope(), count_request(), http_pre_request(), postgrest_config(), public_lookup_allowed()
@@ -67,6 +67,7 @@ declare
   presented text := nullif(btrim(headers->>'x-api-key'), '');
   client text;
   owner record;
+  presented_hash text;
   k record;
   refusal text;
   refusal_detail text;
@@ -104,9 +105,11 @@ begin
       'send it as X-API-Key: <key> or Authorization: Bearer <key>');
   end if;
 
+  -- the hash first, then the lookup by it (on Citus: the one shard that holds it)
+  presented_hash := encode(sha256(convert_to(presented, 'UTF8')), 'hex');
   select h.merchant_id, h.key_id into owner
     from invoices_internal.api_key_hashes h
-   where h.key_hash = encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+   where h.key_hash = presented_hash;
   select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
     from invoices_internal.api_keys
    where merchant_id = owner.merchant_id and id = owner.key_id;
@@ -129,8 +132,10 @@ begin
     perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
   end if;
 
-  perform set_config('invoices.merchant_id', k.merchant_id::text, true),
-          set_config('invoices.api_key_id', k.id::text, true),
+  -- the merchant and key with SET LOCAL: on Citus they reach the worker nodes (row-level
+  -- security, the audit log's actor)
+  perform invoices_internal.set_local('invoices.merchant_id', k.merchant_id::text),
+          invoices_internal.set_local('invoices.api_key_id', k.id::text),
           set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
           set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
 end
@@ -161,9 +166,10 @@ $$;
 -- one equality on id or slug (what PostgREST generates for ?id=eq.<uuid> / ?slug=eq.<slug>),
 -- so nobody can list, range over or search other people's invoices. The check reads the
 -- statement PostgREST sent; the SQL door (admins) is not limited.
--- Stable with no arguments, so PostgreSQL evaluates it once, before any row is read (a
--- One-Time Filter): a refused filter gets the same 400 whether or not a row would match it,
--- so prefixes of slugs (slug=like.a*) tell nothing.
+-- The public views call it in a subquery over session_scope, so it is evaluated once, before
+-- any row is read (a One-Time Filter; on Citus on the coordinator, which has the request): a
+-- refused filter gets the same 400 whether or not a row would match it, so prefixes of slugs
+-- (slug=like.a*) tell nothing.
 create function invoices_internal.public_lookup_allowed() returns boolean
 language plpgsql stable security definer
 set search_path = pg_catalog
@@ -199,7 +205,8 @@ select r.id, r.slug, r.invoice_number, r.status, r.currency,
        r.expired_at, r.overdue_at, r.cancelled_at
   from invoices_internal.invoice_rows r
  where r.finalized_at is not null
-   and invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_invoices', current_user);
+   and (select invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_invoices', current_user)
+          from invoices_internal.session_scope);
 
 comment on view invoices.public_invoices is
   'What the payer of an invoice may see, readable without an API key, one invoice at a time: GET /public_invoices?id=eq.<uuid> or ?slug=eq.<slug> (any other filter, or none, is refused over HTTP). Invoices that were finalized only; no merchant id, customer contact, metadata, order id, callback URL or secret, redirect URLs or wallet.';

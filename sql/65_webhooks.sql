@@ -8,10 +8,10 @@
 -- dead-lettered.
 --
 -- Needs: 05_errors (raise); 12_outbox (events, retry_schedule, webhook_attempts,
---   webhook_deliveries, …); 15_tenancy (authorize, may_read, require_merchant,
---   visible_merchants)
+--   webhook_deliveries, …); 15_tenancy (authorize, may_read, readable_merchants,
+--   require_merchant, session_scope)
 -- Provides (API): create_webhook_endpoint(), delete_webhook_endpoint(), redeliver(), verify_webhook_signature(), events, webhook_endpoints, webhook_deliveries
--- Provides (internal): claim_deliveries(), record_deliveries()
+-- Provides (internal): claim_merchant_deliveries(), claim_deliveries(), record_deliveries()
 
 create function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null,
                                                   format text default 'invoices')
@@ -131,7 +131,7 @@ comment on function invoices.verify_webhook_signature(text, text, text, integer)
 create view invoices.events with (security_barrier) as
 select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
   from invoices_internal.events v
- where v.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('events', current_user);
+ where v.merchant_id = any ((select invoices_internal.readable_merchants('events', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.events is
   'Every event of the current merchant (invoice.created, invoice.paid, …), written in the same transaction as the change it reports. Immutable.';
@@ -139,7 +139,7 @@ comment on view invoices.events is
 create view invoices.webhook_endpoints with (security_barrier) as
 select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at, e.format
   from invoices_internal.webhook_endpoints e
- where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_endpoints', current_user);
+ where e.merchant_id = any ((select invoices_internal.readable_merchants('webhook_endpoints', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.webhook_endpoints is
   'Webhook endpoints of the current merchant: url, subscribed events, active. Never the secret.';
@@ -155,12 +155,53 @@ select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is
          where a.merchant_id = d.merchant_id and a.delivery_id = d.id) as attempt_log
   from invoices_internal.webhook_deliveries d
   join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
- where d.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('webhook_deliveries', current_user);
+ where d.merchant_id = any ((select invoices_internal.readable_merchants('webhook_deliveries', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.webhook_deliveries is
   'One row per (event, endpoint or invoice callback): status pending / delivering / delivered / dead, attempts, next attempt, and the log of every attempt (status code, latency, first 1 KiB of the response, error).';
 
 -- The worker's side ------------------------------------------------------------------------
+-- Leases these deliveries of one merchant (locked by the caller) and returns them ready to
+-- send: every statement names the merchant, so on Citus it runs on that merchant's shard.
+create function invoices_internal.claim_merchant_deliveries(mid uuid, ids bigint[], lease timestamptz)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+begin
+  update invoices_internal.webhook_deliveries d
+     set status = 'delivering', lease_until = lease
+   where d.merchant_id = mid and d.id = any (ids);
+  return query
+  select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+         case when fmt = 'invoices' then envelope::text
+              -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+              else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                     'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
+                     'latest_txid', (select p.txid from invoices_internal.payments p
+                                      where p.merchant_id = mid and p.invoice_id = v.invoice_id
+                                        and p.status <> 'reverted' order by p.id desc limit 1),
+                     'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                       where q.merchant_id = mid and q.invoice_id = v.invoice_id
+                                       order by q.created_at desc limit 1)))::text end,
+         c.attempts + 1,
+         fmt
+    from invoices_internal.webhook_deliveries c
+    join invoices_internal.events v on v.merchant_id = mid and v.id = c.event_id
+    left join invoices_internal.webhook_endpoints e on e.merchant_id = mid and e.id = c.endpoint_id
+    cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                            'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                            'data', v.data) as envelope,
+                               -- an endpoint's format, or for an invoice's own callback the one
+                               -- its creator asked for (apiforcrypto's invoices)
+                               case when c.endpoint_id is null
+                                    then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
+                                              then v.data->'metadata'->>'callback_format' else 'invoices' end
+                                    else coalesce(e.format, 'invoices') end as fmt) x
+   where c.merchant_id = mid and c.id = any (ids);
+end
+$$;
+
 -- Claims up to n due deliveries with a lease (a crashed worker's leases expire and are taken
 -- again), with everything needed to send them.
 create function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
@@ -210,38 +251,7 @@ begin
          set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
        where d.merchant_id = g.mid and d.id = any (ended);
     end if;
-    return query
-    with claimed as (
-      update invoices_internal.webhook_deliveries d
-         set status = 'delivering', lease_until = lease
-       where d.merchant_id = g.mid and d.id = any (locked)
-      returning d.*
-    )
-    select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
-           case when fmt = 'invoices' then envelope::text
-                -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
-                else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
-                       'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
-                       'latest_txid', (select p.txid from invoices_internal.payments p
-                                        where p.merchant_id = g.mid and p.invoice_id = v.invoice_id
-                                          and p.status <> 'reverted' order by p.id desc limit 1),
-                       'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
-                                         where q.merchant_id = g.mid and q.invoice_id = v.invoice_id
-                                         order by q.created_at desc limit 1)))::text end,
-           c.attempts + 1,
-           fmt
-      from claimed c
-      join invoices_internal.events v on v.merchant_id = g.mid and v.id = c.event_id
-      left join invoices_internal.webhook_endpoints e on e.merchant_id = g.mid and e.id = c.endpoint_id
-      cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
-                              'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                              'data', v.data) as envelope,
-                                 -- an endpoint's format, or for an invoice's own callback the one
-                                 -- its creator asked for (apiforcrypto's invoices)
-                                 case when c.endpoint_id is null
-                                      then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
-                                                then v.data->'metadata'->>'callback_format' else 'invoices' end
-                                      else coalesce(e.format, 'invoices') end as fmt) x;
+    return query select * from invoices_internal.claim_merchant_deliveries(g.mid, locked, lease);
   end loop;
 end
 $$;
@@ -256,6 +266,7 @@ declare
   at_now timestamptz := now();
   -- when each retry is due if it fails now (the schedule's steps from now)
   retry_at timestamptz[] := array(select at_now + x from unnest(invoices_internal.retry_schedule()) with ordinality u(x, n) order by n);
+  fallback timestamptz := at_now + interval '1 minute';
   g record;
   m integer;
   n integer := 0;
@@ -268,7 +279,7 @@ begin
                                            latency_ms integer, status_code integer, excerpt text, error text)
   on conflict do nothing;
   -- one UPDATE per merchant (on Citus: routed to its shard); times are computed here, not in
-  -- the statement (Citus refuses a mutable function inside CASE)
+  -- the statement (Citus refuses a mutable function inside CASE: format() and now() are)
   for g in select distinct x.merchant_id as mid from jsonb_to_recordset(outcomes) as x(merchant_id uuid)
   loop
     update invoices_internal.webhook_deliveries d
@@ -276,10 +287,10 @@ begin
            attempts = o.attempt,
            lease_until = null,
            last_status_code = o.status_code,
-           last_error = case when o.ok then null else coalesce(o.error, format('HTTP %s', o.status_code)) end,
+           last_error = case when o.ok then null else coalesce(o.error, 'HTTP ' || o.status_code::text) end,
            delivered_at = case when o.ok then at_now else d.delivered_at end,
            next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
-                                  else coalesce(retry_at[least(o.attempt, cardinality(retry_at))], at_now + interval '1 minute') end
+                                  else coalesce(retry_at[least(o.attempt, cardinality(retry_at))], fallback) end
       from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
               from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
                                                      status_code integer, error text)

@@ -7,7 +7,7 @@
 -- locks, reads, calls it and writes, through the status machine.
 --
 -- Needs: 05_errors (raise); 10_tables (invoices, merchants, quotes); 12_outbox (emit_events);
---   15_tenancy (authorize, may_read, require_merchant, visible_merchants); 70_chains (chains)
+--   15_tenancy (authorize, may_read, readable_merchants, require_merchant, session_scope); 70_chains (chains)
 -- Provides (API): set_payment_tolerance(), payments, unmatched_payments
 -- Provides (internal): payments, payment_object(), settle_invoice(), revert_payment()
 
@@ -158,7 +158,7 @@ select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.o
   from invoices_internal.payments p
   join invoices_internal.chains c on c.id = p.chain
   left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
- where p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payments', current_user);
+ where p.merchant_id = any ((select invoices_internal.readable_merchants('payments', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.payments is
   'Payments detected on chain to the current merchant''s addresses: txid and output, amount (exact, and in base units), status mempool / in_block / confirmed / reverted, live confirmations, late (after the invoice expired).';
@@ -190,8 +190,7 @@ select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset,
           from invoices_internal.payments p
           left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
          where p.status <> 'reverted'
-           and p.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[])
-           and invoices_internal.may_read('unmatched_payments', current_user)) u
+           and p.merchant_id = any ((select invoices_internal.readable_merchants('unmatched_payments', current_user) from invoices_internal.session_scope)::uuid[])) u
  where u.reason is not null;
 
 comment on view invoices.unmatched_payments is

@@ -6,7 +6,7 @@
 -- creates a finalized invoice of the link's merchant (quote and deposit address included).
 --
 -- Needs: 05_errors (raise); 10_tables (currencies, merchants); 15_tenancy (authorize, may_read,
---   require_merchant, visible_merchants); 50_invoices (create_invoice); 55_gateway
+--   readable_merchants, require_merchant, session_scope); 50_invoices (create_invoice); 55_gateway
 --   (public_lookup_allowed)
 -- Provides (API): create_payment_link(), deactivate_payment_link(), pay_payment_link(), payment_links, public_payment_links
 -- Provides (internal): payment_links, payment_link_slugs, link_slug(), payment_link_object()
@@ -224,7 +224,7 @@ create view invoices.payment_links with (security_barrier) as
 select l.merchant_id, l.id, l.slug, l.title, l.description, l.amount, l.currency, l.asset, l.redirect_url,
        l.metadata, l.active, l.invoices_created, l.created_at, l.deactivated_at
   from invoices_internal.payment_links l
- where l.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_links', current_user);
+ where l.merchant_id = any ((select invoices_internal.readable_merchants('payment_links', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.payment_links is
   'Payment links of the current merchant: slug, title, fixed amount (null: the payer chooses), currency, asset, active, how many invoices they created.';
@@ -233,8 +233,9 @@ create view invoices.public_payment_links as
 select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
        (select m.name from invoices_internal.merchants m where m.id = l.merchant_id) as merchant_name
   from invoices_internal.payment_links l
- where l.active and invoices_internal.public_lookup_allowed()
-   and invoices_internal.may_read('public_payment_links', current_user);
+ where l.active
+   and (select invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_payment_links', current_user)
+          from invoices_internal.session_scope);
 
 comment on view invoices.public_payment_links is
   'An active payment link as the payer sees it, readable without an API key by slug: GET /public_payment_links?slug=eq.<slug>. Pay it with POST /rpc/pay_payment_link.';

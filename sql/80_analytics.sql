@@ -5,7 +5,7 @@
 -- every merchant: one row group per merchant). Money stays numeric and exact; fiat values of
 -- crypto amounts use the quoted rate unless the view says otherwise.
 --
--- Needs: 10_tables (currencies, invoices, quotes); 15_tenancy (may_read, visible_merchants);
+-- Needs: 10_tables (currencies, invoices, quotes); 15_tenancy (readable_merchants, session_scope);
 --   25_rates_quotes (current_rate, rate_observations)
 -- Provides (API): receivables_aging, revenue_by_month, payment_conversion, days_to_pay, open_exposure, fx_gain_loss
 -- Provides (internal): latest_quotes
@@ -27,7 +27,7 @@ with open as (
               else '90+' end as bucket
     from invoices_internal.invoices i
    where i.status in ('pending', 'partial', 'overdue')
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('receivables_aging', current_user)
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('receivables_aging', current_user) from invoices_internal.session_scope)::uuid[])
 )
 select merchant_id, currency,
        count(*) as open_invoices,
@@ -53,7 +53,7 @@ select i.merchant_id, date_trunc('month', i.paid_at)::date as month, i.currency,
   join invoices_internal.currencies c on c.code = i.currency
   left join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
  where i.status in ('paid', 'confirmed') and i.paid_at is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('revenue_by_month', current_user)
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('revenue_by_month', current_user) from invoices_internal.session_scope)::uuid[])
  group by i.merchant_id, date_trunc('month', i.paid_at), i.currency, i.asset;
 
 comment on view invoices.revenue_by_month is
@@ -70,7 +70,7 @@ select i.merchant_id, date_trunc('month', i.finalized_at)::date as month,
              / nullif(count(*) filter (where i.status in ('paid', 'confirmed', 'expired')), 0), 4) as paid_vs_expired
   from invoices_internal.invoices i
  where i.finalized_at is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('payment_conversion', current_user)
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('payment_conversion', current_user) from invoices_internal.session_scope)::uuid[])
  group by i.merchant_id, date_trunc('month', i.finalized_at);
 
 comment on view invoices.payment_conversion is
@@ -81,7 +81,7 @@ with paid as (
   select i.merchant_id, extract(epoch from i.paid_at - i.finalized_at) / 86400 as days
     from invoices_internal.invoices i
    where i.paid_at is not null and i.finalized_at is not null
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('days_to_pay', current_user)
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('days_to_pay', current_user) from invoices_internal.session_scope)::uuid[])
 )
 select merchant_id,
        count(*) as paid_invoices,
@@ -105,7 +105,7 @@ with open as (
     from invoices_internal.invoices i
     join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
    where i.status in ('pending', 'partial', 'overdue')
-     and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('open_exposure', current_user)
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('open_exposure', current_user) from invoices_internal.session_scope)::uuid[])
 )
 select o.merchant_id, o.asset, o.currency,
        count(*) as open_invoices,
@@ -133,7 +133,7 @@ select i.merchant_id, i.id as invoice_id, i.invoice_number, q.asset, q.currency,
      where o.asset = q.asset and o.currency = q.currency and o.observed_at <= i.confirmed_at
      order by o.observed_at desc limit 1) c on true
  where i.status = 'confirmed' and q.rate is not null
-   and i.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('fx_gain_loss', current_user);
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('fx_gain_loss', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.fx_gain_loss is
   'FX gain or loss of each confirmed crypto-paid fiat invoice: the asset received valued at the last rate observed before confirmation minus its value at the quoted rate (positive: the crypto was worth more when it arrived).';

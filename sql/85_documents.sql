@@ -13,7 +13,7 @@
 -- (see the README; scripts/setup.sh runs such an nginx).
 --
 -- Needs: 05_errors (raise); 10_tables (invoices); 12_outbox (emit_events); 15_tenancy
---   (authorize); 50_invoices (document_invoice, invoice_object); 70_chains (chains)
+--   (authorize); 50_invoices (document_invoice, invoice_by_slug, invoice_object); 70_chains (chains)
 -- Provides (API): "application/pdf, "text/html, invoice_pdf(), hosted_invoice(), invoice_viewed()
 -- Provides (internal): invoice_document()
 
@@ -77,9 +77,8 @@ declare
   authorized boolean := invoices_internal.authorize('hosted_invoice');  -- first: the caller's scope
   i invoices_internal.invoices;
 begin
-  select * into i from invoices_internal.invoices v
-   where v.slug = btrim(coalesce(hosted_invoice.slug, '')) and v.finalized_at is not null;
-  if not found then
+  i := invoices_internal.invoice_by_slug(btrim(coalesce(hosted_invoice.slug, '')));
+  if i.finalized_at is null then
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
       'the hosted page shows a finalized invoice by the slug in its URL');
   end if;
@@ -113,9 +112,8 @@ declare
   changed invoices_internal.invoices;
 begin
   -- found by slug (any merchant), then changed by its key
-  select * into i from invoices_internal.invoices v
-   where v.slug = btrim(coalesce(invoice_viewed.slug, '')) and v.finalized_at is not null;
-  if not found then
+  i := invoices_internal.invoice_by_slug(btrim(coalesce(invoice_viewed.slug, '')));
+  if i.finalized_at is null then
     perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
       'pass the slug of a finalized invoice (from its hosted URL)');
   end if;
@@ -165,16 +163,15 @@ as $$
 declare
   authorized boolean := invoices_internal.authorize('requote_expired');  -- first: anyone, by slug
   caller text := current_setting('invoices.merchant_id', true);
-  inv record;
+  inv invoices_internal.invoices := invoices_internal.invoice_by_slug(requote_expired.slug);
+  allowed boolean;
   result jsonb;
 begin
-  select i.merchant_id, i.id, m.public_requote into inv
-    from invoices_internal.invoices i join invoices_internal.merchants m on m.id = i.merchant_id
-   where i.slug = requote_expired.slug and i.status <> 'draft';
-  if not found then
+  if inv.id is null or inv.status = 'draft' then
     perform invoices_internal.raise('P0002', 'invoice not found', null, 'give the slug of the hosted page');
   end if;
-  if not inv.public_requote then
+  select m.public_requote into allowed from invoices_internal.merchants m where m.id = inv.merchant_id;
+  if not allowed then
     perform invoices_internal.raise('42501', 'the merchant does not let payers ask for a new quote', null,
       'ask the merchant for a new invoice');
   end if;

@@ -9,20 +9,22 @@
 -- stamped when the relay accepts the first message. Without a relay the e-mails wait.
 --
 -- Needs: 05_errors (raise); 10_tables (invoices); 12_outbox (emails, queue_invoice_email,
---   retry_schedule); 15_tenancy (authorize, may_read, require_merchant, visible_merchants);
+--   retry_schedule); 15_tenancy (authorize, may_read, readable_merchants, require_merchant, session_scope);
 --   50_invoices (finalize_invoice, resolve_invoice); 85_documents (invoice_document)
 -- Provides (API): send_invoice(), emails
 -- Provides (internal): email_object(), database_setting(), claim_emails(), record_email()
 
 create function invoices_internal.email_object(e invoices_internal.emails) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select jsonb_build_object('id', e.id, 'invoice_id', e.invoice_id,
-           'invoice_number', (select invoice_number from invoices_internal.invoices i
-                               where i.merchant_id = e.merchant_id and i.id = e.invoice_id),
-           'to', e.recipient, 'status', e.status, 'attempts', e.attempts,
-           'next_attempt_at', e.next_attempt_at, 'last_error', e.last_error,
-           'created_at', e.created_at, 'sent_at', e.sent_at)
+begin
+  return (select jsonb_build_object('id', e.id, 'invoice_id', e.invoice_id,
+             'invoice_number', (select invoice_number from invoices_internal.invoices i
+                                 where i.merchant_id = e.merchant_id and i.id = e.invoice_id),
+             'to', e.recipient, 'status', e.status, 'attempts', e.attempts,
+             'next_attempt_at', e.next_attempt_at, 'last_error', e.last_error,
+             'created_at', e.created_at, 'sent_at', e.sent_at));
+end
 $$;
 
 create function invoices.send_invoice(ref text, to_email text default null) returns jsonb
@@ -56,7 +58,7 @@ select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to",
        e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
   from invoices_internal.emails e
   join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
- where e.merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]) and invoices_internal.may_read('emails', current_user);
+ where e.merchant_id = any ((select invoices_internal.readable_merchants('emails', current_user) from invoices_internal.session_scope)::uuid[]);
 
 comment on view invoices.emails is
   'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer.';

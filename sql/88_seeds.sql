@@ -9,8 +9,8 @@
 -- A failure rolls the handler back: nothing is written. The handlers are thin: they shape the
 -- seed's payload (in Rust), call the engine's functions and shape the answer.
 --
--- Needs: 05_errors (raise); 15_tenancy (authorize, check_scope, http_scopes, scope_allows);
---   25_rates_quotes (rates); 40_views (invoices); 50_invoices (create_invoice, finalize_invoice,
+-- Needs: 05_errors (raise); 10_tables (invoices); 15_tenancy (authorize, check_scope, http_scopes, scope_allows);
+--   25_rates_quotes (rates); 40_views (invoice_rows); 50_invoices (create_invoice, finalize_invoice,
 --   cancel_invoice, resolve_invoice); 65_webhooks (create_webhook_endpoint,
 --   delete_webhook_endpoint, webhook_endpoints); 72_payments (payments); 75_payment_links
 --   (create_payment_link, deactivate_payment_link, payment_links)
@@ -38,7 +38,7 @@ end
 $$;
 
 -- One invoice of the current merchant by number, id or slug, as the seeds' shapes read it: a
--- row of invoices.invoices with created_unix (its creation in Unix seconds).
+-- row of invoice_rows with created_unix (its creation in Unix seconds).
 create function invoices_internal.seed_invoice(ref text) returns jsonb
 language plpgsql stable
 as $$
@@ -47,7 +47,7 @@ declare
   inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
 begin
   return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
-            from invoices.invoices r where r.merchant_id = mid and r.id = inv_id);
+            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
 end
 $$;
 
@@ -176,13 +176,13 @@ declare
   total bigint;
   page jsonb;
 begin
-  select count(*) into total from invoices.invoices r
+  select count(*) into total from invoices_internal.invoices r
    where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
   select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
            to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
            order by r.created_at desc, r.id desc), '[]')
     into page
-    from (select * from invoices.invoices r
+    from (select * from invoices_internal.invoice_rows r
            where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
            order by r.created_at desc, r.id desc
            limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
@@ -455,19 +455,23 @@ comment on function invoices.seed_pdf(text) is
 
 -- The chain an apiforcrypto invoice names, as its answers show it: {id, tokens}.
 create function invoices_internal.seed_afc_chain(chain text) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select coalesce((select jsonb_build_object('id', c.id, 'tokens', c.tokens)
-                     from invoices_internal.chains c where c.id = chain), jsonb_build_object('id', chain, 'tokens', '{}'::jsonb))
+begin
+  return (select coalesce((select jsonb_build_object('id', c.id, 'tokens', c.tokens)
+                       from invoices_internal.chains c where c.id = chain), jsonb_build_object('id', chain, 'tokens', '{}'::jsonb)));
+end
 $$;
 
 -- The invoice's payments, as apiforcrypto's status and txs read them.
 create function invoices_internal.seed_afc_payments(mid uuid, inv_id uuid) returns jsonb
-language sql stable
+language plpgsql stable
 as $$
-  select coalesce(jsonb_agg(jsonb_build_object('txid', p.txid, 'status', p.status, 'amount', p.amount::text)
-                            order by p.id), '[]')
-    from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id
+begin
+  return (select coalesce(jsonb_agg(jsonb_build_object('txid', p.txid, 'status', p.status, 'amount', p.amount::text)
+                              order by p.id), '[]')
+      from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id);
+end
 $$;
 
 create function invoices_internal.seed_afc_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb

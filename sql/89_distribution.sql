@@ -52,12 +52,15 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
     ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
     -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.invoice_slugs',       'routing', 'slug',     null, 305),
     ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
     ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
     ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
     -- local: written by the coordinator's background worker several times a second, read
     -- only by invoices.worker_status; replicating it to every node would buy nothing
-    ('invoices_internal.worker_tasks',        'local', null, null, 900)
+    ('invoices_internal.worker_tasks',        'local', null, null, 900),
+    -- local: the views' merchant filter reads it, so that filter runs in the caller's session
+    ('invoices_internal.session_scope',       'local', null, null, 910)
   ) as p(table_name, kind, distribution_column, colocate_with, position);
 
 comment on view invoices_internal.distribution_plan is
@@ -85,6 +88,10 @@ begin
       using errcode = '55000',
             hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
   end if;
+  -- the tables are distributed one by one: while the reference tables are created, the tables
+  -- referencing them are still plain tables, which Citus would otherwise convert (with their
+  -- views) into Citus local tables first
+  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
   for p in select * from invoices_internal.distribution_plan order by position loop
     continue when p.kind = 'local';
     if pg_catalog.to_regclass(p.table_name) is null then
@@ -103,6 +110,33 @@ begin
     execute call;
     return next call;
   end loop;
+  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
+  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
+  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
+  -- request passed on by SET LOCAL). Without a merchant the API role reads what the public
+  -- views show (public_doors). The server secrets stay unreadable.
+  for p in select * from invoices_internal.distribution_plan
+            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
+    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
+  end loop;
+  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
+                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
+                                            ('invoices_internal.payment_links')) t(table_name)
+            where not exists (select 1 from pg_catalog.pg_policy x
+                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
+    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
+                              'using (invoices_internal.acts_for_no_merchant())', p.table_name);
+    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
+  end loop;
+  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
+  -- sent over the connections of the querying role
+  perform 1 from pg_catalog.run_command_on_workers(
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin') r
+   where not r.success;
+  if found then
+    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin';
+  end if;
 end
 $$;
 

@@ -20,9 +20,12 @@ grant execute on function invoices_internal.visible_merchants() to public;
 
 grant execute on function invoices_internal.current_merchant_id() to public;
 
-grant execute on function invoices_internal.admin_merchant_ids(name) to public;
+grant execute on function invoices_internal.admin_merchant_ids(name), invoices_internal.is_admin(name),
+  invoices_internal.may_see(uuid), invoices_internal.acts_for_no_merchant() to public;
 
 grant execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) to public;
+
+grant execute on function invoices_internal.readable_merchants(text, name) to public;
 
 -- Admins (data teams, operators) use the whole SQL door.
 grant usage on schema invoices to invoices_admin;
@@ -37,7 +40,7 @@ grant execute on all functions in schema invoices to invoices_admin;
 alter table invoices_internal.merchants enable row level security;
 
 create policy merchant_scope on invoices_internal.merchants
-  using (id = any ((select invoices_internal.visible_merchants())::uuid[]));
+  using (invoices_internal.may_see(id));
 
 -- ... and every table that carries merchant_id, today's and tomorrow's alike.
 do $$
@@ -51,7 +54,7 @@ begin
             order by c.relname
   loop
     execute format('alter table %s enable row level security', t);
-    execute format('create policy merchant_scope on %s using (merchant_id = any ((select invoices_internal.visible_merchants())::uuid[]))', t);
+    execute format('create policy merchant_scope on %s using (invoices_internal.may_see(merchant_id))', t);
   end loop;
 end
 $$;
@@ -90,6 +93,8 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.merchants', '');
 select pg_catalog.pg_extension_config_dump('invoices_internal.invoices', '');
 
 select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_lines', '');
+
+select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_slugs', '');
 
 select pg_catalog.pg_extension_config_dump('invoices_internal.audit_log', '');
 
@@ -202,7 +207,8 @@ begin
            where c.relnamespace = 'invoices'::regnamespace and c.relkind = 'v') o
    where not exists (select 1 from invoices_internal.access_rules a where a.kind = o.kind and a.object = o.name)
       or (o.kind = 'function' and o.prosrc not like format('%%invoices_internal.authorize(%L)%%', o.name))
-      or (o.kind = 'view' and o.prosrc not like format('%%may_read(%L%%', o.name));
+      or (o.kind = 'view' and o.prosrc not like format('%%may_read(%L%%', o.name)
+                          and o.prosrc not like format('%%readable_merchants(%L%%', o.name));
   if missing is not null then
     raise exception 'objects of schema invoices without a scope rule or its check: %', missing;
   end if;

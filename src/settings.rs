@@ -12,6 +12,10 @@ pub static PUBLIC_BASE_URL: GucSetting<Option<CString>> =
 pub static CHECKOUT_FRAME_ANCESTORS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"*"));
 
+/// `invoices.background_worker`: whether this server runs the background worker. Off on the
+/// worker nodes of a Citus cluster: only the coordinator sweeps, polls and delivers.
+pub static BACKGROUND_WORKER: GucSetting<bool> = GucSetting::<bool>::new(true);
+
 /// `invoices.database`: the database the background worker connects to.
 pub static DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"invoices"));
@@ -102,6 +106,14 @@ pub fn register() {
         c"Hosted invoice URL = <public_base_url>/i/<slug>. No trailing slash.",
         &PUBLIC_BASE_URL,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"invoices.background_worker",
+        c"Run the invoices background worker on this server.",
+        c"On one server per database: the single node, or a Citus cluster's coordinator. Off on Citus worker nodes, which only hold shards.",
+        &BACKGROUND_WORKER,
+        GucContext::Postmaster,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(

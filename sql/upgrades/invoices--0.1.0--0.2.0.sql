@@ -5767,3 +5767,1374 @@ as $$
     from invoices_internal.document_invoice(ref) d
     join invoices_internal.invoice_rows r on r.merchant_id = d.merchant_id and r.id = d.id
 $$;
+
+-- Scaling out on Citus (issue 23): row-level security without subqueries, the views' merchant
+-- filter evaluated in the caller's session, invoices found by slug through a routing table.
+create function invoices_internal.is_admin(caller name) returns boolean
+language sql stable security definer
+set search_path = pg_catalog
+as $$
+  select pg_has_role(session_user, caller, 'MEMBER')
+         and (coalesce((select rolsuper from pg_roles where rolname = caller), false)
+              or pg_has_role(caller, 'invoices_admin', 'MEMBER'))
+$$;
+
+create function invoices_internal.may_see(merchant uuid) returns boolean
+language sql stable parallel safe
+begin atomic
+  select merchant = invoices_internal.current_merchant_id()
+      or (invoices_internal.current_merchant_id() is null and invoices_internal.is_admin(current_user));
+end;
+
+revoke execute on function invoices_internal.is_admin(name), invoices_internal.may_see(uuid) from public;
+
+grant execute on function invoices_internal.is_admin(name), invoices_internal.may_see(uuid) to public;
+
+create table invoices_internal.session_scope (
+  one boolean primary key default true check (one)
+);
+
+insert into invoices_internal.session_scope default values;
+
+comment on table invoices_internal.session_scope is
+  'One row that stays on the coordinator: the views'' merchant filter reads it so that, on Citus, the filter is evaluated in the caller''s session and only its answer is sent to the worker nodes.';
+
+create function invoices_internal.readable_merchants(object text, caller name) returns uuid[]
+language sql stable
+begin atomic
+  select case when invoices_internal.may_read(object, caller) then invoices_internal.visible_merchants() end;
+end;
+
+revoke execute on function invoices_internal.readable_merchants(text, name) from public;
+
+grant execute on function invoices_internal.readable_merchants(text, name) to public;
+
+create table invoices_internal.invoice_slugs (
+  slug        text primary key,
+  merchant_id uuid not null,
+  invoice_id  uuid not null
+);
+
+insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id)
+select slug, merchant_id, id from invoices_internal.invoices;
+
+revoke all on invoices_internal.invoice_slugs, invoices_internal.session_scope from public;
+
+alter table invoices_internal.invoice_slugs enable row level security;
+
+select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_slugs', '');
+
+create function invoices_internal.invoice_by_slug(slug text) returns invoices_internal.invoices
+language plpgsql stable
+as $$
+declare
+  owner invoices_internal.invoice_slugs;
+  i invoices_internal.invoices;
+begin
+  select * into owner from invoices_internal.invoice_slugs s where s.slug = invoice_by_slug.slug;
+  if found then
+    select * into i from invoices_internal.invoices v where v.merchant_id = owner.merchant_id and v.id = owner.invoice_id;
+  end if;
+  return i;
+end
+$$;
+
+revoke execute on function invoices_internal.invoice_by_slug(text) from public;
+
+do $$
+declare
+  t regclass;
+begin
+  for t in select polrelid::regclass from pg_policy where polname = 'merchant_scope' loop
+    execute format('drop policy merchant_scope on %s', t);
+  end loop;
+end
+$$;
+
+create policy merchant_scope on invoices_internal.merchants
+  using (invoices_internal.may_see(id));
+
+do $$
+declare
+  t regclass;
+begin
+  for t in select c.oid::regclass
+             from pg_class c
+             join pg_attribute a on a.attrelid = c.oid and a.attname = 'merchant_id' and not a.attisdropped
+            where c.relnamespace = 'invoices_internal'::regnamespace and c.relkind = 'r'
+            order by c.relname
+  loop
+    execute format('create policy merchant_scope on %s using (invoices_internal.may_see(merchant_id))', t);
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  new.updated_at := now();
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := now();
+      when 'partially_paid_at' then new.partially_paid_at := now();
+      when 'paid_at' then new.paid_at := now();
+      when 'confirmed_at' then new.confirmed_at := now();
+      when 'expired_at' then new.expired_at := now();
+      when 'overdue_at' then new.overdue_at := now();
+      when 'cancelled_at' then new.cancelled_at := now();
+      else null;
+    end case;
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, array[t[2]], null, array[old.status], array[new.status]);
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
+    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
+      new.address_id := null;
+    end if;
+  end if;
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_insert() returns trigger
+language plpgsql
+as $$
+begin
+  if new.status = 'pending' then
+    new.finalized_at := now();   -- draft -> pending, always legal
+  elsif new.status <> 'draft' then
+    raise exception 'a new invoice starts as draft, not %', new.status
+      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
+  end if;
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
+  if new.status = 'pending' then
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created,invoice.finalized}', null,
+                                          '{NULL,draft}', '{draft,pending}');
+  else
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created}', null, '{NULL}', '{draft}');
+  end if;
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.document_invoice(ref text, out merchant_id uuid, out id uuid)
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.current_merchant_id();
+  r text := btrim(coalesce(ref, ''));
+begin
+  if mid is not null then
+    document_invoice.merchant_id := mid;
+    document_invoice.id := invoices_internal.resolve_invoice(mid, ref);
+    return;
+  end if;
+  if r = '' then
+    perform invoices_internal.raise('22023', 'invalid invoice reference: ref is required',
+      '{"errors":[{"field":"ref","message":"is required"}]}', 'pass the invoice''s slug (from its hosted URL)');
+  end if;
+  if r ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$' then
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoices i where i.id = r::uuid and i.finalized_at is not null;
+  else
+    select i.merchant_id, i.id into document_invoice.merchant_id, document_invoice.id
+      from invoices_internal.invoice_by_slug(r) i where i.finalized_at is not null;
+  end if;
+  if document_invoice.id is null then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', r), null,
+      'without an API key an invoice is found by its slug (from its hosted URL) once it is finalized');
+  end if;
+end
+$$;
+
+create or replace function invoices.hosted_invoice(slug text) returns invoices."text/html"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('hosted_invoice');  -- first: the caller's scope
+  i invoices_internal.invoices;
+begin
+  i := invoices_internal.invoice_by_slug(btrim(coalesce(hosted_invoice.slug, '')));
+  if i.finalized_at is null then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', hosted_invoice.slug), null,
+      'the hosted page shows a finalized invoice by the slug in its URL');
+  end if;
+  -- framed only where invoices.checkout_frame_ancestors allows (the pay button's modal)
+  perform set_config('response.headers', jsonb_build_array(jsonb_build_object('Cache-Control', 'no-store'),
+    jsonb_build_object('Content-Security-Policy', 'frame-ancestors '
+      || coalesce(nullif(current_setting('invoices.checkout_frame_ancestors', true), ''), '''none''')),
+    jsonb_build_object('Referrer-Policy', 'no-referrer'))::text, true);
+  return invoices_internal.render_hosted_page(
+    invoices_internal.invoice_document(i.merchant_id, i.id),
+    '../rpc/',
+    '../rpc/invoice_pdf?ref=' || i.slug,
+    (extract(epoch from current_setting('invoices.page_poll_ms')::interval) * 1000)::int,
+    (extract(epoch from clock_timestamp()) * 1000)::bigint);
+end
+$$;
+
+create or replace function invoices.invoice_viewed(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('invoice_viewed');  -- first: the caller's scope
+  i invoices_internal.invoices;
+  changed invoices_internal.invoices;
+begin
+  -- found by slug (any merchant), then changed by its key
+  i := invoices_internal.invoice_by_slug(btrim(coalesce(invoice_viewed.slug, '')));
+  if i.finalized_at is null then
+    perform invoices_internal.raise('P0002', format('invoice "%s" not found', invoice_viewed.slug), null,
+      'pass the slug of a finalized invoice (from its hosted URL)');
+  end if;
+  if i.viewed_at is null then
+    update invoices_internal.invoices v set viewed_at = now()
+     where v.merchant_id = i.merchant_id and v.id = i.id and v.viewed_at is null
+    returning * into changed;
+    if found then
+      perform invoices_internal.emit_events(changed, '{invoice.viewed}');
+      return jsonb_build_object('slug', changed.slug, 'viewed_at', changed.viewed_at, 'first_view', true);
+    end if;
+    -- viewed by a concurrent call meanwhile
+    select * into i from invoices_internal.invoices v where v.merchant_id = i.merchant_id and v.id = i.id;
+  end if;
+  return jsonb_build_object('slug', i.slug, 'viewed_at', i.viewed_at, 'first_view', false);
+end
+$$;
+
+create or replace function invoices.requote_expired(slug text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('requote_expired');  -- first: anyone, by slug
+  caller text := current_setting('invoices.merchant_id', true);
+  inv invoices_internal.invoices := invoices_internal.invoice_by_slug(requote_expired.slug);
+  allowed boolean;
+  result jsonb;
+begin
+  if inv.id is null or inv.status = 'draft' then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, 'give the slug of the hosted page');
+  end if;
+  select m.public_requote into allowed from invoices_internal.merchants m where m.id = inv.merchant_id;
+  if not allowed then
+    perform invoices_internal.raise('42501', 'the merchant does not let payers ask for a new quote', null,
+      'ask the merchant for a new invoice');
+  end if;
+  perform set_config('invoices.merchant_id', inv.merchant_id::text, true);
+  result := invoices.requote_invoice(inv.id::text);
+  perform set_config('invoices.merchant_id', coalesce(caller, ''), true);
+  return jsonb_build_object('slug', requote_expired.slug, 'status', result->'status',
+                            'asset', result->'asset', 'asset_amount', result->'asset_amount',
+                            'expires_at', result->'expires_at');
+end
+$$;
+
+create or replace view invoices_internal.distribution_plan as
+select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
+  from (values
+    -- reference: small, global, read by joins with tenant tables on every node
+    ('invoices_internal.currencies'::text,  'reference'::text, null::text, null::text, 10),
+    ('invoices_internal.chains',            'reference', null, null, 20),
+    ('invoices_internal.chain_blocks',      'reference', null, null, 30),
+    ('invoices_internal.rate_sources',      'reference', null, null, 40),
+    ('invoices_internal.rate_observations', 'reference', null, null, 50),
+    ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    ('invoices_internal.access_rules',      'reference', null, null, 65),
+    -- tenant: the colocation anchor, then every table carrying merchant_id
+    ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
+    ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
+    ('invoices_internal.invoice_lines',       'tenant', 'merchant_id', 'invoices_internal.merchants', 120),
+    ('invoices_internal.quotes',              'tenant', 'merchant_id', 'invoices_internal.merchants', 130),
+    ('invoices_internal.audit_log',           'tenant', 'merchant_id', 'invoices_internal.merchants', 140),
+    ('invoices_internal.api_keys',            'tenant', 'merchant_id', 'invoices_internal.merchants', 150),
+    ('invoices_internal.idempotency_keys',    'tenant', 'merchant_id', 'invoices_internal.merchants', 160),
+    ('invoices_internal.wallets',             'tenant', 'merchant_id', 'invoices_internal.merchants', 170),
+    ('invoices_internal.addresses',           'tenant', 'merchant_id', 'invoices_internal.merchants', 180),
+    ('invoices_internal.address_assignments', 'tenant', 'merchant_id', 'invoices_internal.merchants', 190),
+    ('invoices_internal.events',              'tenant', 'merchant_id', 'invoices_internal.merchants', 200),
+    ('invoices_internal.webhook_endpoints',   'tenant', 'merchant_id', 'invoices_internal.merchants', 210),
+    ('invoices_internal.webhook_deliveries',  'tenant', 'merchant_id', 'invoices_internal.merchants', 220),
+    ('invoices_internal.webhook_attempts',    'tenant', 'merchant_id', 'invoices_internal.merchants', 230),
+    ('invoices_internal.payments',            'tenant', 'merchant_id', 'invoices_internal.merchants', 240),
+    ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
+    ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
+    -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.invoice_slugs',       'routing', 'slug',     null, 305),
+    ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
+    ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
+    -- local: written by the coordinator's background worker several times a second, read
+    -- only by invoices.worker_status; replicating it to every node would buy nothing
+    ('invoices_internal.worker_tasks',        'local', null, null, 900),
+    -- local: the views' merchant filter reads it, so that filter runs in the caller's session
+    ('invoices_internal.session_scope',       'local', null, null, 910)
+  ) as p(table_name, kind, distribution_column, colocate_with, position);
+
+create or replace view invoices.invoice_lines with (security_barrier) as
+select l.merchant_id, l.invoice_id, i.invoice_number, l.position, l.description,
+       l.quantity, l.unit_price, l.amount, i.currency
+  from invoices_internal.invoice_lines l
+  join invoices_internal.invoices i on i.merchant_id = l.merchant_id and i.id = l.invoice_id
+ where l.merchant_id = any ((select invoices_internal.readable_merchants('invoice_lines', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.audit_log with (security_barrier) as
+select a.merchant_id, a.id, a.invoice_id, i.invoice_number, a.from_status, a.to_status,
+       a.event, a.actor, a.at
+  from invoices_internal.audit_log a
+  join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
+ where a.merchant_id = any ((select invoices_internal.readable_merchants('audit_log', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.api_keys with (security_barrier) as
+select k.merchant_id, k.id, k.name, k.prefix, k.scopes, k.rate_limit_per_minute,
+       k.created_at, k.created_by, k.revoked_at, k.revoked_at is null as active,
+       greatest(k.last_used_at, to_timestamp(u.last_used_unix)) as last_used_at
+  from invoices_internal.api_keys k
+  left join invoices_internal.api_key_usage() u on u.key_id = k.id
+ where k.merchant_id = any ((select invoices_internal.readable_merchants('api_keys', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.quotes with (security_barrier) as
+select q.merchant_id, q.invoice_id, i.invoice_number, q.id, q.asset, q.currency, q.amount, q.rate,
+       q.rate_sources, q.markup_percent, q.asset_amount, q.created_at, q.expires_at,
+       q.id = (select q2.id from invoices_internal.quotes q2
+                where q2.merchant_id = q.merchant_id and q2.invoice_id = q.invoice_id
+                order by q2.created_at desc limit 1) as current
+  from invoices_internal.quotes q
+  join invoices_internal.invoices i on i.merchant_id = q.merchant_id and i.id = q.invoice_id
+ where q.merchant_id = any ((select invoices_internal.readable_merchants('quotes', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.wallets with (security_barrier) as
+select w.merchant_id, w.id, w.asset, w.network, w.xpub, w.xpub is null as bring_your_own,
+       case when w.xpub is null then
+         (select a.address from invoices_internal.addresses a
+           where a.merchant_id = w.merchant_id and a.wallet_id = w.id limit 1) end as address,
+       w.gap_limit, w.next_index as derived_addresses, w.active, w.created_at,
+       (select count(*) from invoices_internal.addresses a
+         where a.merchant_id = w.merchant_id and a.wallet_id = w.id and a.invoice_id is not null) as addresses_in_use
+  from invoices_internal.wallets w
+ where w.merchant_id = any ((select invoices_internal.readable_merchants('wallets', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.addresses with (security_barrier) as
+select a.merchant_id, a.wallet_id, w.asset, w.network, a.id, a.address, a.derivation_index,
+       case when a.invoice_id is not null then 'assigned'
+            when a.available_at > now() then 'paused'
+            else 'free' end as state,
+       i.invoice_number, a.invoice_id, a.last_invoice_id, a.available_at, a.times_assigned,
+       a.first_paid_at, a.created_at
+  from invoices_internal.addresses a
+  join invoices_internal.wallets w on w.merchant_id = a.merchant_id and w.id = a.wallet_id
+  left join invoices_internal.invoices i on i.merchant_id = a.merchant_id and i.id = a.invoice_id
+ where a.merchant_id = any ((select invoices_internal.readable_merchants('addresses', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.events with (security_barrier) as
+select v.merchant_id, v.id, v.event, v.invoice_id, v.data, v.created_at
+  from invoices_internal.events v
+ where v.merchant_id = any ((select invoices_internal.readable_merchants('events', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.webhook_endpoints with (security_barrier) as
+select e.merchant_id, e.id, e.url, e.events, e.description, e.active, e.created_at, e.deleted_at, e.format
+  from invoices_internal.webhook_endpoints e
+ where e.merchant_id = any ((select invoices_internal.readable_merchants('webhook_endpoints', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.webhook_deliveries with (security_barrier) as
+select d.merchant_id, d.id, d.event_id, v.event, d.endpoint_id, d.endpoint_id is null as invoice_callback,
+       d.url, d.status, d.attempts, d.max_retries, d.next_attempt_at, d.last_status_code, d.last_error,
+       d.delivered_at, d.created_at,
+       (select jsonb_agg(jsonb_build_object('attempt', a.attempt, 'started_at', a.started_at,
+                                            'latency_ms', a.latency_ms, 'status_code', a.status_code,
+                                            'response', a.response_excerpt, 'error', a.error) order by a.attempt)
+          from invoices_internal.webhook_attempts a
+         where a.merchant_id = d.merchant_id and a.delivery_id = d.id) as attempt_log
+  from invoices_internal.webhook_deliveries d
+  join invoices_internal.events v on v.merchant_id = d.merchant_id and v.id = d.event_id
+ where d.merchant_id = any ((select invoices_internal.readable_merchants('webhook_deliveries', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.payments with (security_barrier) as
+select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.chain, p.txid, p.output_index, p.address,
+       p.asset, p.amount, p.amount_base, p.status,
+       case when p.block_height is null or p.status = 'reverted' then 0
+            else greatest(c.tip_height - p.block_height + 1, 0) end as confirmations,
+       p.block_height, p.block_hash, p.late, p.detected_at, p.confirmed_at, p.reverted_at
+  from invoices_internal.payments p
+  join invoices_internal.chains c on c.id = p.chain
+  left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+ where p.merchant_id = any ((select invoices_internal.readable_merchants('payments', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.unmatched_payments with (security_barrier) as
+select u.merchant_id, u.id, u.chain, u.txid, u.output_index, u.address, u.asset, u.amount, u.status,
+       u.invoice_id, u.invoice_number, u.reason, u.detected_at
+  from (select p.merchant_id, p.id, p.chain, p.txid, p.output_index, p.address, p.asset, p.amount, p.status,
+               p.invoice_id, i.invoice_number, p.detected_at,
+               case when i.id is null then 'no_invoice'
+                    when i.asset is distinct from p.asset then 'other_asset'
+                    -- late: the invoice was cancelled when the payment was recorded (its
+                    -- detected_at may precede a cancel that committed during the poll)
+                    when i.cancelled_at <= p.detected_at or i.cancelled_at is not null and p.late then 'invoice_cancelled'
+                    -- a late payment to an expired invoice pays it (paid_late): unmatched only
+                    -- while the invoice stays expired
+                    when p.late and i.status = 'expired' then 'invoice_expired'
+                    when (select coalesce(sum(e.amount), 0) from invoices_internal.payments e
+                           where e.merchant_id = p.merchant_id and e.invoice_id = p.invoice_id and e.asset = p.asset
+                             and e.status <> 'reverted' and e.id < p.id)
+                         >= (select q.asset_amount from invoices_internal.quotes q
+                              where q.merchant_id = p.merchant_id and q.invoice_id = p.invoice_id
+                              order by q.created_at desc limit 1) then 'invoice_already_paid'
+               end as reason
+          from invoices_internal.payments p
+          left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+         where p.status <> 'reverted'
+           and p.merchant_id = any ((select invoices_internal.readable_merchants('unmatched_payments', current_user) from invoices_internal.session_scope)::uuid[])) u
+ where u.reason is not null;
+
+create or replace view invoices.payment_links with (security_barrier) as
+select l.merchant_id, l.id, l.slug, l.title, l.description, l.amount, l.currency, l.asset, l.redirect_url,
+       l.metadata, l.active, l.invoices_created, l.created_at, l.deactivated_at
+  from invoices_internal.payment_links l
+ where l.merchant_id = any ((select invoices_internal.readable_merchants('payment_links', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.receivables_aging with (security_barrier) as
+with open as (
+  select i.merchant_id, i.currency, greatest(i.total - i.amount_paid, 0) as due,
+         case when i.due_date is null or i.due_date >= current_date then 'current'
+              when current_date - i.due_date <= 30 then '1-30'
+              when current_date - i.due_date <= 60 then '31-60'
+              when current_date - i.due_date <= 90 then '61-90'
+              else '90+' end as bucket
+    from invoices_internal.invoices i
+   where i.status in ('pending', 'partial', 'overdue')
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('receivables_aging', current_user) from invoices_internal.session_scope)::uuid[])
+)
+select merchant_id, currency,
+       count(*) as open_invoices,
+       sum(due) as total_due,
+       coalesce(sum(due) filter (where bucket = 'current'), 0) as current,
+       coalesce(sum(due) filter (where bucket = '1-30'), 0) as days_1_30,
+       coalesce(sum(due) filter (where bucket = '31-60'), 0) as days_31_60,
+       coalesce(sum(due) filter (where bucket = '61-90'), 0) as days_61_90,
+       coalesce(sum(due) filter (where bucket = '90+'), 0) as days_90_plus
+  from open
+ group by merchant_id, currency;
+
+create or replace view invoices.revenue_by_month with (security_barrier) as
+select i.merchant_id, date_trunc('month', i.paid_at)::date as month, i.currency, i.asset,
+       count(*) as paid_invoices,
+       sum(i.amount_paid) as revenue,                         -- in the invoice currency
+       sum(i.asset_paid) as asset_received,                   -- in the asset
+       sum(round(i.asset_paid * coalesce(q.rate, 1), c.exponent)) as fiat_value_at_quote
+  from invoices_internal.invoices i
+  join invoices_internal.currencies c on c.code = i.currency
+  left join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+ where i.status in ('paid', 'confirmed') and i.paid_at is not null
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('revenue_by_month', current_user) from invoices_internal.session_scope)::uuid[])
+ group by i.merchant_id, date_trunc('month', i.paid_at), i.currency, i.asset;
+
+create or replace view invoices.payment_conversion with (security_barrier) as
+select i.merchant_id, date_trunc('month', i.finalized_at)::date as month,
+       count(*) as finalized,
+       count(*) filter (where i.status in ('paid', 'confirmed')) as paid,
+       count(*) filter (where i.status = 'expired') as expired,
+       count(*) filter (where i.status = 'cancelled') as cancelled,
+       count(*) filter (where i.status in ('pending', 'partial', 'overdue')) as open,
+       round(count(*) filter (where i.status in ('paid', 'confirmed'))::numeric
+             / nullif(count(*) filter (where i.status in ('paid', 'confirmed', 'expired')), 0), 4) as paid_vs_expired
+  from invoices_internal.invoices i
+ where i.finalized_at is not null
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('payment_conversion', current_user) from invoices_internal.session_scope)::uuid[])
+ group by i.merchant_id, date_trunc('month', i.finalized_at);
+
+create or replace view invoices.days_to_pay with (security_barrier) as
+with paid as (
+  select i.merchant_id, extract(epoch from i.paid_at - i.finalized_at) / 86400 as days
+    from invoices_internal.invoices i
+   where i.paid_at is not null and i.finalized_at is not null
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('days_to_pay', current_user) from invoices_internal.session_scope)::uuid[])
+)
+select merchant_id,
+       count(*) as paid_invoices,
+       count(*) filter (where days < 1) as same_day,
+       count(*) filter (where days >= 1 and days < 7) as days_1_6,
+       count(*) filter (where days >= 7 and days < 30) as days_7_29,
+       count(*) filter (where days >= 30) as days_30_plus,
+       round(percentile_cont(0.5) within group (order by days)::numeric, 2) as median_days,
+       round(percentile_cont(0.9) within group (order by days)::numeric, 2) as p90_days,
+       round(avg(days), 2) as mean_days
+  from paid
+ group by merchant_id;
+
+create or replace view invoices.open_exposure with (security_barrier) as
+with open as (
+  select i.merchant_id, q.asset, q.currency, q.rate as quoted_rate,
+         greatest(q.asset_amount - i.asset_paid, 0) as outstanding
+    from invoices_internal.invoices i
+    join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+   where i.status in ('pending', 'partial', 'overdue')
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('open_exposure', current_user) from invoices_internal.session_scope)::uuid[])
+)
+select o.merchant_id, o.asset, o.currency,
+       count(*) as open_invoices,
+       sum(o.outstanding) as outstanding_asset,
+       round(sum(o.outstanding * coalesce(o.quoted_rate, 1)), c.exponent) as value_at_quote,
+       r.rate as rate_today,
+       round(sum(o.outstanding) * case when o.asset = o.currency then 1 else r.rate end, c.exponent) as value_today
+  from open o
+  join invoices_internal.currencies c on c.code = o.currency
+  left join lateral invoices_internal.current_rate(o.asset, o.currency) r on true
+ group by o.merchant_id, o.asset, o.currency, r.rate, c.exponent;
+
+create or replace view invoices.fx_gain_loss with (security_barrier) as
+select i.merchant_id, i.id as invoice_id, i.invoice_number, q.asset, q.currency,
+       i.asset_paid, q.rate as quoted_rate, c.rate as rate_at_confirmation, i.confirmed_at,
+       round(i.asset_paid * (c.rate - q.rate), cur.exponent) as gain_loss
+  from invoices_internal.invoices i
+  join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+  join invoices_internal.currencies cur on cur.code = q.currency
+  left join lateral (
+    select o.rate from invoices_internal.rate_observations o
+     where o.asset = q.asset and o.currency = q.currency and o.observed_at <= i.confirmed_at
+     order by o.observed_at desc limit 1) c on true
+ where i.status = 'confirmed' and q.rate is not null
+   and i.merchant_id = any ((select invoices_internal.readable_merchants('fx_gain_loss', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.emails with (security_barrier) as
+select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to", e.status, e.attempts,
+       e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at
+  from invoices_internal.emails e
+  join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
+ where e.merchant_id = any ((select invoices_internal.readable_merchants('emails', current_user) from invoices_internal.session_scope)::uuid[]);
+
+-- Leases these deliveries of one merchant (locked by the caller) and returns them ready to
+-- send: every statement names the merchant, so on Citus it runs on that merchant's shard.
+create function invoices_internal.claim_merchant_deliveries(mid uuid, ids bigint[], lease timestamptz)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+begin
+  return query
+  with claimed as (
+    update invoices_internal.webhook_deliveries d
+       set status = 'delivering', lease_until = lease
+     where d.merchant_id = mid and d.id = any (ids)
+    returning d.*
+  )
+  select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+         case when fmt = 'invoices' then envelope::text
+              -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+              else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                     'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
+                     'latest_txid', (select p.txid from invoices_internal.payments p
+                                      where p.merchant_id = mid and p.invoice_id = v.invoice_id
+                                        and p.status <> 'reverted' order by p.id desc limit 1),
+                     'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                       where q.merchant_id = mid and q.invoice_id = v.invoice_id
+                                       order by q.created_at desc limit 1)))::text end,
+         c.attempts + 1,
+         fmt
+    from claimed c
+    join invoices_internal.events v on v.merchant_id = mid and v.id = c.event_id
+    left join invoices_internal.webhook_endpoints e on e.merchant_id = mid and e.id = c.endpoint_id
+    cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                            'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                            'data', v.data) as envelope,
+                               -- an endpoint's format, or for an invoice's own callback the one
+                               -- its creator asked for (apiforcrypto's invoices)
+                               case when c.endpoint_id is null
+                                    then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
+                                              then v.data->'metadata'->>'callback_format' else 'invoices' end
+                                    else coalesce(e.format, 'invoices') end as fmt) x;
+end
+$$;
+
+revoke execute on function invoices_internal.claim_merchant_deliveries(uuid, bigint[], timestamptz) from public;
+
+-- Sets a setting of the extension for the rest of the transaction with SET LOCAL, which
+-- Citus passes on to the worker nodes a statement touches (citus.propagate_set_commands =
+-- 'local'); set_config() would stay on this node. Callers name the setting themselves.
+create function invoices_internal.set_local(setting text, value text) returns void
+language plpgsql volatile
+as $$
+begin
+  if setting not in ('invoices.merchant_id', 'invoices.api_key_id', 'invoices.actor') then
+    raise exception 'set_local: % is not a setting it passes on', setting using errcode = '22023';
+  end if;
+  execute format('set local %s = %L', setting, coalesce(value, ''));
+end
+$$;
+
+revoke execute on function invoices_internal.set_local(text, text) from public;
+
+-- Does the caller act for no merchant? (On Citus: the API role's public doors, policy
+-- public_doors, read what the public views show.)
+create function invoices_internal.acts_for_no_merchant() returns boolean
+language sql stable parallel safe
+begin atomic
+  select invoices_internal.current_merchant_id() is null;
+end;
+
+revoke execute on function invoices_internal.acts_for_no_merchant() from public;
+
+grant execute on function invoices_internal.acts_for_no_merchant() to public;
+
+-- The invoice row carries what its object shows: its lines and its latest quote's amount and rate.
+alter table invoices_internal.invoices
+  add column lines jsonb not null default '[]'::jsonb,
+  add column asset_amount numeric,
+  add column rate numeric;
+
+set local session_replication_role = replica;
+
+update invoices_internal.invoices i
+   set lines = coalesce((select jsonb_agg(jsonb_build_object(
+                                 'description', l.description, 'quantity', l.quantity::text,
+                                 'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.position)
+                           from invoices_internal.invoice_lines l
+                          where l.merchant_id = i.merchant_id and l.invoice_id = i.id), '[]'::jsonb),
+       asset_amount = q.asset_amount,
+       rate = q.rate
+  from (select i2.merchant_id, i2.id, q.asset_amount, q.rate
+          from invoices_internal.invoices i2
+          left join lateral (select q.asset_amount, q.rate from invoices_internal.quotes q
+                              where q.merchant_id = i2.merchant_id and q.invoice_id = i2.id
+                              order by q.created_at desc limit 1) q on true) q
+ where q.merchant_id = i.merchant_id and q.id = i.id;
+
+set local session_replication_role = origin;
+
+create or replace view invoices_internal.invoice_rows as
+select
+  i.id, i.merchant_id, i.invoice_number, i.slug, i.status, i.currency,
+  i.subtotal, i.tax_rate, i.tax_amount, i.discount_amount, i.total,
+  round(i.amount_paid, i.exponent) as amount_paid,
+  round(greatest(i.total - i.amount_paid, 0), i.exponent) as amount_due,
+  i.lines,
+  i.customer_email, i.customer_name, i.customer_company, i.customer_address,
+  i.merchant_snapshot as merchant,
+  i.issue_date, i.due_date, i.notes, i.metadata, i.order_id,
+  rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || i.slug as hosted_url,
+  rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || i.slug as pdf_url,
+  -- payment terms: the latest quote (asset_amount, rate, deadline) and the deposit address
+  i.asset,
+  i.asset_amount,
+  i.rate,
+  i.asset_paid,
+  i.deposit_address as address,
+  i.expires_at,
+  i.markup_percent, i.confirmations, i.expiry_minutes, i.pause_minutes,
+  i.callback_url, i.attempts_callback, i.success_url, i.failed_url,
+  i.overpaid, i.paid_late,
+  i.created_at, i.updated_at, i.finalized_at, i.partially_paid_at, i.paid_at, i.confirmed_at,
+  i.expired_at, i.overdue_at, i.cancelled_at, i.sent_at
+from invoices_internal.invoices i;
+
+create or replace view invoices.invoices with (security_barrier) as
+select r.*
+  from invoices_internal.invoice_rows r
+ where r.merchant_id = any ((select invoices_internal.readable_merchants('invoices', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
+  mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
+  m record;
+  args jsonb;
+  replay jsonb;
+  p jsonb;
+  new_id uuid := invoices_internal.uuid_v7();
+  new_slug text := invoices_internal.new_slug();
+  idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
+  obj jsonb;
+begin
+  if mid is null then
+    perform invoices_internal.require_merchant();  -- raises the 42501 "no merchant selected"
+  end if;
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
+  end if;
+  args := jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', currency,
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if idempotent then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  -- The same statement reads what the invoice copies from its merchant.
+  update invoices_internal.merchants x set next_invoice_number = x.next_invoice_number + 1
+   where x.id = mid
+   returning x.next_invoice_number - 1 as seq, x.name, x.email, x.address, x.default_currency, x.invoice_prefix
+    into m;
+  if not found then
+    perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
+      'act as an existing merchant: invoices.act_as(merchant_id)');
+  end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
+  if currency is null then
+    args := args || jsonb_build_object('currency', m.default_currency);
+  end if;
+  p := invoices_internal.prepare_new_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
+
+  -- One statement writes the invoice, its lines and, when it is sent, the e-mail to the
+  -- customer (the worker sends it). The prepared object's keys are the column names: one
+  -- jsonb_populate_record reads them instead of a cast per column; the columns decided here
+  -- are given as they are (merging them into the object first would sort ~60 keys again).
+  with inv as (
+    insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+      currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+      customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+      issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+      expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+      failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
+    select mid, new_id, m.seq, new_number, new_slug, new_status,
+           r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+           r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+           jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+           r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+           r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+           r.failed_url, r.expires_at, false, false, now(), now(),
+           -- the lines as the invoice object shows them (amounts as strings)
+           (select coalesce(jsonb_agg(jsonb_build_object(
+                     'description', l.description, 'quantity', l.quantity::text,
+                     'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
+              from rows from (jsonb_to_recordset(p->'lines')
+                                as (description text, quantity numeric, unit_price numeric, amount numeric))
+                   with ordinality l(description, quantity, unit_price, amount, n))
+      from jsonb_populate_record(null::invoices_internal.invoices, p) r
+    returning merchant_id, id),
+  new_lines as (
+    insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+    select inv.merchant_id, inv.id, l.n, l.description, l.quantity, l.unit_price, l.amount
+      from inv, rows from (jsonb_to_recordset(p->'lines')
+                             as (description text, quantity numeric, unit_price numeric, amount numeric))
+                with ordinality l(description, quantity, unit_price, amount, n))
+  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
+    from inv
+   where send and p->>'customer_email' is not null;
+  insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
+
+  if send and p->>'asset' is not null then
+    perform invoices_internal.open_for_payment(mid, new_id);
+    obj := invoices_internal.invoice_object(mid, new_id);
+  else
+    -- The invoice object of the row just written, without reading it back: what invoice_rows
+    -- shows for an invoice with no quote, payment or address yet (a regression test holds the
+    -- two equal).
+    obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
+      'id', new_id, 'merchant_id', mid,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
+      'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+      'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
+      'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
+      'created_at', now(), 'updated_at', now(), 'finalized_at', case when send then now() end);
+  end if;
+  if idempotent then
+    return invoices_internal.idempotent_store(mid, obj);
+  end if;
+  return obj;
+end
+$$;
+
+create or replace function invoices_internal.lock_quote(mid uuid, inv_id uuid) returns void
+language plpgsql volatile
+as $$
+declare
+  inv invoices_internal.invoices;
+  quote_rate numeric;
+  sources text[] := '{}';
+  asset_exponent int;
+  amount numeric;
+begin
+  select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id;
+  if inv.asset is null then
+    return;
+  end if;
+  select exponent into asset_exponent from invoices_internal.currencies where code = inv.asset;
+  if inv.asset <> inv.currency then
+    select c.rate, c.sources into quote_rate, sources from invoices_internal.current_rate(inv.asset, inv.currency) c;
+    if quote_rate is null then
+      perform invoices_internal.raise('55000',
+        format('no fresh %s/%s rate: invoice %s cannot be quoted', inv.asset, inv.currency, inv.invoice_number),
+        jsonb_build_object('errors', jsonb_build_array(jsonb_build_object(
+          'field', 'asset', 'message', format('no rate for %s in %s younger than %s', inv.asset, inv.currency,
+                                             current_setting('invoices.rate_max_age_seconds')))))::text,
+        'set one with invoices.set_rate(asset, currency, rate) or add a rate source; the invoice stays a draft');
+    end if;
+  end if;
+  insert into invoices_internal.quotes (merchant_id, invoice_id, asset, currency, amount, rate, rate_sources,
+                                        markup_percent, asset_amount, expires_at)
+  values (mid, inv_id, inv.asset, inv.currency, inv.total, quote_rate, sources,
+          coalesce(inv.markup_percent, 0),
+          invoices_internal.quote_asset_amount(inv.total, quote_rate, coalesce(inv.markup_percent, 0), asset_exponent),
+          now() + make_interval(mins => inv.expiry_minutes))
+  returning quotes.asset_amount into amount;
+  -- the invoice shows its latest quote (invoice_rows reads the row alone)
+  update invoices_internal.invoices
+     set expires_at = now() + make_interval(mins => inv.expiry_minutes), asset_amount = amount, rate = quote_rate
+   where merchant_id = mid and id = inv_id;
+end
+$$;
+
+create or replace function invoices.invoice_status(ref text) returns jsonb
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('invoice_status');  -- first: the caller's scope
+  d record;
+  result jsonb;
+  markup numeric;
+  estimate text;
+begin
+  -- found first, then read by its key: on Citus each statement runs on one shard
+  select * into d from invoices_internal.document_invoice(ref);
+  select jsonb_build_object(
+           'id', r.id, 'invoice_number', r.invoice_number, 'status', r.status,
+           'total', r.total::text, 'amount_paid', r.amount_paid::text,
+           'amount_due', r.amount_due::text, 'currency', r.currency,
+           'asset', r.asset, 'asset_amount', r.asset_amount::text, 'asset_paid', r.asset_paid::text,
+           'address', r.address,
+           'expires_at', r.expires_at, 'overpaid', r.overpaid, 'paid_late', r.paid_late,
+           -- the latest payment's transaction (public on its chain anyway): the pay button's onPayment
+           'latest_txid', (select p.txid from invoices_internal.payments p
+                            where p.merchant_id = d.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                            order by p.id desc limit 1),
+           -- what is left to send, in the asset (exact: the page never computes money)
+           'asset_due', case when r.asset_amount is not null
+                             then greatest(r.asset_amount - r.asset_paid, 0)::text end,
+           -- where its payments are: the least advanced one's state, its confirmations and the
+           -- confirmations the invoice needs (the checkout's "in a block: 1 of 3")
+           'payment', (select jsonb_build_object(
+                                'state', case when bool_or(p.status = 'mempool') then 'mempool'
+                                              when bool_or(p.status = 'in_block') then 'in_block'
+                                              else 'confirmed' end,
+                                'confirmations', min(case when p.block_height is null then 0
+                                                          else greatest(c.tip_height - p.block_height + 1, 0) end),
+                                'required', coalesce(r.confirmations, max(c.confirmations)))
+                         from invoices_internal.payments p
+                         join invoices_internal.chains c on c.id = p.chain
+                        where p.merchant_id = d.merchant_id and p.invoice_id = r.id and p.status <> 'reverted'
+                       having count(*) > 0))
+    into result
+    from invoices_internal.invoice_rows r
+   where r.merchant_id = d.merchant_id and r.id = d.id;
+  -- an expired quote no longer holds: what the invoice would cost at today's median rate (the
+  -- pay button follows it until a new quote is locked)
+  if result->>'status' = 'expired' and result->>'asset' is not null and result->>'currency' <> result->>'asset' then
+    select i.markup_percent into markup from invoices_internal.invoices i
+     where i.merchant_id = d.merchant_id and i.id = d.id;
+    select invoices_internal.quote_asset_amount((result->>'total')::numeric, x.rate, coalesce(markup, 0), c.exponent)::text
+      into estimate
+      from invoices_internal.current_rate(result->>'asset', result->>'currency') x
+      join invoices_internal.currencies c on c.code = result->>'asset'
+     where x.rate is not null;
+  end if;
+  return result || jsonb_build_object('estimate', estimate);
+end
+$$;
+
+create or replace function invoices_internal.claim_merchant_deliveries(mid uuid, ids bigint[], lease timestamptz)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+begin
+  update invoices_internal.webhook_deliveries d
+     set status = 'delivering', lease_until = lease
+   where d.merchant_id = mid and d.id = any (ids);
+  return query
+  select c.merchant_id, c.id, c.url, coalesce(c.secret, e.secret), v.event, v.id,
+         case when fmt = 'invoices' then envelope::text
+              -- a seed's format (domain::seeds::webhooks), with what it prints beside the event
+              else invoices_internal.webhook_body(fmt, envelope || jsonb_build_object(
+                     'secret_key', case when fmt = 'apiforcrypto' then c.secret end,
+                     'latest_txid', (select p.txid from invoices_internal.payments p
+                                      where p.merchant_id = mid and p.invoice_id = v.invoice_id
+                                        and p.status <> 'reverted' order by p.id desc limit 1),
+                     'asset_amount', (select q.asset_amount::text from invoices_internal.quotes q
+                                       where q.merchant_id = mid and q.invoice_id = v.invoice_id
+                                       order by q.created_at desc limit 1)))::text end,
+         c.attempts + 1,
+         fmt
+    from invoices_internal.webhook_deliveries c
+    join invoices_internal.events v on v.merchant_id = mid and v.id = c.event_id
+    left join invoices_internal.webhook_endpoints e on e.merchant_id = mid and e.id = c.endpoint_id
+    cross join lateral (select jsonb_build_object('id', v.id, 'event', v.event,
+                            'timestamp', to_char(v.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                            'data', v.data) as envelope,
+                               -- an endpoint's format, or for an invoice's own callback the one
+                               -- its creator asked for (apiforcrypto's invoices)
+                               case when c.endpoint_id is null
+                                    then case when v.data->'metadata'->>'callback_format' in ('apiforcrypto', 'kibble')
+                                              then v.data->'metadata'->>'callback_format' else 'invoices' end
+                                    else coalesce(e.format, 'invoices') end as fmt) x
+   where c.merchant_id = mid and c.id = any (ids);
+end
+$$;
+
+create or replace function invoices_internal.claim_deliveries(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, url text, secret text, event text, event_id uuid, body text, attempt integer,
+               format text)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+  ended bigint[];
+  inactive uuid[];
+begin
+  -- the n most overdue deliveries are read without locks; each merchant's are then locked with
+  -- SKIP LOCKED (another worker may hold some) and leased in statements naming that merchant
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.webhook_deliveries x
+                    where (x.status = 'pending' and x.next_attempt_at <= now())
+                       or (x.status = 'delivering' and x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    ended := '{}';
+    -- a deleted or deactivated endpoint gets nothing more: its queued deliveries end here
+    inactive := array(select e.id from invoices_internal.webhook_endpoints e where e.merchant_id = g.mid and not e.active);
+    -- locked by key (the due index would scan every due row), then checked again: a row that
+    -- changed since the read above is locked in its latest version
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until, x.endpoint_id from invoices_internal.webhook_deliveries x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if (k.status = 'pending' and k.next_attempt_at <= now()) or (k.status = 'delivering' and k.lease_until < now()) then
+        if k.endpoint_id = any (inactive) then
+          ended := ended || k.id;
+        else
+          locked := locked || k.id;
+        end if;
+      end if;
+    end loop;
+    if cardinality(ended) > 0 then
+      update invoices_internal.webhook_deliveries d
+         set status = 'dead', lease_until = null, last_error = 'not sent: the endpoint was deleted or deactivated'
+       where d.merchant_id = g.mid and d.id = any (ended);
+    end if;
+    return query select * from invoices_internal.claim_merchant_deliveries(g.mid, locked, lease);
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.record_deliveries(outcomes jsonb) returns integer
+language plpgsql volatile
+as $$
+declare
+  at_now timestamptz := now();
+  -- when each retry is due if it fails now (the schedule's steps from now)
+  retry_at timestamptz[] := array(select at_now + x from unnest(invoices_internal.retry_schedule()) with ordinality u(x, n) order by n);
+  fallback timestamptz := at_now + interval '1 minute';
+  g record;
+  m integer;
+  n integer := 0;
+begin
+  insert into invoices_internal.webhook_attempts (merchant_id, delivery_id, attempt, started_at, latency_ms,
+                                                  status_code, response_excerpt, error)
+  select a.merchant_id, a.id, a.attempt, timestamptz 'epoch' + a.started_unix_ms * interval '1 millisecond',
+         a.latency_ms, a.status_code, a.excerpt, a.error
+    from jsonb_to_recordset(outcomes) as a(merchant_id uuid, id bigint, attempt integer, started_unix_ms bigint,
+                                           latency_ms integer, status_code integer, excerpt text, error text)
+  on conflict do nothing;
+  -- one UPDATE per merchant (on Citus: routed to its shard); times are computed here, not in
+  -- the statement (Citus refuses a mutable function inside CASE: format() and now() are)
+  for g in select distinct x.merchant_id as mid from jsonb_to_recordset(outcomes) as x(merchant_id uuid)
+  loop
+    update invoices_internal.webhook_deliveries d
+       set status = case when o.ok then 'delivered' when o.attempt > d.max_retries then 'dead' else 'pending' end,
+           attempts = o.attempt,
+           lease_until = null,
+           last_status_code = o.status_code,
+           last_error = case when o.ok then null else coalesce(o.error, 'HTTP ' || o.status_code::text) end,
+           delivered_at = case when o.ok then at_now else d.delivered_at end,
+           next_attempt_at = case when o.ok or o.attempt > d.max_retries then d.next_attempt_at
+                                  else coalesce(retry_at[least(o.attempt, cardinality(retry_at))], fallback) end
+      from (select x.*, x.error is null and coalesce(x.status_code between 200 and 299, false) as ok
+              from jsonb_to_recordset(outcomes) as x(merchant_id uuid, id bigint, attempt integer,
+                                                     status_code integer, error text)
+             where x.merchant_id = g.mid) o
+     where d.merchant_id = g.mid and d.id = o.id and d.status = 'delivering';
+    get diagnostics m = row_count;
+    n := n + m;
+  end loop;
+  return n;
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  presented_hash text;
+  k record;
+  refusal text;
+  refusal_detail text;
+begin
+  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
+  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
+  if current_setting('request.path', true) in ('/rpc/seed_request', '/rpc/seed_pdf')
+     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
+    perform set_config('invoices.gateway_checking', 'on', true);
+    begin
+      perform invoices_internal.http_pre_request();
+    exception when sqlstate 'PGRST' then
+      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
+      perform set_config('invoices.gateway_refusal',
+        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
+                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
+    end;
+    return;
+  end if;
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  -- the hash first, then the lookup by it (on Citus: the one shard that holds it)
+  presented_hash := encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = presented_hash;
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  if not invoices_internal.scope_allows(need, k.scopes) then
+    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+  end if;
+
+  -- the merchant and key with SET LOCAL: on Citus they reach the worker nodes (row-level
+  -- security, the audit log's actor)
+  perform invoices_internal.set_local('invoices.merchant_id', k.merchant_id::text),
+          invoices_internal.set_local('invoices.api_key_id', k.id::text),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+
+create or replace function invoices.act_as(merchant_id uuid) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('act_as');  -- first: the caller's scope
+  m invoices_internal.merchants;
+begin
+  if act_as.merchant_id is null then
+    perform set_config('invoices.merchant_id', '', false);
+    perform invoices_internal.set_local('invoices.merchant_id', '');
+    return null;
+  end if;
+  select * into m from invoices_internal.merchants where id = act_as.merchant_id;
+  if not found then
+    raise exception 'merchant % not found', act_as.merchant_id
+      using errcode = 'P0002', hint = 'list merchants with: select id, name from invoices_internal.merchants';
+  end if;
+  perform set_config('invoices.merchant_id', m.id::text, false);
+  -- (on Citus, inside BEGIN … COMMIT the workers learn it too: row-level security there)
+  perform invoices_internal.set_local('invoices.merchant_id', m.id::text);
+  return jsonb_build_object('id', m.id, 'name', m.name);
+end
+$$;
+
+create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+begin
+  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
+            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  p jsonb := invoices_internal.seed_v1_list_params(query);
+  mid uuid := invoices_internal.require_merchant();
+  total bigint;
+  page jsonb;
+begin
+  select count(*) into total from invoices_internal.invoices r
+   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
+  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
+           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
+           order by r.created_at desc, r.id desc), '[]')
+    into page
+    from (select * from invoices_internal.invoice_rows r
+           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
+           order by r.created_at desc, r.id desc
+           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
+    'page', (p->>'page')::bigint));
+end
+$$;
+
+create or replace function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  -- the tables are distributed one by one: while the reference tables are created, the tables
+  -- referencing them are still plain tables, which Citus would otherwise convert (with their
+  -- views) into Citus local tables first
+  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
+  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
+  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
+  -- request passed on by SET LOCAL). Without a merchant the API role reads what the public
+  -- views show (public_doors). The server secrets stay unreadable.
+  for p in select * from invoices_internal.distribution_plan
+            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
+    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
+  end loop;
+  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
+                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
+                                            ('invoices_internal.payment_links')) t(table_name)
+            where not exists (select 1 from pg_catalog.pg_policy x
+                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
+    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
+                              'using (invoices_internal.acts_for_no_merchant())', p.table_name);
+    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
+  end loop;
+  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
+  -- sent over the connections of the querying role
+  perform 1 from pg_catalog.run_command_on_workers(
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin') r
+   where not r.success;
+  if found then
+    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin';
+  end if;
+end
+$$;
+
+create or replace function invoices_internal.admin_merchant_ids(caller name) returns uuid[]
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+begin
+  if not invoices_internal.is_admin(caller) then
+    return '{}'::uuid[];
+  end if;
+  return (select coalesce(array_agg(id), '{}') from invoices_internal.merchants);
+end
+$$;
+
+create or replace function invoices_internal.current_rate(asset text, currency text, out rate numeric, out sources text[])
+language plpgsql stable
+as $$
+begin
+  select invoices_internal.median_rate(array_agg(r.rate)), array_agg(r.source order by r.source)
+    into current_rate.rate, current_rate.sources
+    from invoices.rates r
+   where r.asset = current_rate.asset and r.currency = current_rate.currency and r.fresh;
+end
+$$;
+
+create or replace function invoices_internal.email_object(e invoices_internal.emails) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return (select jsonb_build_object('id', e.id, 'invoice_id', e.invoice_id,
+             'invoice_number', (select invoice_number from invoices_internal.invoices i
+                                 where i.merchant_id = e.merchant_id and i.id = e.invoice_id),
+             'to', e.recipient, 'status', e.status, 'attempts', e.attempts,
+             'next_attempt_at', e.next_attempt_at, 'last_error', e.last_error,
+             'created_at', e.created_at, 'sent_at', e.sent_at));
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_chain(chain text) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return (select coalesce((select jsonb_build_object('id', c.id, 'tokens', c.tokens)
+                       from invoices_internal.chains c where c.id = chain), jsonb_build_object('id', chain, 'tokens', '{}'::jsonb)));
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_payments(mid uuid, inv_id uuid) returns jsonb
+language plpgsql stable
+as $$
+begin
+  return (select coalesce(jsonb_agg(jsonb_build_object('txid', p.txid, 'status', p.status, 'amount', p.amount::text)
+                              order by p.id), '[]')
+      from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id);
+end
+$$;
+
+create or replace view invoices.public_invoices as
+select r.id, r.slug, r.invoice_number, r.status, r.currency,
+       r.subtotal, r.tax_rate, r.tax_amount, r.discount_amount, r.total, r.amount_paid, r.amount_due,
+       r.lines, r.merchant ->> 'name' as merchant_name, r.issue_date, r.due_date, r.notes,
+       r.hosted_url, r.pdf_url, r.asset, r.asset_amount, r.rate, r.address, r.expires_at,
+       r.confirmations, r.overpaid, r.paid_late,
+       r.created_at, r.finalized_at, r.partially_paid_at, r.paid_at, r.confirmed_at,
+       r.expired_at, r.overdue_at, r.cancelled_at
+  from invoices_internal.invoice_rows r
+ where r.finalized_at is not null
+   and (select invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_invoices', current_user)
+          from invoices_internal.session_scope);
+
+create or replace view invoices.public_payment_links as
+select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
+       (select m.name from invoices_internal.merchants m where m.id = l.merchant_id) as merchant_name
+  from invoices_internal.payment_links l
+ where l.active
+   and (select invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_payment_links', current_user)
+          from invoices_internal.session_scope);

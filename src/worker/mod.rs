@@ -32,6 +32,9 @@ pub const WORKER_TYPE: &str = "invoices worker";
 
 /// Called from `_PG_init` while `shared_preload_libraries` loads us.
 pub fn register() {
+    if !settings::BACKGROUND_WORKER.get() {
+        return;
+    }
     BackgroundWorkerBuilder::new(WORKER_TYPE)
         .set_type(WORKER_TYPE)
         .set_library("invoices")

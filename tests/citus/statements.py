@@ -138,7 +138,8 @@ class Checker:
     def tables(self, s):
         """(name, alias) of the Citus tables a statement names."""
         out = []
-        for m in re.finditer(r"\binvoices_internal\.(\w+)\b(?!\s*\()(?:\s+(?:as\s+)?(?!where\b|set\b|on\b|join\b|"
+        # (a cast to a table's row type, ::invoices_internal.invoices, names no table)
+        for m in re.finditer(r"(?<!::)\binvoices_internal\.(\w+)\b(?!\s*\()(?:\s+(?:as\s+)?(?!where\b|set\b|on\b|join\b|"
                              r"using\b|left\b|cross\b|group\b|order\b|limit\b|for\b|returning\b|union\b|and\b)(\w+))?", s):
             name = m.group(1)
             if name in self.plan and self.plan[name][0] != "local":

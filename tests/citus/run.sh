@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The `citus` step of README command 2: starts the Citus cluster (scripts/citus.sh: coordinator
+# :5440, workers :5441 and :5442, PostgREST :3100), runs the suites against it with only the
+# ports changed, and stops it. Without Citus and without its vendored source the step says so
+# and is skipped (scripts/citus.sh prints how to install Citus).
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../../scripts/env.sh"
+bash "$ROOT/scripts/citus.sh" install
+code=$?
+if [ "$code" = 3 ]; then
+  log "SKIPPED: the Citus suite (Citus is not installed here and cannot be built: see above)"
+  exit 0
+fi
+[ "$code" = 0 ] || exit "$code"
+bash "$ROOT/scripts/citus.sh" start || exit 1
+trap 'bash "$ROOT/scripts/citus.sh" stop' EXIT
+export PGPORT="${CITUS_COORDINATOR_PORT:-5440}" PGRST_PORT="${CITUS_PGRST_PORT:-3100}"
+export PGRST_ADMIN_PORT=$((PGRST_PORT + 1)) PGRST_URL="http://127.0.0.1:$PGRST_PORT"
+failed=()
+suite() {  # NAME COMMAND...
+  local name=$1; shift
+  log "citus: $name"
+  "$@" || failed+=("$name")
+}
+only="${CITUS_ONLY:-}"
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+want cluster && suite "the cluster: distribution, tenancy, numbering, routing" bash "$here/cluster.sh"
+want curl && suite "http: curl" bash "$ROOT/tests/http/curl.sh"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
