@@ -3,7 +3,8 @@
 #   bash scripts/citus.sh start    coordinator 127.0.0.1:5440, workers :5441 and :5442, each with
 #                                  database `invoices`; Citus and the extension installed, the
 #                                  workers added, invoices.distribute_on_citus() applied, and
-#                                  PostgREST on 127.0.0.1:3100 in front of the coordinator
+#                                  PostgREST on 127.0.0.1:3100 in front of the coordinator, and
+#                                  its web front (nginx) on 127.0.0.1:8180
 #   bash scripts/citus.sh stop     stops all of it
 #   bash scripts/citus.sh status   which node holds how many shards
 #   bash scripts/citus.sh install  only installs Citus (exit 3: not possible here)
@@ -182,11 +183,18 @@ CONF
   done
   curl -fs "http://127.0.0.1:$CITUS_PGRST_ADMIN_PORT/ready" >/dev/null 2>&1 \
     || die "PostgREST did not become ready (log: $CITUS_DIR/log/postgrest.log)"
-  log "ready: coordinator postgresql://postgres@127.0.0.1:$c/invoices, workers on ${CITUS_WORKER_PORTS// /, }, API http://127.0.0.1:$CITUS_PGRST_PORT"
+  # the web front of the cluster (hosted pages, the seed APIs, the pay button)
+  WEB_DIR="$CITUS_DIR" PUBLIC_PORT="$CITUS_PUBLIC_PORT" PUBLIC_URL="http://127.0.0.1:$CITUS_PUBLIC_PORT" \
+    PGRST_PORT="$CITUS_PGRST_PORT" bash "$ROOT/scripts/web_front.sh"
+  log "ready: coordinator postgresql://postgres@127.0.0.1:$c/invoices, workers on ${CITUS_WORKER_PORTS// /, }, API http://127.0.0.1:$CITUS_PGRST_PORT, web front http://127.0.0.1:$CITUS_PUBLIC_PORT"
 }
 
 stop() {
   local pid port
+  pid=$(cat "$CITUS_DIR/run/nginx.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping the cluster's web front"; kill "$pid"
+  fi
   pid=$(cat "$CITUS_DIR/run/postgrest.pid" 2>/dev/null || true)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     log "stopping the cluster's PostgREST"; kill "$pid"; rm -f "$CITUS_DIR/run/postgrest.pid"

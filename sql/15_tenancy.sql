@@ -6,7 +6,7 @@
 --
 -- Needs: 05_errors (raise); 10_tables (merchants)
 -- Provides (API): act_as()
--- Provides (internal): set_local(), session_scope, readable_merchants(), current_merchant_id(), is_admin(), admin_merchant_ids(), may_see(), acts_for_no_merchant(), visible_merchants(), require_merchant(), access_rules, http_scopes(), needed_scope(), scope_allows(), check_scope(), authorize(), may_read()
+-- Provides (internal): set_local(), session_scope, readable_merchants(), current_merchant_id(), is_admin(), admin_merchant_ids(), may_see(), anonymous_request(), visible_merchants(), require_merchant(), access_rules, http_scopes(), needed_scope(), scope_allows(), check_scope(), authorize(), may_read()
 
 -- SQL-standard bodies (BEGIN ATOMIC) are resolved when created, so views and policies can call
 -- these for roles that have no USAGE on schema invoices_internal.
@@ -50,12 +50,13 @@ begin atomic
       or (invoices_internal.current_merchant_id() is null and invoices_internal.is_admin(current_user));
 end;
 
--- Does the caller act for no merchant? (On Citus: the API role's public doors, policy
--- public_doors, read what the public views show.)
-create function invoices_internal.acts_for_no_merchant() returns boolean
+-- Is this an HTTP request without an API key? (On Citus: the API role's public doors, policy
+-- public_doors, read what the public views show; the pre-request check passes the setting on.)
+create function invoices_internal.anonymous_request() returns boolean
 language sql stable parallel safe
 begin atomic
-  select invoices_internal.current_merchant_id() is null;
+  select invoices_internal.current_merchant_id() is null
+     and current_setting('invoices.api_key_scopes', true) = 'anonymous';
 end;
 
 -- The merchants whose rows the caller may see: the one it acts for, every one for an admin
@@ -90,7 +91,7 @@ create function invoices_internal.set_local(setting text, value text) returns vo
 language plpgsql volatile
 as $$
 begin
-  if setting not in ('invoices.merchant_id', 'invoices.api_key_id', 'invoices.actor') then
+  if setting not in ('invoices.merchant_id', 'invoices.api_key_id', 'invoices.api_key_scopes', 'invoices.actor') then
     raise exception 'set_local: % is not a setting it passes on', setting using errcode = '22023';
   end if;
   execute format('set local %s = %L', setting, coalesce(value, ''));

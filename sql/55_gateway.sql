@@ -97,7 +97,8 @@ begin
     client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
     perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
       current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
-    perform set_config('invoices.api_key_scopes', 'anonymous', true);
+    -- (SET LOCAL: on Citus the public views' reads on the worker nodes need it, public_doors)
+    perform invoices_internal.set_local('invoices.api_key_scopes', 'anonymous');
     if need in ('anonymous', 'public_read') then
       return;
     end if;

@@ -63,24 +63,33 @@ create index address_assignments_assigned_idx on invoices_internal.address_assig
 create function invoices_internal.chain_poll_input(chain text) returns jsonb
 language plpgsql stable
 as $$
+declare
+  c invoices_internal.chains;
+  recent jsonb;
+  watched jsonb;
+  rescan boolean;
 begin
-  return (
-    select jsonb_build_object(
-      'cursor', case when c.cursor_height is not null
-                     then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
-      'recent', coalesce((select jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height)
-                            from invoices_internal.chain_blocks b where b.chain = c.id), '[]'::jsonb),
-      'start_height', c.start_height,
-      'max_blocks', c.max_blocks_per_poll,
-      'confirmations', c.confirmations,
-      'watched', coalesce((select jsonb_agg(a) from invoices_internal.watched_addresses(c.id) a), '[]'::jsonb),
-      'watch_at', now(),
-      'rescan_from', case when c.last_watch_at is not null and exists (
-                            select 1 from invoices_internal.address_assignments x
-                             where x.assigned_at > c.last_watch_at - interval '10 seconds')
-                          then c.last_scan_from end)
-      from invoices_internal.chains c
-     where c.id = chain_poll_input.chain);
+  -- one statement per question (on Citus: the chain's rows are on every node, the addresses
+  -- and assignments on the workers, and a subquery may not mix the two)
+  select * into c from invoices_internal.chains x where x.id = chain_poll_input.chain;
+  if not found then
+    return null;
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height), '[]'::jsonb)
+    into recent from invoices_internal.chain_blocks b where b.chain = c.id;
+  select coalesce(jsonb_agg(a), '[]'::jsonb) into watched from invoices_internal.watched_addresses(c.id) a;
+  rescan := c.last_watch_at is not null and exists (
+    select 1 from invoices_internal.address_assignments x where x.assigned_at > c.last_watch_at - interval '10 seconds');
+  return jsonb_build_object(
+    'cursor', case when c.cursor_height is not null
+                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+    'recent', recent,
+    'start_height', c.start_height,
+    'max_blocks', c.max_blocks_per_poll,
+    'confirmations', c.confirmations,
+    'watched', watched,
+    'watch_at', now(),
+    'rescan_from', case when rescan then c.last_scan_from end);
 end
 $$;
 

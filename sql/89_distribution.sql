@@ -113,8 +113,9 @@ begin
   -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
   -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
   -- row-level security scopes it on every node (merchant_scope, with the merchant of the
-  -- request passed on by SET LOCAL). Without a merchant the API role reads what the public
-  -- views show (public_doors). The server secrets stay unreadable.
+  -- request passed on by SET LOCAL). In a request without a key the API role reads what the
+  -- public views show (public_doors); in any other session it reads nothing. The server
+  -- secrets stay unreadable.
   for p in select * from invoices_internal.distribution_plan
             where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
     execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
@@ -125,17 +126,17 @@ begin
             where not exists (select 1 from pg_catalog.pg_policy x
                                where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
     execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
-                              'using (invoices_internal.acts_for_no_merchant())', p.table_name);
+                              'using (invoices_internal.anonymous_request())', p.table_name);
     return next pg_catalog.format('create policy public_doors on %s', p.table_name);
   end loop;
   -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
   -- sent over the connections of the querying role
   perform 1 from pg_catalog.run_command_on_workers(
-    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin') r
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin') r
    where not r.success;
   if found then
     raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
-      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin';
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
   end if;
 end
 $$;

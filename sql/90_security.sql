@@ -21,7 +21,7 @@ grant execute on function invoices_internal.visible_merchants() to public;
 grant execute on function invoices_internal.current_merchant_id() to public;
 
 grant execute on function invoices_internal.admin_merchant_ids(name), invoices_internal.is_admin(name),
-  invoices_internal.may_see(uuid), invoices_internal.acts_for_no_merchant() to public;
+  invoices_internal.may_see(uuid), invoices_internal.anonymous_request() to public;
 
 grant execute on function invoices_internal.may_read(text, name), invoices_internal.authorize(text) to public;
 

@@ -6387,17 +6387,18 @@ $$;
 
 revoke execute on function invoices_internal.set_local(text, text) from public;
 
--- Does the caller act for no merchant? (On Citus: the API role's public doors, policy
--- public_doors, read what the public views show.)
-create function invoices_internal.acts_for_no_merchant() returns boolean
+-- Is this an HTTP request without an API key? (On Citus: the API role's public doors, policy
+-- public_doors, read what the public views show; the pre-request check passes the setting on.)
+create function invoices_internal.anonymous_request() returns boolean
 language sql stable parallel safe
 begin atomic
-  select invoices_internal.current_merchant_id() is null;
+  select invoices_internal.current_merchant_id() is null
+     and current_setting('invoices.api_key_scopes', true) = 'anonymous';
 end;
 
-revoke execute on function invoices_internal.acts_for_no_merchant() from public;
+revoke execute on function invoices_internal.anonymous_request() from public;
 
-grant execute on function invoices_internal.acts_for_no_merchant() to public;
+grant execute on function invoices_internal.anonymous_request() to public;
 
 -- The invoice row carries what its object shows: its lines and its latest quote's amount and rate.
 alter table invoices_internal.invoices
@@ -6844,91 +6845,6 @@ begin
 end
 $$;
 
-create or replace function invoices_internal.http_pre_request() returns void
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
-  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
-                                                coalesce(current_setting('request.path', true), '/'));
-  presented text := nullif(btrim(headers->>'x-api-key'), '');
-  client text;
-  owner record;
-  presented_hash text;
-  k record;
-  refusal text;
-  refusal_detail text;
-begin
-  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
-  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
-  if current_setting('request.path', true) in ('/rpc/seed_request', '/rpc/seed_pdf')
-     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
-    perform set_config('invoices.gateway_checking', 'on', true);
-    begin
-      perform invoices_internal.http_pre_request();
-    exception when sqlstate 'PGRST' then
-      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
-      perform set_config('invoices.gateway_refusal',
-        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
-                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
-    end;
-    return;
-  end if;
-  if presented is null and headers->>'authorization' ~* '^bearer\s' then
-    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
-  end if;
-  if presented is null then
-    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
-    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
-    -- the bucket "local".
-    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
-    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
-      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
-    perform set_config('invoices.api_key_scopes', 'anonymous', true);
-    if need in ('anonymous', 'public_read') then
-      return;
-    end if;
-    perform invoices_internal.raise('28000', 'an API key is required', null,
-      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
-  end if;
-
-  -- the hash first, then the lookup by it (on Citus: the one shard that holds it)
-  presented_hash := encode(sha256(convert_to(presented, 'UTF8')), 'hex');
-  select h.merchant_id, h.key_id into owner
-    from invoices_internal.api_key_hashes h
-   where h.key_hash = presented_hash;
-  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
-    from invoices_internal.api_keys
-   where merchant_id = owner.merchant_id and id = owner.key_id;
-  if not found or k.revoked_at is not null then
-    perform invoices_internal.raise('28000',
-      case when found then 'this API key was revoked' else 'invalid API key' end, null,
-      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
-  end if;
-  perform invoices_internal.count_request(k.id,
-    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
-
-  if need = 'method_not_allowed' then
-    perform invoices_internal.raise('0A000',
-      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
-             current_setting('request.path', true)), null,
-      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
-  end if;
-  -- the functions and views check the scope themselves; this is the second line
-  if not invoices_internal.scope_allows(need, k.scopes) then
-    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
-  end if;
-
-  -- the merchant and key with SET LOCAL: on Citus they reach the worker nodes (row-level
-  -- security, the audit log's actor)
-  perform invoices_internal.set_local('invoices.merchant_id', k.merchant_id::text),
-          invoices_internal.set_local('invoices.api_key_id', k.id::text),
-          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
-          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
-end
-$$;
-
 create or replace function invoices.act_as(merchant_id uuid) returns jsonb
 language plpgsql volatile security definer
 set search_path = pg_catalog
@@ -6988,78 +6904,6 @@ begin
   return jsonb_build_object('status', 200, 'body', jsonb_build_object(
     'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
     'page', (p->>'page')::bigint));
-end
-$$;
-
-create or replace function invoices.distribute_on_citus() returns setof text
-language plpgsql volatile
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
-  p record;
-  known boolean;
-  call text;
-begin
-  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
-    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
-      using errcode = '55000',
-            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
-                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
-  end if;
-  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
-    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
-      using errcode = '55000',
-            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
-  end if;
-  -- the tables are distributed one by one: while the reference tables are created, the tables
-  -- referencing them are still plain tables, which Citus would otherwise convert (with their
-  -- views) into Citus local tables first
-  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
-  for p in select * from invoices_internal.distribution_plan order by position loop
-    continue when p.kind = 'local';
-    if pg_catalog.to_regclass(p.table_name) is null then
-      raise exception 'the distribution plan names %, which does not exist', p.table_name
-        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
-    end if;
-    -- idempotent: a table Citus already knows is left as it is
-    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
-      into known using p.table_name;
-    continue when known;
-    call := case p.kind
-      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
-      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
-                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
-    end;
-    execute call;
-    return next call;
-  end loop;
-  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
-  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
-  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
-  -- request passed on by SET LOCAL). Without a merchant the API role reads what the public
-  -- views show (public_doors). The server secrets stay unreadable.
-  for p in select * from invoices_internal.distribution_plan
-            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
-    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
-  end loop;
-  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
-                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
-                                            ('invoices_internal.payment_links')) t(table_name)
-            where not exists (select 1 from pg_catalog.pg_policy x
-                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
-    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
-                              'using (invoices_internal.acts_for_no_merchant())', p.table_name);
-    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
-  end loop;
-  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
-  -- sent over the connections of the querying role
-  perform 1 from pg_catalog.run_command_on_workers(
-    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin') r
-   where not r.success;
-  if found then
-    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
-      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.actor to invoices_api, invoices_admin';
-  end if;
 end
 $$;
 
@@ -7138,3 +6982,206 @@ select l.slug, l.title, l.description, l.amount, l.currency, l.asset,
  where l.active
    and (select invoices_internal.public_lookup_allowed() and invoices_internal.may_read('public_payment_links', current_user)
           from invoices_internal.session_scope);
+
+create or replace function invoices_internal.set_local(setting text, value text) returns void
+language plpgsql volatile
+as $$
+begin
+  if setting not in ('invoices.merchant_id', 'invoices.api_key_id', 'invoices.api_key_scopes', 'invoices.actor') then
+    raise exception 'set_local: % is not a setting it passes on', setting using errcode = '22023';
+  end if;
+  execute format('set local %s = %L', setting, coalesce(value, ''));
+end
+$$;
+
+create or replace function invoices_internal.http_pre_request() returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  headers json := coalesce(nullif(current_setting('request.headers', true), ''), '{}')::json;
+  need text := invoices_internal.required_scope(coalesce(current_setting('request.method', true), 'GET'),
+                                                coalesce(current_setting('request.path', true), '/'));
+  presented text := nullif(btrim(headers->>'x-api-key'), '');
+  client text;
+  owner record;
+  presented_hash text;
+  k record;
+  refusal text;
+  refusal_detail text;
+begin
+  -- The seed APIs answer a refusal in their own shape ({"error": …}): for their entry point the
+  -- check runs once more below, and what it raises is kept for invoices.seed_request to answer.
+  if current_setting('request.path', true) in ('/rpc/seed_request', '/rpc/seed_pdf')
+     and coalesce(current_setting('invoices.gateway_checking', true), '') = '' then
+    perform set_config('invoices.gateway_checking', 'on', true);
+    begin
+      perform invoices_internal.http_pre_request();
+    exception when sqlstate 'PGRST' then
+      get stacked diagnostics refusal = message_text, refusal_detail = pg_exception_detail;
+      perform set_config('invoices.gateway_refusal',
+        (refusal::jsonb || jsonb_build_object('status', refusal_detail::jsonb->'status',
+                                              'headers', refusal_detail::jsonb->'headers'))::text, true);
+    end;
+    return;
+  end if;
+  if presented is null and headers->>'authorization' ~* '^bearer\s' then
+    presented := nullif(btrim(substr(headers->>'authorization', 8)), '');
+  end if;
+  if presented is null then
+    -- Anonymous: counted per client address. The web front sets X-Real-IP to the peer's
+    -- address; PostgREST itself listens on loopback only, and calls made to it directly share
+    -- the bucket "local".
+    client := coalesce(nullif(btrim(split_part(headers->>'x-real-ip', ',', 1)), ''), 'local');
+    perform invoices_internal.count_request(md5('anonymous ' || client)::uuid,
+      current_setting('invoices.anonymous_rate_limit_per_minute')::int, 'this client address');
+    -- (SET LOCAL: on Citus the public views' reads on the worker nodes need it, public_doors)
+    perform invoices_internal.set_local('invoices.api_key_scopes', 'anonymous');
+    if need in ('anonymous', 'public_read') then
+      return;
+    end if;
+    perform invoices_internal.raise('28000', 'an API key is required', null,
+      'send it as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+
+  -- the hash first, then the lookup by it (on Citus: the one shard that holds it)
+  presented_hash := encode(sha256(convert_to(presented, 'UTF8')), 'hex');
+  select h.merchant_id, h.key_id into owner
+    from invoices_internal.api_key_hashes h
+   where h.key_hash = presented_hash;
+  select id, merchant_id, scopes, rate_limit_per_minute, revoked_at into k
+    from invoices_internal.api_keys
+   where merchant_id = owner.merchant_id and id = owner.key_id;
+  if not found or k.revoked_at is not null then
+    perform invoices_internal.raise('28000',
+      case when found then 'this API key was revoked' else 'invalid API key' end, null,
+      'send an active key as X-API-Key: <key> or Authorization: Bearer <key>');
+  end if;
+  perform invoices_internal.count_request(k.id,
+    coalesce(k.rate_limit_per_minute, current_setting('invoices.rate_limit_per_minute')::int), 'this API key');
+
+  if need = 'method_not_allowed' then
+    perform invoices_internal.raise('0A000',
+      format('%s %s is not allowed: the views are read-only', current_setting('request.method', true),
+             current_setting('request.path', true)), null,
+      'change data through the functions under /rpc/ (create_invoice, cancel_invoice, ...)');
+  end if;
+  -- the functions and views check the scope themselves; this is the second line
+  if not invoices_internal.scope_allows(need, k.scopes) then
+    perform invoices_internal.check_scope(need, k.scopes, current_setting('request.path', true));
+  end if;
+
+  -- the merchant and key with SET LOCAL: on Citus they reach the worker nodes (row-level
+  -- security, the audit log's actor)
+  perform invoices_internal.set_local('invoices.merchant_id', k.merchant_id::text),
+          invoices_internal.set_local('invoices.api_key_id', k.id::text),
+          set_config('invoices.api_key_scopes', array_to_string(k.scopes, ','), true),
+          set_config('invoices.idempotency_key', coalesce(headers->>'idempotency-key', ''), true);
+end
+$$;
+
+create or replace function invoices_internal.chain_poll_input(chain text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  c invoices_internal.chains;
+  recent jsonb;
+  watched jsonb;
+  rescan boolean;
+begin
+  -- one statement per question (on Citus: the chain's rows are on every node, the addresses
+  -- and assignments on the workers, and a subquery may not mix the two)
+  select * into c from invoices_internal.chains x where x.id = chain_poll_input.chain;
+  if not found then
+    return null;
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height), '[]'::jsonb)
+    into recent from invoices_internal.chain_blocks b where b.chain = c.id;
+  select coalesce(jsonb_agg(a), '[]'::jsonb) into watched from invoices_internal.watched_addresses(c.id) a;
+  rescan := c.last_watch_at is not null and exists (
+    select 1 from invoices_internal.address_assignments x where x.assigned_at > c.last_watch_at - interval '10 seconds');
+  return jsonb_build_object(
+    'cursor', case when c.cursor_height is not null
+                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+    'recent', recent,
+    'start_height', c.start_height,
+    'max_blocks', c.max_blocks_per_poll,
+    'confirmations', c.confirmations,
+    'watched', watched,
+    'watch_at', now(),
+    'rescan_from', case when rescan then c.last_scan_from end);
+end
+$$;
+
+create or replace function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  -- the tables are distributed one by one: while the reference tables are created, the tables
+  -- referencing them are still plain tables, which Citus would otherwise convert (with their
+  -- views) into Citus local tables first
+  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
+  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
+  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
+  -- request passed on by SET LOCAL). In a request without a key the API role reads what the
+  -- public views show (public_doors); in any other session it reads nothing. The server
+  -- secrets stay unreadable.
+  for p in select * from invoices_internal.distribution_plan
+            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
+    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
+  end loop;
+  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
+                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
+                                            ('invoices_internal.payment_links')) t(table_name)
+            where not exists (select 1 from pg_catalog.pg_policy x
+                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
+    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
+                              'using (invoices_internal.anonymous_request())', p.table_name);
+    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
+  end loop;
+  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
+  -- sent over the connections of the querying role
+  perform 1 from pg_catalog.run_command_on_workers(
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin') r
+   where not r.success;
+  if found then
+    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
+  end if;
+end
+$$;

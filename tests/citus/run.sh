@@ -17,6 +17,7 @@ bash "$ROOT/scripts/citus.sh" start || exit 1
 trap 'bash "$ROOT/scripts/citus.sh" stop' EXIT
 export PGPORT="${CITUS_COORDINATOR_PORT:-5440}" PGRST_PORT="${CITUS_PGRST_PORT:-3100}"
 export PGRST_ADMIN_PORT=$((PGRST_PORT + 1)) PGRST_URL="http://127.0.0.1:$PGRST_PORT"
+export PUBLIC_PORT="${CITUS_PUBLIC_PORT:-8180}"; export PUBLIC_URL="http://127.0.0.1:$PUBLIC_PORT"
 failed=()
 suite() {  # NAME COMMAND...
   local name=$1; shift

@@ -40,8 +40,9 @@ expect_eq "no key, a merchant view: 401" "$(code "$URL/webhook_deliveries")" "40
 # every view and every reading function, with the admin key: no secret material anywhere
 secrets=$(psql_ -tA <<SQL
 select secret from invoices_internal.webhook_endpoints where merchant_id = '$a_id'
-union all select key_hash from invoices_internal.api_keys where merchant_id = '$a_id'
-union all select invoices_internal.jwt_secret()
+union all select key_hash from invoices_internal.api_keys where merchant_id = '$a_id';
+-- (a statement of its own: on Citus the one above runs on a worker node)
+select invoices_internal.jwt_secret();
 SQL
 )
 views=$(curl -s "$URL/" | python3 -c "import json,sys; print(' '.join(p.strip('/') for p in json.load(sys.stdin)['paths'] if not p.startswith('/rpc/') and p != '/'))")
@@ -57,11 +58,15 @@ expect_eq "no webhook secret, key hash or JWT secret in any of $(wc -w <<< "$vie
 expect_eq "  nor the API keys themselves" "$(grep -cF "$a_key" "$work/all" || true)" "0"
 
 echo "in SQL, as the role PostgREST runs requests as"
+# (on Citus the role is granted the tables, as Citus checks it on the shards: row-level security
+# then shows it nothing outside an HTTP request)
 for t in api_keys server_secrets webhook_endpoints invoices payments; do
-  if psql_ -c "set role invoices_api" -c "select 1 from invoices_internal.$t limit 1" >/dev/null 2>&1; then
-    bad "invoices_internal.$t is readable by invoices_api"
-  else
+  if ! rows=$(psql_ -tA -c "set role invoices_api" -c "select count(*) from invoices_internal.$t" 2>/dev/null); then
     ok "invoices_internal.$t: permission denied to invoices_api"
+  elif [ "$rows" = 0 ] && [ "$(q "select count(*) from pg_extension where extname = 'citus'")" = 1 ]; then
+    ok "invoices_internal.$t: invoices_api reads no row of it (Citus: granted behind row-level security)"
+  else
+    bad "invoices_internal.$t is readable by invoices_api" "$rows rows"
   fi
 done
 if psql_ -c "set role invoices_api" -c "select invoices_internal.jwt_secret()" >/dev/null 2>&1; then
