@@ -128,6 +128,9 @@ declare
   whole_chain boolean;
   polled_at timestamptz := now();
 begin
+  -- on Citus the chain's rows (reference tables) change after reads across the shards in this
+  -- transaction: one connection per node keeps that consistent
+  perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
   select * into c from invoices_internal.chains where id = chain for update;
   if not found then
     return jsonb_build_object('skipped', 'chain removed');
@@ -324,6 +327,9 @@ create function invoices_internal.record_chain_error(chain text, error text) ret
 language plpgsql volatile
 as $$
 begin
+  -- on Citus the chain's rows (reference tables) change after reads across the shards in this
+  -- transaction: one connection per node keeps that consistent
+  perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
   -- a node's URL may carry its API key (path, query, user info): errors keep its origin only
   update invoices_internal.chains c
      set last_error = invoices_internal.redact_urls(replace(record_chain_error.error, c.rpc_url, invoices_internal.url_origin(c.rpc_url))),

@@ -31,20 +31,25 @@ comment on domain invoices."text/html" is
 create function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
 language plpgsql stable
 as $$
+declare
+  obj jsonb := invoices_internal.invoice_object(mid, invoice_document.invoice_id);
+  requote boolean;
+  chain jsonb;
 begin
-  return (
-    select invoices_internal.invoice_object(mid, invoice_document.invoice_id) || jsonb_build_object(
-             'public_requote', (select m.public_requote from invoices_internal.merchants m where m.id = mid),
-             'payment_chain', (
-               select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
-                                         'token_contract', c.tokens -> i.asset ->> 'contract',
-                                         'token_decimals', (c.tokens -> i.asset ->> 'decimals')::int)
-                 from invoices_internal.chains c
-                where i.asset = any (c.assets)
-                order by c.active desc, c.created_at
-                limit 1))
-      from invoices_internal.invoices i
-     where i.merchant_id = mid and i.id = invoice_document.invoice_id);
+  -- one statement per table (on Citus: a query on a shard may not call a function that reads)
+  select m.public_requote into requote from invoices_internal.merchants m where m.id = mid;
+  select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
+                            'token_contract', c.tokens -> (obj->>'asset') ->> 'contract',
+                            'token_decimals', (c.tokens -> (obj->>'asset') ->> 'decimals')::int)
+    into chain
+    from invoices_internal.chains c
+   where obj->>'asset' = any (c.assets)
+   order by c.active desc, c.created_at
+   limit 1;
+  if obj is null then
+    return null;
+  end if;
+  return obj || jsonb_build_object('public_requote', requote, 'payment_chain', chain);
 end
 $$;
 

@@ -119,6 +119,7 @@ as $$
 declare
   a jsonb := invoices_internal.seed_v1_create_args(body, (current_date + 7)::text);
   obj jsonb;
+  wire jsonb;
   code text;
   message text;
   detail text;
@@ -151,12 +152,16 @@ begin
   end;
   -- a wire: the merchant's bank-transfer instructions go onto the invoice (its PDF, its page)
   if a->'payment_methods' ? 'wire' then
-    update invoices_internal.invoices i
-       set merchant_snapshot = i.merchant_snapshot || jsonb_build_object('bank_instructions', m.bank_instructions)
+    -- (read first, then written: Citus refuses a STABLE function over columns in an UPDATE)
+    select jsonb_build_object('bank_instructions', m.bank_instructions) into wire
       from invoices_internal.merchants m
-     where m.id = i.merchant_id and i.merchant_id = (obj->>'merchant_id')::uuid and i.id = (obj->>'id')::uuid
-       and m.bank_instructions is not null;
-    if not found then
+     where m.id = (obj->>'merchant_id')::uuid and m.bank_instructions is not null;
+    if wire is not null then
+      update invoices_internal.invoices i
+         set merchant_snapshot = i.merchant_snapshot || wire
+       where i.merchant_id = (obj->>'merchant_id')::uuid and i.id = (obj->>'id')::uuid;
+    end if;
+    if wire is null then
       perform invoices_internal.raise('22023', 'invalid invoice: payment_methods has wire, and no bank instructions are set',
         '{"errors":[{"field":"payment_methods","message":"wire needs the merchant''s bank instructions"}]}',
         'the merchant sets them once with invoices.set_bank_instructions(…)');
@@ -268,6 +273,7 @@ language plpgsql volatile
 as $$
 declare
   a jsonb := invoices_internal.seed_btpay_payment_link_args(body);
+  mid uuid := invoices_internal.require_merchant();
   link jsonb;
 begin
   link := invoices.create_payment_link(
@@ -279,7 +285,7 @@ begin
              to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
              coalesce(current_setting('invoices.public_base_url', true), ''))
       from invoices.payment_links l
-     where l.merchant_id = invoices_internal.require_merchant() and l.id = (link->>'id')::uuid));
+     where l.merchant_id = mid and l.id = (link->>'id')::uuid));
 end
 $$;
 
@@ -517,12 +523,19 @@ create function invoices_internal.seed_afc_get_invoice(params jsonb, query jsonb
 language plpgsql stable
 as $$
 declare
+  mid uuid;
   obj jsonb;
 begin
-  select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint) into obj
-    from invoices_internal.invoice_rows r
-   where params->>'uuid' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-     and r.id = (params->>'uuid')::uuid and r.status <> 'draft';
+  -- its merchant first (the only read across merchants), then the invoice by its key
+  if params->>'uuid' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select i.merchant_id into mid from invoices_internal.invoices i
+     where i.id = (params->>'uuid')::uuid and i.status <> 'draft';
+  end if;
+  if mid is not null then
+    select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint) into obj
+      from invoices_internal.invoice_rows r
+     where r.merchant_id = mid and r.id = (params->>'uuid')::uuid;
+  end if;
   if obj is null then
     perform invoices_internal.raise('P0002', 'invoice not found', null, null);
   end if;

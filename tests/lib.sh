@@ -21,5 +21,14 @@ wait_for() {
   done
   return 1
 }
+# alter_system "set <setting> = <value>" | "reset <setting>": ALTER SYSTEM and reload, on this
+# server and, on a Citus coordinator, on every worker node too (triggers run on the shards'
+# nodes and read their settings there)
+alter_system() {
+  psql_ -qc "alter system $1" -c "select pg_reload_conf()" >/dev/null
+  if [ "$(q "select count(*) from pg_extension where extname = 'citus'" 2>/dev/null)" = 1 ]; then
+    q "select run_command_on_workers(\$\$alter system $1\$\$), run_command_on_workers('select pg_reload_conf()')" >/dev/null
+  fi
+}
 worker_pid() { q "select pid from pg_stat_activity where backend_type = 'invoices worker'" 2>/dev/null || true; }
 finish() { printf '%d passed, %d failed\n' "$pass" "$fail"; [ "$fail" -eq 0 ]; }

@@ -28,6 +28,15 @@ only="${CITUS_ONLY:-}"
 want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 want cluster && suite "the cluster: distribution, tenancy, numbering, routing" bash "$here/cluster.sh"
 want curl && suite "http: curl" bash "$ROOT/tests/http/curl.sh"
+want js && suite "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgrest_js.test.mjs 2>&1 | tail -n 12; exit \${PIPESTATUS[0]}"
+want seeds && suite "seeds: Living Invoices and BTPay, /api/v1" bash "$ROOT/tests/seeds/v1.sh"
+want seeds && suite "seeds: BTPay's links, rates and webhooks" bash "$ROOT/tests/seeds/btpay.sh"
+want seeds && suite "seeds: Kibble and apiforcrypto" bash "$ROOT/tests/seeds/kibble_apiforcrypto.sh"
+want security && suite "security: attacker" bash "$ROOT/tests/security/attacker.sh"
+want security && suite "security: scopes under every spelling" bash "$ROOT/tests/security/scopes.sh"
+want security && suite "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"
+want security && suite "security: non-UTF-8 headers" python3 "$ROOT/tests/security/headers.py" "$PUBLIC_PORT" "$PGRST_PORT"
+want webhooks && suite "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
   exit 1

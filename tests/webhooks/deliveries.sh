@@ -14,8 +14,7 @@ python3 "$here/../stubs/webhook_receiver.py" "$PORT" "$log" &
 receiver=$!
 restore() {
   kill $receiver 2>/dev/null || true
-  psql_ -qc "alter system reset invoices.webhook_retry_schedule" -c "alter system reset invoices.webhook_timeout_ms" \
-        -c "select pg_reload_conf()" >/dev/null 2>&1 || true
+  { alter_system "reset invoices.webhook_retry_schedule"; alter_system "reset invoices.webhook_timeout_ms"; } 2>/dev/null || true
   rm -rf "$work"
 }
 trap restore EXIT
@@ -24,8 +23,8 @@ for _ in $(seq 50); do curl -s "http://127.0.0.1:$PORT/control/fix?x" >/dev/null
 kill $receiver; sleep 0.2; python3 "$here/../stubs/webhook_receiver.py" "$PORT" "$log" & receiver=$!
 for _ in $(seq 50); do curl -s "http://127.0.0.1:$PORT/control/secret?name=probe&secret=x" >/dev/null 2>&1 && break; sleep 0.1; done
 # a short schedule for the test: three retries one second apart, 1 s timeout
-psql_ -qc "alter system set invoices.webhook_retry_schedule = '1s,1s,1s'" -c "alter system set invoices.webhook_timeout_ms = 1000" \
-      -c "select pg_reload_conf()" >/dev/null
+alter_system "set invoices.webhook_retry_schedule = '1s,1s,1s'"
+alter_system "set invoices.webhook_timeout_ms = 1000"
 sleep 0.5
 R="http://127.0.0.1:$PORT"
 out=$(psql_ -tA <<SQL
