@@ -207,6 +207,29 @@ stop() {
   done
 }
 
+# database NAME: a fresh database NAME on every node, distributed like `invoices` (for the tests
+# that want a database of their own); drop-database NAME removes it from every node
+fresh_database() {
+  local db=$1 port c="$CITUS_COORDINATOR_PORT"
+  drop_database "$db"
+  for port in $(all_ports); do
+    psql_at "$port" -d postgres -c "create database \"$db\"" >/dev/null
+    psql_at "$port" -d "$db" -c "create extension citus" >/dev/null
+  done
+  psql_at "$c" -d "$db" -c "select citus_set_coordinator_host('127.0.0.1', $c)" >/dev/null
+  for port in $CITUS_WORKER_PORTS; do
+    psql_at "$c" -d "$db" -c "select citus_add_node('127.0.0.1', $port)" >/dev/null
+  done
+  psql_at "$c" -d "$db" -c "create extension invoices" >/dev/null
+  psql_at "$c" -d "$db" -c "select invoices.distribute_on_citus()" >/dev/null
+}
+drop_database() {
+  local port
+  for port in $(all_ports); do
+    psql_at "$port" -d postgres -c "drop database if exists \"$1\" with (force)" >/dev/null
+  done
+}
+
 status() {
   psql_at "$CITUS_COORDINATOR_PORT" -d invoices -c \
     "select nodename, nodeport, count(*) as shards from pg_dist_shard_placement group by 1, 2 order by 2"
@@ -218,5 +241,7 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   destroy) stop; rm -rf "$CITUS_DIR" ;;
-  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy" >&2; exit 2 ;;
+  database) fresh_database "${2:?database name}" ;;
+  drop-database) drop_database "${2:?database name}" ;;
+  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy|database NAME|drop-database NAME" >&2; exit 2 ;;
 esac

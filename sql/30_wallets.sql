@@ -84,7 +84,9 @@ create table invoices_internal.address_assignments (
   merchant_id  uuid not null,
   address_id   bigint not null,
   invoice_id   uuid not null,
-  assigned_at  timestamptz not null default now(),
+  -- when it happened (clock_timestamp(), not the transaction's start: a holding ends before the
+  -- next begins even when the next transaction started first, or on another node)
+  assigned_at  timestamptz not null default clock_timestamp(),
   released_at  timestamptz,
   primary key (merchant_id, address_id, assigned_at, invoice_id)
 );
@@ -286,11 +288,12 @@ language plpgsql volatile
 as $$
 declare
   available timestamptz := now() + make_interval(mins => pause_minutes);
+  released timestamptz := clock_timestamp();  -- (Citus takes no volatile function in an UPDATE)
 begin
   update invoices_internal.addresses
      set invoice_id = null, available_at = available
    where merchant_id = mid and id = addr_id and invoice_id = inv_id;
-  update invoices_internal.address_assignments set released_at = now()
+  update invoices_internal.address_assignments set released_at = released
    where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;
 end
 $$;

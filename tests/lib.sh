@@ -30,5 +30,16 @@ alter_system() {
     q "select run_command_on_workers(\$\$alter system $1\$\$), run_command_on_workers('select pg_reload_conf()')" >/dev/null
   fi
 }
+# fresh_database NAME: database NAME, new, with the extension; on Citus (CITUS=1, set by
+# tests/citus/run.sh) on every node and distributed. drop_database NAME removes it.
+fresh_database() {
+  if [ -n "${CITUS:-}" ]; then bash "$ROOT/scripts/citus.sh" database "$1"; return; fi
+  psql_ -d postgres -c "drop database if exists $1" -c "create database $1" >/dev/null
+  psql_ -d "$1" -c "create extension invoices" >/dev/null
+}
+drop_database() {
+  if [ -n "${CITUS:-}" ]; then bash "$ROOT/scripts/citus.sh" drop-database "$1"; return; fi
+  psql_ -d postgres -c "drop database $1" >/dev/null
+}
 worker_pid() { q "select pid from pg_stat_activity where backend_type = 'invoices worker'" 2>/dev/null || true; }
 finish() { printf '%d passed, %d failed\n' "$pass" "$fail"; [ "$fail" -eq 0 ]; }

@@ -6870,43 +6870,6 @@ begin
 end
 $$;
 
-create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
-language plpgsql stable
-as $$
-declare
-  mid uuid := invoices_internal.require_merchant();
-  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
-begin
-  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
-            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
-end
-$$;
-
-create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
-language plpgsql stable
-as $$
-declare
-  p jsonb := invoices_internal.seed_v1_list_params(query);
-  mid uuid := invoices_internal.require_merchant();
-  total bigint;
-  page jsonb;
-begin
-  select count(*) into total from invoices_internal.invoices r
-   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
-  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
-           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
-           order by r.created_at desc, r.id desc), '[]')
-    into page
-    from (select * from invoices_internal.invoice_rows r
-           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
-           order by r.created_at desc, r.id desc
-           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
-  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
-    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
-    'page', (p->>'page')::bigint));
-end
-$$;
-
 create or replace function invoices_internal.admin_merchant_ids(caller name) returns uuid[]
 language plpgsql stable security definer
 set search_path = pg_catalog
@@ -7183,5 +7146,436 @@ begin
     raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
       using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
   end if;
+end
+$$;
+
+-- An address's holdings are stamped when they happen (clock_timestamp()), not at their
+-- transactions' starts: one ends before the next begins, also across the nodes of a cluster.
+alter table invoices_internal.address_assignments alter column assigned_at set default clock_timestamp();
+
+create or replace function invoices_internal.seed_btpay_create_payment_link(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_btpay_payment_link_args(body);
+  mid uuid := invoices_internal.require_merchant();
+  link jsonb;
+begin
+  link := invoices.create_payment_link(
+    title => a->>'title', slug => a->>'slug', description => a->>'description',
+    amount => (a->>'amount')::numeric, currency => a->>'currency', asset => a->>'asset',
+    redirect_url => a->>'redirect_url', metadata => coalesce(a->'metadata', '{}'));
+  return jsonb_build_object('status', 201, 'body', (
+    select invoices_internal.seed_btpay_payment_link(
+             to_jsonb(l) || jsonb_build_object('created_unix', extract(epoch from l.created_at)::bigint),
+             coalesce(current_setting('invoices.public_base_url', true), ''))
+      from invoices.payment_links l
+     where l.merchant_id = mid and l.id = (link->>'id')::uuid));
+end
+$$;
+
+create or replace function invoices_internal.seed_afc_get_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid;
+  obj jsonb;
+begin
+  -- its merchant first (the only read across merchants), then the invoice by its key
+  if params->>'uuid' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    select i.merchant_id into mid from invoices_internal.invoices i
+     where i.id = (params->>'uuid')::uuid and i.status <> 'draft';
+  end if;
+  if mid is not null then
+    select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint) into obj
+      from invoices_internal.invoice_rows r
+     where r.merchant_id = mid and r.id = (params->>'uuid')::uuid;
+  end if;
+  if obj is null then
+    perform invoices_internal.raise('P0002', 'invoice not found', null, null);
+  end if;
+  return jsonb_build_object('status', 200, 'body', invoices_internal.seed_afc_invoice(obj,
+    invoices_internal.seed_afc_chain(obj->'metadata'->>'blockchain'),
+    invoices_internal.seed_afc_payments((obj->>'merchant_id')::uuid, (obj->>'id')::uuid), true));
+end
+$$;
+
+create or replace function invoices_internal.invoice_document(mid uuid, invoice_id uuid) returns jsonb
+language plpgsql stable
+as $$
+declare
+  obj jsonb := invoices_internal.invoice_object(mid, invoice_document.invoice_id);
+  requote boolean;
+  chain jsonb;
+begin
+  -- one statement per table (on Citus: a query on a shard may not call a function that reads)
+  select m.public_requote into requote from invoices_internal.merchants m where m.id = mid;
+  select jsonb_build_object('family', c.family, 'chain_id', c.chain_id, 'network', c.network,
+                            'token_contract', c.tokens -> (obj->>'asset') ->> 'contract',
+                            'token_decimals', (c.tokens -> (obj->>'asset') ->> 'decimals')::int)
+    into chain
+    from invoices_internal.chains c
+   where obj->>'asset' = any (c.assets)
+   order by c.active desc, c.created_at
+   limit 1;
+  if obj is null then
+    return null;
+  end if;
+  return obj || jsonb_build_object('public_requote', requote, 'payment_chain', chain);
+end
+$$;
+
+create or replace function invoices_internal.record_chain_poll(chain text, result jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  c invoices_internal.chains;
+  tip bigint := (result->'tip'->>'height')::bigint;
+  fork bigint := (result->>'fork_height')::bigint;
+  mempool_known boolean := jsonb_typeof(result->'mempool') = 'array';
+  last_block jsonb := result->'blocks'->-1;
+  t record;
+  pay invoices_internal.payments;
+  a record;
+  inv invoices_internal.invoices;
+  required integer;
+  confs integer;
+  new_status text;
+  orphaned bigint[] := '{}';
+  touched bigint[] := '{}';
+  invoices_touched uuid[] := '{}';
+  is_late boolean;
+  confirmed_time timestamptz;
+  k record;
+  r record;
+  fork_hash text;
+  watch_at timestamptz;
+  received integer := 0;
+  confirmed integer := 0;
+  reverted integer := 0;
+  in_mempool text[] := array(select m->>'txid' || ':' || (m->>'index')
+                               from jsonb_array_elements(coalesce(result->'mempool', '[]')) m);
+  whole_chain boolean;
+  polled_at timestamptz := now();
+begin
+  -- on Citus the chain's rows (reference tables) change after reads across the shards in this
+  -- transaction: one connection per node keeps that consistent
+  perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
+  select * into c from invoices_internal.chains where id = chain for update;
+  if not found then
+    return jsonb_build_object('skipped', 'chain removed');
+  end if;
+  -- 1. a reorg: blocks above the fork are gone; their payments wait to be seen again
+  if fork is not null then
+    delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height > fork;
+    for r in update invoices_internal.payments o
+                set block_height = null, block_hash = null, status = 'mempool', updated_at = now()
+              where o.chain = c.id and o.block_height > fork and o.status <> 'reverted'
+              returning o.id
+    loop
+      orphaned := orphaned || r.id;
+    end loop;
+  end if;
+  insert into invoices_internal.chain_blocks (chain, height, hash)
+  select c.id, (b->>'height')::bigint, b->>'hash' from jsonb_array_elements(result->'blocks') b
+  on conflict on constraint chain_blocks_pkey do update set hash = excluded.hash;
+  delete from invoices_internal.chain_blocks b where b.chain = c.id and b.height < tip - 100;
+
+  -- 2. transfers: in blocks first, then the mempool (a transaction in both is in its block)
+  for t in
+    select x.*, 0 as pass from jsonb_to_recordset(result->'transfers')
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
+    union all
+    select x.*, 1 from jsonb_to_recordset(coalesce(result->'mempool', '[]'))
+      as x(txid text, index bigint, address text, asset text, amount_base numeric, amount numeric, block jsonb,
+           block_time bigint)
+    order by pass
+  loop
+    select * into pay from invoices_internal.payments q
+     where q.chain = c.id and q.txid = t.txid and q.output_index = t.index
+     limit 1;
+    if found then
+      if t.block is not null and (pay.block_hash is distinct from t.block->>'hash' or pay.status = 'reverted') then
+        update invoices_internal.payments
+           set block_height = (t.block->>'height')::bigint, block_hash = t.block->>'hash',
+               status = case when status = 'reverted' then 'in_block' else status end,
+               reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
+      elsif t.block is null and pay.status = 'reverted' then
+        -- back in the mempool (e.g. re-broadcast after a reorg)
+        update invoices_internal.payments
+           set status = 'mempool', reverted_at = null, missing_polls = 0, missing_since = null, updated_at = now()
+         where merchant_id = pay.merchant_id and id = pay.id;
+        touched := touched || pay.id;
+      end if;
+      continue;
+    end if;
+    -- a new payment: to the address of which wallet of this chain's network (the asset tells
+    -- ETH from USDC)? Which invoice it pays is domain::settlement::holder_when_seen: the one
+    -- that held the address when the payment was first seen, so a late payment for an earlier
+    -- holder never pays the next one.
+    select ad.merchant_id, ad.id,
+           (select invoices_internal.payment_holder(array_agg(x.invoice_id), array_agg(x.assigned_at),
+                                                    t.block_time, t.block is not null,
+                                                    ad.invoice_id, ad.last_invoice_id)
+              from invoices_internal.address_assignments x
+             where x.merchant_id = ad.merchant_id and x.address_id = ad.id) as invoice_id into a
+      from invoices_internal.addresses ad
+      join invoices_internal.wallets w on w.merchant_id = ad.merchant_id and w.id = ad.wallet_id
+     where ad.address = t.address and w.asset = t.asset and w.network = c.network
+     order by ad.invoice_id is null, ad.available_at desc, ad.id
+     limit 1;
+    if not found then
+      continue;   -- watched a moment ago, since removed
+    end if;
+    -- locks in the order every other path takes them: the invoice, then its address
+    select * into inv from invoices_internal.invoices where merchant_id = a.merchant_id and id = a.invoice_id
+       for update;
+    is_late := inv.id is not null and invoices_internal.payment_is_late(inv.status, inv.expires_at);
+    insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id,
+                                            asset, amount_base, amount, block_height, block_hash, status, late)
+    values (a.merchant_id, c.id, t.txid, t.index, t.address, a.id, a.invoice_id, t.asset, t.amount_base, t.amount,
+            (t.block->>'height')::bigint, t.block->>'hash', case when t.block is null then 'mempool' else 'in_block' end,
+            is_late)
+    returning * into pay;
+    update invoices_internal.addresses set first_paid_at = now()
+     where merchant_id = a.merchant_id and id = a.id and first_paid_at is null;
+    received := received + 1;
+    if inv.id is not null then
+      perform invoices_internal.emit_events(inv, '{payment.received}', invoices_internal.payment_object(pay, tip));
+    end if;
+    touched := touched || pay.id;
+  end loop;
+
+  -- 3. orphaned payments not seen again: back in the mempool if it still has them, else reverted
+  for pay in
+    select * from invoices_internal.payments q
+     where q.id = any (orphaned) and q.block_height is null
+       and not exists (select 1 from jsonb_array_elements(coalesce(result->'mempool', '[]')) m
+                        where m->>'txid' = q.txid and (m->>'index')::bigint = q.output_index)
+  loop
+    invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
+    reverted := reverted + 1;
+  end loop;
+  touched := touched || orphaned;
+
+  -- 3b. mempool payments the node no longer has (dropped, replaced by fee or nonce, double-
+  -- spent): gone once missing from 3 polls that saw the chain up to its tip and for
+  -- mempool_grace_seconds; then reverted, and their invoice goes back to pending or partial.
+  -- A node that is behind, or one without a mempool API, counts nothing.
+  whole_chain := mempool_known and not coalesce((result->>'behind')::boolean, false)
+                 and coalesce((last_block->>'height')::bigint, c.cursor_height, -1) >= tip;
+  if whole_chain then
+    for pay in
+      select * from invoices_internal.payments q
+       where q.chain = c.id and q.status = 'mempool' and q.block_height is null
+    loop
+      if pay.txid || ':' || pay.output_index = any (in_mempool) then
+        if pay.missing_polls > 0 then
+          update invoices_internal.payments set missing_polls = 0, missing_since = null
+           where merchant_id = pay.merchant_id and id = pay.id;
+        end if;
+        continue;
+      end if;
+      update invoices_internal.payments
+         set missing_polls = missing_polls + 1, missing_since = coalesce(missing_since, polled_at)
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      if pay.missing_polls >= 3 and pay.missing_since <= polled_at - make_interval(secs => c.mempool_grace_seconds) then
+        invoices_touched := invoices_touched || invoices_internal.revert_payment(pay, tip, polled_at);
+        reverted := reverted + 1;
+      end if;
+    end loop;
+  end if;
+
+  -- 4. confirmations: every payment not yet confirmed, and those touched by this poll
+  for pay in
+    select * from invoices_internal.payments q
+     where q.chain = c.id and (q.status in ('mempool', 'in_block') or q.id = any (touched))
+       and q.status <> 'reverted'
+  loop
+    select coalesce(i.confirmations, c.confirmations) into required
+      from invoices_internal.invoices i where i.merchant_id = pay.merchant_id and i.id = pay.invoice_id;
+    required := coalesce(required, c.confirmations);
+    confs := case when pay.block_height is null then 0 else greatest(tip - pay.block_height + 1, 0) end;
+    new_status := case when confs >= required then 'confirmed'
+                       when pay.block_height is not null then 'in_block' else 'mempool' end;
+    if new_status <> pay.status then
+      confirmed_time := case when new_status = 'confirmed' then now() end;
+      update invoices_internal.payments
+         set status = new_status, updated_at = now(), confirmed_at = confirmed_time
+       where merchant_id = pay.merchant_id and id = pay.id
+      returning * into pay;
+      invoices_touched := invoices_touched || pay.invoice_id;
+      if new_status = 'confirmed' then
+        confirmed := confirmed + 1;
+        select * into inv from invoices_internal.invoices where merchant_id = pay.merchant_id and id = pay.invoice_id;
+        if inv.id is not null then
+          perform invoices_internal.emit_events(inv, '{payment.confirmed}', invoices_internal.payment_object(pay, tip));
+        end if;
+      end if;
+    elsif pay.id = any (touched) then
+      invoices_touched := invoices_touched || pay.invoice_id;
+    end if;
+  end loop;
+
+  -- 5. the invoices follow their payments (locked in one order: no deadlocks with the sweeps)
+  for k in select i.merchant_id, i.id from invoices_internal.invoices i
+            where i.id = any (invoices_touched)
+            order by i.merchant_id, i.id
+  loop
+    perform invoices_internal.settle_invoice(k.merchant_id, k.id);
+  end loop;
+
+  -- the chain's row: every value computed first (no subquery or function inside its CASEs)
+  if fork is not null then
+    fork_hash := (select b.hash from invoices_internal.chain_blocks b where b.chain = c.id and b.height = fork);
+  end if;
+  -- a lagging node's poll scanned nothing: the addresses handed out before it still need the
+  -- rescan it did not do, so its watch time is not kept
+  watch_at := case when coalesce((result->>'behind')::boolean, false) then null
+                   else (result->>'watch_at')::timestamptz end;
+
+  update invoices_internal.chains
+     set tip_height = tip, tip_hash = result->'tip'->>'hash', last_poll_at = now(), last_error = null,
+         last_watch_at = coalesce(watch_at, last_watch_at),
+         last_scan_from = case when fork is not null then fork + 1
+                               when (last_block->>'height')::bigint > coalesce(cursor_height, -1)
+                               then coalesce(cursor_height + 1, (result->'blocks'->0->>'height')::bigint)
+                               else last_scan_from end,
+         cursor_height = coalesce((last_block->>'height')::bigint, case when fork is not null then fork else cursor_height end),
+         cursor_hash = coalesce(last_block->>'hash', case when fork is not null then fork_hash else cursor_hash end)
+   where id = c.id;
+  return jsonb_build_object('tip', tip, 'blocks', jsonb_array_length(result->'blocks'), 'received', received,
+                            'confirmed', confirmed, 'reverted', reverted, 'reorg', fork is not null);
+end
+$$;
+
+create or replace function invoices_internal.record_chain_error(chain text, error text) returns void
+language plpgsql volatile
+as $$
+begin
+  -- on Citus the chain's rows (reference tables) change after reads across the shards in this
+  -- transaction: one connection per node keeps that consistent
+  perform set_config('citus.multi_shard_modify_mode', 'sequential', true);
+  -- a node's URL may carry its API key (path, query, user info): errors keep its origin only
+  update invoices_internal.chains c
+     set last_error = invoices_internal.redact_urls(replace(record_chain_error.error, c.rpc_url, invoices_internal.url_origin(c.rpc_url))),
+         last_error_at = now(), last_poll_at = now()
+   where c.id = record_chain_error.chain;
+end
+$$;
+
+create or replace function invoices_internal.release_address(mid uuid, inv_id uuid, addr_id bigint, pause_minutes integer)
+returns void
+language plpgsql volatile
+as $$
+declare
+  available timestamptz := now() + make_interval(mins => pause_minutes);
+  released timestamptz := clock_timestamp();  -- (Citus takes no volatile function in an UPDATE)
+begin
+  update invoices_internal.addresses
+     set invoice_id = null, available_at = available
+   where merchant_id = mid and id = addr_id and invoice_id = inv_id;
+  update invoices_internal.address_assignments set released_at = released
+   where merchant_id = mid and address_id = addr_id and invoice_id = inv_id and released_at is null;
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  a jsonb := invoices_internal.seed_v1_create_args(body, (current_date + 7)::text);
+  obj jsonb;
+  wire jsonb;
+  code text;
+  message text;
+  detail text;
+begin
+  begin
+    obj := invoices.create_invoice(
+      lines => a->'lines', currency => a->>'currency', customer_email => a->>'customer_email',
+      customer_name => a->>'customer_name', customer_company => a->>'customer_company',
+      tax_rate => (a->>'tax_rate')::numeric, discount_amount => (a->>'discount_amount')::numeric,
+      due_date => (a->>'due_date')::date, notes => a->>'notes', metadata => a->'metadata',
+      asset => a->>'asset', send => coalesce((a->>'send')::boolean, false));
+  exception when others then
+    get stacked diagnostics code = returned_sqlstate, message = message_text, detail = pg_exception_detail;
+    if code = 'PGRST' then
+      detail := message::jsonb->>'details';
+      code := message::jsonb->>'code';
+      message := message::jsonb->>'message';
+    end if;
+    -- a Living Invoices request names its lines items, its e-mail to_email, its name to_name
+    if a->>'dialect' = 'living_invoices' then
+      message := regexp_replace(regexp_replace(regexp_replace(message, '\mlines\M', 'items', 'g'),
+                   '\mcustomer_email\M', 'to_email', 'g'), '\mcustomer_name\M', 'to_name', 'g');
+      detail := regexp_replace(regexp_replace(regexp_replace(detail, '"lines', '"items', 'g'),
+                  '"customer_email"', '"to_email"', 'g'), '"customer_name"', '"to_name"', 'g');
+    end if;
+    if detail is not null then
+      raise exception using errcode = code, message = message, detail = detail;
+    end if;
+    raise exception using errcode = code, message = message;
+  end;
+  -- a wire: the merchant's bank-transfer instructions go onto the invoice (its PDF, its page)
+  if a->'payment_methods' ? 'wire' then
+    -- (read first, then written: Citus refuses a STABLE function over columns in an UPDATE)
+    select jsonb_build_object('bank_instructions', m.bank_instructions) into wire
+      from invoices_internal.merchants m
+     where m.id = (obj->>'merchant_id')::uuid and m.bank_instructions is not null;
+    if wire is not null then
+      update invoices_internal.invoices i
+         set merchant_snapshot = i.merchant_snapshot || wire
+       where i.merchant_id = (obj->>'merchant_id')::uuid and i.id = (obj->>'id')::uuid;
+    end if;
+    if wire is null then
+      perform invoices_internal.raise('22023', 'invalid invoice: payment_methods has wire, and no bank instructions are set',
+        '{"errors":[{"field":"payment_methods","message":"wire needs the merchant''s bank instructions"}]}',
+        'the merchant sets them once with invoices.set_bank_instructions(…)');
+    end if;
+  end if;
+  return jsonb_build_object('status', 201,
+    'body', invoices_internal.seed_v1_invoice(invoices_internal.seed_invoice(obj->>'id')));
+end
+$$;
+
+create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+begin
+  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
+            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  p jsonb := invoices_internal.seed_v1_list_params(query);
+  mid uuid := invoices_internal.require_merchant();
+  total bigint;
+  page jsonb;
+begin
+  select count(*) into total from invoices_internal.invoices r
+   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
+  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
+           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
+           order by r.created_at desc, r.id desc), '[]')
+    into page
+    from (select * from invoices_internal.invoice_rows r
+           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
+           order by r.created_at desc, r.id desc
+           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
+    'page', (p->>'page')::bigint));
 end
 $$;

@@ -18,6 +18,8 @@ trap 'bash "$ROOT/scripts/citus.sh" stop' EXIT
 export PGPORT="${CITUS_COORDINATOR_PORT:-5440}" PGRST_PORT="${CITUS_PGRST_PORT:-3100}"
 export PGRST_ADMIN_PORT=$((PGRST_PORT + 1)) PGRST_URL="http://127.0.0.1:$PGRST_PORT"
 export PUBLIC_PORT="${CITUS_PUBLIC_PORT:-8180}"; export PUBLIC_URL="http://127.0.0.1:$PUBLIC_PORT"
+# the suites that want a database of their own get a distributed one (tests/lib.sh fresh_database)
+export CITUS=1
 failed=()
 suite() {  # NAME COMMAND...
   local name=$1; shift
@@ -37,6 +39,9 @@ want security && suite "security: scopes under every spelling" bash "$ROOT/tests
 want security && suite "security: public reads and anonymous limits" bash "$ROOT/tests/security/public_reads.sh"
 want security && suite "security: non-UTF-8 headers" python3 "$ROOT/tests/security/headers.py" "$PUBLIC_PORT" "$PGRST_PORT"
 want webhooks && suite "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliveries.sh"
+want races && suite "concurrency: gapless numbering, 16 creators" bash "$ROOT/tests/concurrency/numbering.sh"
+want races && suite "concurrency: the carousel, 64 clients" bash "$ROOT/tests/concurrency/carousel.sh"
+want chains && suite "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
   exit 1

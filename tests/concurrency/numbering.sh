@@ -4,8 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 DB=invoices_concurrency
-psql_ -d postgres -c "drop database if exists $DB" -c "create database $DB"
-psql_ -d $DB -c "create extension invoices"
+fresh_database $DB
 MID=$(psql_ -d $DB -tAc "select invoices.create_merchant('Concurrent Co') ->> 'id'")
 work=$(mktemp -d)
 cat > "$work/commit.sql" <<SQL
@@ -29,7 +28,7 @@ result=$(psql_ -d $DB -tAc "
 read -r n distinct maxseq misformatted <<<"$result"
 echo "committed invoices: $n, distinct numbers: $distinct, highest number: $maxseq"
 rm -rf "$work"
-psql_ -d postgres -c "drop database $DB"
+drop_database $DB
 check "some invoices were committed" [ "$n" -gt 0 ]
 expect_eq "every number is distinct" "$distinct" "$n"
 expect_eq "no gap: the highest number is the count" "$maxseq" "$n"
