@@ -91,6 +91,8 @@ invoices.database = 'invoices'
 invoices.background_worker = $( [ "$worker" = yes ] && echo off || echo on )
 # the status machine, audit and append-only triggers run on the shards
 citus.enable_unsafe_triggers = on
+# shards per distributed table: 8 on this one machine (32, Citus' default, for real nodes)
+citus.shard_count = ${CITUS_SHARD_COUNT:-8}
 # the merchant of a request (SET LOCAL invoices.merchant_id) reaches every node it touches
 citus.propagate_set_commands = 'local'
 # multi-shard writes commit with two-phase commit; shard moves use logical replication

@@ -42,6 +42,7 @@ want webhooks && suite "webhooks: deliveries" bash "$ROOT/tests/webhooks/deliver
 want races && suite "concurrency: gapless numbering, 16 creators" bash "$ROOT/tests/concurrency/numbering.sh"
 want races && suite "concurrency: the carousel, 64 clients" bash "$ROOT/tests/concurrency/carousel.sh"
 want chains && suite "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
+want rebalance && suite "rebalance under load" bash "$here/rebalance.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
   exit 1
