@@ -149,6 +149,9 @@ start() {
       as_owner "$PG_BIN/pg_ctl" -D "$(node_dir "$port")" -m fast -w restart -l "$CITUS_DIR/log/node-$port.log" >/dev/null
     done
     psql_at "$c" -d invoices -c "drop extension invoices cascade" >/dev/null
+    # (PostgREST's schema cache would name the old functions)
+    local old_pid; old_pid=$(cat "$CITUS_DIR/run/postgrest.pid" 2>/dev/null || true)
+    if [ -n "$old_pid" ] && kill -0 "$old_pid" 2>/dev/null; then kill "$old_pid"; while kill -0 "$old_pid" 2>/dev/null; do sleep 0.1; done; fi
   fi
   if ! psql_at "$c" -d invoices -tAc "select 1 from pg_extension where extname = 'invoices'" | grep -q 1; then
     log "creating extension invoices on the cluster"

@@ -285,43 +285,41 @@ begin
     perform invoices_internal.raise_error(p);
   end if;
 
-  -- One statement writes the invoice, its lines and, when it is sent, the e-mail to the
-  -- customer (the worker sends it). The prepared object's keys are the column names: one
-  -- jsonb_populate_record reads them instead of a cast per column; the columns decided here
-  -- are given as they are (merging them into the object first would sort ~60 keys again).
-  with inv as (
-    insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
-      currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
-      customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
-      issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
-      expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
-      failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
-    select mid, new_id, m.seq, new_number, new_slug, new_status,
-           r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
-           r.customer_email, r.customer_name, r.customer_company, r.customer_address,
-           jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
-           r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
-           r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
-           r.failed_url, r.expires_at, false, false, now(), now(),
-           -- the lines as the invoice object shows them (amounts as strings)
-           (select coalesce(jsonb_agg(jsonb_build_object(
-                     'description', l.description, 'quantity', l.quantity::text,
-                     'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
-              from rows from (jsonb_to_recordset(p->'lines')
-                                as (description text, quantity numeric, unit_price numeric, amount numeric))
-                   with ordinality l(description, quantity, unit_price, amount, n))
-      from jsonb_populate_record(null::invoices_internal.invoices, p) r
-    returning merchant_id, id),
-  new_lines as (
-    insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
-    select inv.merchant_id, inv.id, l.n, l.description, l.quantity, l.unit_price, l.amount
-      from inv, rows from (jsonb_to_recordset(p->'lines')
-                             as (description text, quantity numeric, unit_price numeric, amount numeric))
-                with ordinality l(description, quantity, unit_price, amount, n))
-  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
-    from inv
-   where send and p->>'customer_email' is not null;
+  -- The invoice, its lines and, when it is sent, the e-mail to the customer (the worker sends
+  -- it): a statement each, each naming the merchant (on Citus: its shard, and no other node).
+  -- The prepared object's keys are the column names: one jsonb_populate_record reads them
+  -- instead of a cast per column; the columns decided here are given as they are (merging
+  -- them into the object first would sort ~60 keys again).
+  insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+    currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+    customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+    issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+    expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+    failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
+  select mid, new_id, m.seq, new_number, new_slug, new_status,
+         r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+         r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+         jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+         r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+         r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+         r.failed_url, r.expires_at, false, false, now(), now(),
+         -- the lines as the invoice object shows them (amounts as strings)
+         (select coalesce(jsonb_agg(jsonb_build_object(
+                   'description', l.description, 'quantity', l.quantity::text,
+                   'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
+            from rows from (jsonb_to_recordset(p->'lines')
+                              as (description text, quantity numeric, unit_price numeric, amount numeric))
+                 with ordinality l(description, quantity, unit_price, amount, n))
+    from jsonb_populate_record(null::invoices_internal.invoices, p) r;
+  insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+  select mid, new_id, l.n, l.description, l.quantity, l.unit_price, l.amount
+    from rows from (jsonb_to_recordset(p->'lines')
+                      as (description text, quantity numeric, unit_price numeric, amount numeric))
+         with ordinality l(description, quantity, unit_price, amount, n);
+  if send and p->>'customer_email' is not null then
+    insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+    values (mid, new_id, p->>'customer_email', invoices_internal.retry_count() + 1);
+  end if;
   insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
 
   if send and p->>'asset' is not null then

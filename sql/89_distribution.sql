@@ -20,7 +20,7 @@
 --
 -- Needs: 15_tenancy (authorize)
 -- Provides (API): distribute_on_citus()
--- Provides (internal): distribution_plan
+-- Provides (internal): distribution_plan, claim_sequence_range()
 
 create view invoices_internal.distribution_plan as
 select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
@@ -65,6 +65,37 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
 
 comment on view invoices_internal.distribution_plan is
   'How each table of invoices_internal is laid out on Citus: kind tenant (distributed by distribution_column, colocated with colocate_with, or the anchor when null), reference (copied to every node), routing (a global lookup distributed by its own key, in a colocation group of its own) or local (coordinator only); position is the order of the create_reference_table / create_distributed_table calls. Checked without Citus by tests/citus/catalog.sh; applied by invoices.distribute_on_citus().';
+
+-- On a Citus worker node, the extension's sequences take values from a range of their own,
+-- above group id << 48 (as Citus does for the sequences it creates itself): rows of one table
+-- are inserted both by the coordinator and by the triggers on the workers' shards (audit rows,
+-- webhook deliveries), and their ids must never meet. Does nothing on the coordinator (group 0)
+-- or without Citus; returns how many sequences it moved.
+create function invoices_internal.claim_sequence_range() returns integer
+language plpgsql volatile
+as $$
+declare
+  g bigint;
+  s record;
+  n integer := 0;
+begin
+  if pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') is null then
+    return 0;
+  end if;
+  execute 'select groupid from pg_catalog.pg_dist_local_group' into g;
+  if coalesce(g, 0) = 0 then
+    return 0;
+  end if;
+  for s in select format('%I.%I', q.schemaname, q.sequencename) as name, q.last_value
+             from pg_catalog.pg_sequences q where q.schemaname = 'invoices_internal' loop
+    if coalesce(s.last_value, 0) < g << 48 then
+      perform pg_catalog.setval(s.name::regclass, g << 48);
+      n := n + 1;
+    end if;
+  end loop;
+  return n;
+end
+$$;
 
 -- Applies the plan on a Citus coordinator. Not SECURITY DEFINER: create_distributed_table
 -- requires the tables' owner (the superuser who created the extension).
@@ -129,6 +160,13 @@ begin
                               'using (invoices_internal.anonymous_request())', p.table_name);
     return next pg_catalog.format('create policy public_doors on %s', p.table_name);
   end loop;
+  -- each worker node's sequences in a range of its own (run again after citus_add_node)
+  perform 1 from pg_catalog.run_command_on_workers('select invoices_internal.claim_sequence_range()') r
+   where not r.success;
+  if found then
+    raise exception 'a worker node could not move its sequences to its own range'
+      using errcode = '55000', hint = 'run on every worker: select invoices_internal.claim_sequence_range()';
+  end if;
   -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
   -- sent over the connections of the querying role
   perform 1 from pg_catalog.run_command_on_workers(
@@ -142,4 +180,4 @@ end
 $$;
 
 comment on function invoices.distribute_on_citus() is
-  'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';
+  'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones; grant the API roles the tables behind row-level security; give each worker node''s sequences a range of their own. Run it again after adding a node. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';

@@ -6456,162 +6456,6 @@ select r.*
   from invoices_internal.invoice_rows r
  where r.merchant_id = any ((select invoices_internal.readable_merchants('invoices', current_user) from invoices_internal.session_scope)::uuid[]);
 
-create or replace function invoices.create_invoice(
-  lines             jsonb   default null,
-  currency          text    default null,
-  customer_email    text    default null,
-  customer_name     text    default null,
-  customer_company  text    default null,
-  customer_address  text    default null,
-  tax_rate          numeric default null,
-  discount_amount   numeric default null,
-  issue_date        date    default null,
-  due_date          date    default null,
-  notes             text    default null,
-  metadata          jsonb   default null,
-  asset             text    default null,
-  markup_percent    numeric default null,
-  confirmations     integer default null,
-  expiry_minutes    integer default null,
-  pause_minutes     integer default null,
-  callback_url      text    default null,
-  callback_secret   text    default null,
-  attempts_callback integer default null,
-  success_url       text    default null,
-  failed_url        text    default null,
-  order_id          text    default null,
-  send              boolean default false,
-  items             jsonb   default null,
-  to_email          text    default null,
-  to_name           text    default null
-) returns jsonb
-language plpgsql volatile security definer
-set search_path = pg_catalog
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
-  mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
-  m record;
-  args jsonb;
-  replay jsonb;
-  p jsonb;
-  new_id uuid := invoices_internal.uuid_v7();
-  new_slug text := invoices_internal.new_slug();
-  idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
-  new_status text := case when send then 'pending' else 'draft' end;
-  new_number text;
-  obj jsonb;
-begin
-  if mid is null then
-    perform invoices_internal.require_merchant();  -- raises the 42501 "no merchant selected"
-  end if;
-  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
-  if lines is not null and items is not null then
-    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
-      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
-      'send the line items once, as lines');
-  end if;
-  args := jsonb_build_object(
-         'lines', coalesce(lines, items),
-         'currency', currency,
-         'customer_email', coalesce(customer_email, to_email),
-         'customer_name', coalesce(customer_name, to_name),
-         'customer_company', customer_company, 'customer_address', customer_address,
-         'tax_rate', tax_rate, 'discount_amount', discount_amount,
-         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
-         'notes', notes, 'metadata', metadata, 'order_id', order_id,
-         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
-         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
-         'callback_url', callback_url, 'callback_secret', callback_secret,
-         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
-  -- Idempotency-Key: a replay returns the first response without creating anything.
-  if idempotent then
-    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
-    if replay is not null then
-      return replay;
-    end if;
-  end if;
-
-  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
-  -- The same statement reads what the invoice copies from its merchant.
-  update invoices_internal.merchants x set next_invoice_number = x.next_invoice_number + 1
-   where x.id = mid
-   returning x.next_invoice_number - 1 as seq, x.name, x.email, x.address, x.default_currency, x.invoice_prefix
-    into m;
-  if not found then
-    perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
-      'act as an existing merchant: invoices.act_as(merchant_id)');
-  end if;
-  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
-  if currency is null then
-    args := args || jsonb_build_object('currency', m.default_currency);
-  end if;
-  p := invoices_internal.prepare_new_invoice(args);
-  if p ? 'error' then
-    perform invoices_internal.raise_error(p);
-  end if;
-
-  -- One statement writes the invoice, its lines and, when it is sent, the e-mail to the
-  -- customer (the worker sends it). The prepared object's keys are the column names: one
-  -- jsonb_populate_record reads them instead of a cast per column; the columns decided here
-  -- are given as they are (merging them into the object first would sort ~60 keys again).
-  with inv as (
-    insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
-      currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
-      customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
-      issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
-      expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
-      failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
-    select mid, new_id, m.seq, new_number, new_slug, new_status,
-           r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
-           r.customer_email, r.customer_name, r.customer_company, r.customer_address,
-           jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
-           r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
-           r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
-           r.failed_url, r.expires_at, false, false, now(), now(),
-           -- the lines as the invoice object shows them (amounts as strings)
-           (select coalesce(jsonb_agg(jsonb_build_object(
-                     'description', l.description, 'quantity', l.quantity::text,
-                     'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
-              from rows from (jsonb_to_recordset(p->'lines')
-                                as (description text, quantity numeric, unit_price numeric, amount numeric))
-                   with ordinality l(description, quantity, unit_price, amount, n))
-      from jsonb_populate_record(null::invoices_internal.invoices, p) r
-    returning merchant_id, id),
-  new_lines as (
-    insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
-    select inv.merchant_id, inv.id, l.n, l.description, l.quantity, l.unit_price, l.amount
-      from inv, rows from (jsonb_to_recordset(p->'lines')
-                             as (description text, quantity numeric, unit_price numeric, amount numeric))
-                with ordinality l(description, quantity, unit_price, amount, n))
-  insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
-  select inv.merchant_id, inv.id, p->>'customer_email', invoices_internal.retry_count() + 1
-    from inv
-   where send and p->>'customer_email' is not null;
-  insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
-
-  if send and p->>'asset' is not null then
-    perform invoices_internal.open_for_payment(mid, new_id);
-    obj := invoices_internal.invoice_object(mid, new_id);
-  else
-    -- The invoice object of the row just written, without reading it back: what invoice_rows
-    -- shows for an invoice with no quote, payment or address yet (a regression test holds the
-    -- two equal).
-    obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
-      'id', new_id, 'merchant_id', mid,
-      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
-      'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
-      'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
-      'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
-      'created_at', now(), 'updated_at', now(), 'finalized_at', case when send then now() end);
-  end if;
-  if idempotent then
-    return invoices_internal.idempotent_store(mid, obj);
-  end if;
-  return obj;
-end
-$$;
-
 create or replace function invoices_internal.lock_quote(mid uuid, inv_id uuid) returns void
 language plpgsql volatile
 as $$
@@ -7076,79 +6920,6 @@ begin
 end
 $$;
 
-create or replace function invoices.distribute_on_citus() returns setof text
-language plpgsql volatile
-as $$
-declare
-  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
-  p record;
-  known boolean;
-  call text;
-begin
-  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
-    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
-      using errcode = '55000',
-            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
-                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
-  end if;
-  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
-    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
-      using errcode = '55000',
-            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
-  end if;
-  -- the tables are distributed one by one: while the reference tables are created, the tables
-  -- referencing them are still plain tables, which Citus would otherwise convert (with their
-  -- views) into Citus local tables first
-  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
-  for p in select * from invoices_internal.distribution_plan order by position loop
-    continue when p.kind = 'local';
-    if pg_catalog.to_regclass(p.table_name) is null then
-      raise exception 'the distribution plan names %, which does not exist', p.table_name
-        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
-    end if;
-    -- idempotent: a table Citus already knows is left as it is
-    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
-      into known using p.table_name;
-    continue when known;
-    call := case p.kind
-      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
-      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
-                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
-    end;
-    execute call;
-    return next call;
-  end loop;
-  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
-  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
-  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
-  -- request passed on by SET LOCAL). In a request without a key the API role reads what the
-  -- public views show (public_doors); in any other session it reads nothing. The server
-  -- secrets stay unreadable.
-  for p in select * from invoices_internal.distribution_plan
-            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
-    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
-  end loop;
-  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
-                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
-                                            ('invoices_internal.payment_links')) t(table_name)
-            where not exists (select 1 from pg_catalog.pg_policy x
-                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
-    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
-                              'using (invoices_internal.anonymous_request())', p.table_name);
-    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
-  end loop;
-  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
-  -- sent over the connections of the querying role
-  perform 1 from pg_catalog.run_command_on_workers(
-    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin') r
-   where not r.success;
-  if found then
-    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
-      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
-  end if;
-end
-$$;
-
 -- An address's holdings are stamped when they happen (clock_timestamp()), not at their
 -- transactions' starts: one ends before the next begins, also across the nodes of a cluster.
 alter table invoices_internal.address_assignments alter column assigned_at set default clock_timestamp();
@@ -7484,6 +7255,312 @@ begin
 end
 $$;
 
+create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+begin
+  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
+            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
+end
+$$;
+
+create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
+language plpgsql stable
+as $$
+declare
+  p jsonb := invoices_internal.seed_v1_list_params(query);
+  mid uuid := invoices_internal.require_merchant();
+  total bigint;
+  page jsonb;
+begin
+  select count(*) into total from invoices_internal.invoices r
+   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
+  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
+           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
+           order by r.created_at desc, r.id desc), '[]')
+    into page
+    from (select * from invoices_internal.invoice_rows r
+           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
+           order by r.created_at desc, r.id desc
+           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
+  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
+    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
+    'page', (p->>'page')::bigint));
+end
+$$;
+
+-- On a Citus worker node, the extension's sequences take values from a range of their own,
+-- above group id << 48 (as Citus does for the sequences it creates itself): rows of one table
+-- are inserted both by the coordinator and by the triggers on the workers' shards (audit rows,
+-- webhook deliveries), and their ids must never meet. Does nothing on the coordinator (group 0)
+-- or without Citus; returns how many sequences it moved.
+create function invoices_internal.claim_sequence_range() returns integer
+language plpgsql volatile
+as $$
+declare
+  g bigint;
+  s record;
+  n integer := 0;
+begin
+  if pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') is null then
+    return 0;
+  end if;
+  execute 'select groupid from pg_catalog.pg_dist_local_group' into g;
+  if coalesce(g, 0) = 0 then
+    return 0;
+  end if;
+  for s in select format('%I.%I', q.schemaname, q.sequencename) as name, q.last_value
+             from pg_catalog.pg_sequences q where q.schemaname = 'invoices_internal' loop
+    if coalesce(s.last_value, 0) < g << 48 then
+      perform pg_catalog.setval(s.name::regclass, g << 48);
+      n := n + 1;
+    end if;
+  end loop;
+  return n;
+end
+$$;
+
+revoke execute on function invoices_internal.claim_sequence_range() from public;
+
+create or replace function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  -- the tables are distributed one by one: while the reference tables are created, the tables
+  -- referencing them are still plain tables, which Citus would otherwise convert (with their
+  -- views) into Citus local tables first
+  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    execute call;
+    return next call;
+  end loop;
+  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
+  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
+  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
+  -- request passed on by SET LOCAL). In a request without a key the API role reads what the
+  -- public views show (public_doors); in any other session it reads nothing. The server
+  -- secrets stay unreadable.
+  for p in select * from invoices_internal.distribution_plan
+            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
+    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
+  end loop;
+  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
+                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
+                                            ('invoices_internal.payment_links')) t(table_name)
+            where not exists (select 1 from pg_catalog.pg_policy x
+                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
+    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
+                              'using (invoices_internal.anonymous_request())', p.table_name);
+    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
+  end loop;
+  -- each worker node's sequences in a range of its own (run again after citus_add_node)
+  perform 1 from pg_catalog.run_command_on_workers('select invoices_internal.claim_sequence_range()') r
+   where not r.success;
+  if found then
+    raise exception 'a worker node could not move its sequences to its own range'
+      using errcode = '55000', hint = 'run on every worker: select invoices_internal.claim_sequence_range()';
+  end if;
+  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
+  -- sent over the connections of the querying role
+  perform 1 from pg_catalog.run_command_on_workers(
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin') r
+   where not r.success;
+  if found then
+    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
+  end if;
+end
+$$;
+
+create or replace function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
+  mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
+  m record;
+  args jsonb;
+  replay jsonb;
+  p jsonb;
+  new_id uuid := invoices_internal.uuid_v7();
+  new_slug text := invoices_internal.new_slug();
+  idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
+  obj jsonb;
+begin
+  if mid is null then
+    perform invoices_internal.require_merchant();  -- raises the 42501 "no merchant selected"
+  end if;
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
+  end if;
+  args := jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', currency,
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if idempotent then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  -- The same statement reads what the invoice copies from its merchant.
+  update invoices_internal.merchants x set next_invoice_number = x.next_invoice_number + 1
+   where x.id = mid
+   returning x.next_invoice_number - 1 as seq, x.name, x.email, x.address, x.default_currency, x.invoice_prefix
+    into m;
+  if not found then
+    perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
+      'act as an existing merchant: invoices.act_as(merchant_id)');
+  end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
+  if currency is null then
+    args := args || jsonb_build_object('currency', m.default_currency);
+  end if;
+  p := invoices_internal.prepare_new_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
+
+  -- The invoice, its lines and, when it is sent, the e-mail to the customer (the worker sends
+  -- it): a statement each, each naming the merchant (on Citus: its shard, and no other node).
+  -- The prepared object's keys are the column names: one jsonb_populate_record reads them
+  -- instead of a cast per column; the columns decided here are given as they are (merging
+  -- them into the object first would sort ~60 keys again).
+  insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+    currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+    customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+    issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+    expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+    failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
+  select mid, new_id, m.seq, new_number, new_slug, new_status,
+         r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+         r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+         jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+         r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+         r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+         r.failed_url, r.expires_at, false, false, now(), now(),
+         -- the lines as the invoice object shows them (amounts as strings)
+         (select coalesce(jsonb_agg(jsonb_build_object(
+                   'description', l.description, 'quantity', l.quantity::text,
+                   'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
+            from rows from (jsonb_to_recordset(p->'lines')
+                              as (description text, quantity numeric, unit_price numeric, amount numeric))
+                 with ordinality l(description, quantity, unit_price, amount, n))
+    from jsonb_populate_record(null::invoices_internal.invoices, p) r;
+  insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+  select mid, new_id, l.n, l.description, l.quantity, l.unit_price, l.amount
+    from rows from (jsonb_to_recordset(p->'lines')
+                      as (description text, quantity numeric, unit_price numeric, amount numeric))
+         with ordinality l(description, quantity, unit_price, amount, n);
+  if send and p->>'customer_email' is not null then
+    insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+    values (mid, new_id, p->>'customer_email', invoices_internal.retry_count() + 1);
+  end if;
+  insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
+
+  if send and p->>'asset' is not null then
+    perform invoices_internal.open_for_payment(mid, new_id);
+    obj := invoices_internal.invoice_object(mid, new_id);
+  else
+    -- The invoice object of the row just written, without reading it back: what invoice_rows
+    -- shows for an invoice with no quote, payment or address yet (a regression test holds the
+    -- two equal).
+    obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
+      'id', new_id, 'merchant_id', mid,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
+      'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+      'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
+      'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
+      'created_at', now(), 'updated_at', now(), 'finalized_at', case when send then now() end);
+  end if;
+  if idempotent then
+    return invoices_internal.idempotent_store(mid, obj);
+  end if;
+  return obj;
+end
+$$;
+
+comment on function invoices.distribute_on_citus() is
+  'Superuser, on a Citus coordinator: distribute the extension''s tables as invoices_internal.distribution_plan says (reference tables, then merchants and the tables colocated with it by merchant_id, then the routing tables), skipping those already distributed and the local ones; grant the API roles the tables behind row-level security; give each worker node''s sequences a range of their own. Run it again after adding a node. Returns the calls it made. Needs citus.enable_unsafe_triggers = on on every node. Without Citus it raises 55000 with a hint.';
 create or replace function invoices_internal.seed_v1_create_invoice(params jsonb, query jsonb, body jsonb) returns jsonb
 language plpgsql volatile
 as $$
@@ -7543,39 +7620,28 @@ begin
 end
 $$;
 
-create or replace function invoices_internal.seed_invoice(ref text) returns jsonb
-language plpgsql stable
+create or replace function invoices_internal.claim_sequence_range() returns integer
+language plpgsql volatile
 as $$
 declare
-  mid uuid := invoices_internal.require_merchant();
-  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  g bigint;
+  s record;
+  n integer := 0;
 begin
-  return (select to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint)
-            from invoices_internal.invoice_rows r where r.merchant_id = mid and r.id = inv_id);
-end
-$$;
-
-create or replace function invoices_internal.seed_v1_list_invoices(params jsonb, query jsonb, body jsonb) returns jsonb
-language plpgsql stable
-as $$
-declare
-  p jsonb := invoices_internal.seed_v1_list_params(query);
-  mid uuid := invoices_internal.require_merchant();
-  total bigint;
-  page jsonb;
-begin
-  select count(*) into total from invoices_internal.invoices r
-   where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status');
-  select coalesce(jsonb_agg(invoices_internal.seed_v1_invoice(
-           to_jsonb(r) || jsonb_build_object('created_unix', extract(epoch from r.created_at)::bigint))
-           order by r.created_at desc, r.id desc), '[]')
-    into page
-    from (select * from invoices_internal.invoice_rows r
-           where r.merchant_id = mid and (p->>'status' is null or r.status = p->>'status')
-           order by r.created_at desc, r.id desc
-           limit (p->>'limit')::int offset (p->>'offset')::bigint) r;
-  return jsonb_build_object('status', 200, 'body', jsonb_build_object(
-    'invoices', page, 'total', total, 'limit', (p->>'limit')::int, 'offset', (p->>'offset')::bigint,
-    'page', (p->>'page')::bigint));
+  if pg_catalog.to_regclass('pg_catalog.pg_dist_local_group') is null then
+    return 0;
+  end if;
+  execute 'select groupid from pg_catalog.pg_dist_local_group' into g;
+  if coalesce(g, 0) = 0 then
+    return 0;
+  end if;
+  for s in select format('%I.%I', q.schemaname, q.sequencename) as name, q.last_value
+             from pg_catalog.pg_sequences q where q.schemaname = 'invoices_internal' loop
+    if coalesce(s.last_value, 0) < g << 48 then
+      perform pg_catalog.setval(s.name::regclass, g << 48);
+      n := n + 1;
+    end if;
+  end loop;
+  return n;
 end
 $$;

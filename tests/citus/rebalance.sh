@@ -70,6 +70,7 @@ sleep 3
 
 section "the second worker is added and the shards move while the load runs"
 q "select citus_add_node('127.0.0.1', $W2)" >/dev/null
+q "select invoices.distribute_on_citus()" >/dev/null   # (the new node's sequences and grants)
 started=$(date +%s)
 q "select citus_rebalance_start()" >/dev/null
 q "select citus_rebalance_wait()" >/dev/null

@@ -43,6 +43,7 @@ want races && suite "concurrency: gapless numbering, 16 creators" bash "$ROOT/te
 want races && suite "concurrency: the carousel, 64 clients" bash "$ROOT/tests/concurrency/carousel.sh"
 want chains && suite "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 want rebalance && suite "rebalance under load" bash "$here/rebalance.sh"
+want kill && suite "a worker node killed under load" bash "$here/worker_kill.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
   exit 1
