@@ -123,6 +123,7 @@ begin
   -- referencing them are still plain tables, which Citus would otherwise convert (with their
   -- views) into Citus local tables first
   perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
+
   for p in select * from invoices_internal.distribution_plan order by position loop
     continue when p.kind = 'local';
     if pg_catalog.to_regclass(p.table_name) is null then
@@ -138,8 +139,23 @@ begin
       else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
                              p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
     end;
+    -- a database that already holds data is distributed in place: its rows are copied into
+    -- the shards as they are, without the triggers that guard new rows (a pending invoice was
+    -- never a new draft); the shards get the triggers enabled again
+    execute pg_catalog.format('alter table %s disable trigger user', p.table_name);
     execute call;
+    execute pg_catalog.format('alter table %s enable trigger user', p.table_name);
     return next call;
+  end loop;
+  -- the copies left on the coordinator by distributing a table that held rows, emptied once
+  -- every table is distributed (no local table refers to them any more)
+  for p in select * from invoices_internal.distribution_plan where kind <> 'local' order by position desc loop
+    if exists (select 1 from pg_catalog.pg_class c where c.oid = p.table_name::regclass and c.relpages > 0)
+       or pg_catalog.pg_relation_size(p.table_name::regclass) > 0 then
+      execute pg_catalog.format('alter table %s disable trigger user', p.table_name);
+      perform pg_catalog.truncate_local_data_after_distributing_table(p.table_name::regclass);
+      execute pg_catalog.format('alter table %s enable trigger user', p.table_name);
+    end if;
   end loop;
   -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
   -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and

@@ -44,6 +44,7 @@ want races && suite "concurrency: the carousel, 64 clients" bash "$ROOT/tests/co
 want chains && suite "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"
 want rebalance && suite "rebalance under load" bash "$here/rebalance.sh"
 want kill && suite "a worker node killed under load" bash "$here/worker_kill.sh"
+want migrate && suite "moving from one node: distributed in place" bash "$here/migrate.sh"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'FAILED on Citus: %s\n' "${failed[@]}" >&2
   exit 1
