@@ -16,6 +16,8 @@
 #                     full node (bcoin, regtest) and a real kaspad (simnet; built from crates.io
 #                     once, 20-35 min): exact, partial, over, late, confirmations, garbage
 #                     answers, reorg, node restart
+#   citus           — the suites again on a real Citus cluster (scripts/citus.sh: a coordinator and
+#                     two workers), rebalancing under load, a worker node killed, moving from one node
 #   8. worker       — rates from a local server in the real APIs' formats, expiry/overdue within
 #                     a second, restart after SIGTERM and kill -9 (last: it crash-restarts the
 #                     cluster)

@@ -51,7 +51,7 @@ garbage_answers() {
   for mode in garbage truncate wrong error; do
     proxy_mode "$mode"
     since=$(q "select now()")
-    if wait_for 10 "select last_error_at > '$since' from invoices.chains where id = '$CHAIN'"; then
+    if wait_for 20 "select last_error_at > '$since' from invoices.chains where id = '$CHAIN'"; then
       ok "$mode: the error is recorded ($(q "select left(last_error, 60) from invoices.chains where id = '$CHAIN'"))"
     else
       bad "$mode: the error is recorded"
