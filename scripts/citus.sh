@@ -226,7 +226,7 @@ fresh_database() {
     psql_at "$c" -d "$db" -c "select citus_add_node('127.0.0.1', $port)" >/dev/null
   done
   psql_at "$c" -d "$db" -c "create extension invoices" >/dev/null
-  psql_at "$c" -d "$db" -c "select invoices.distribute_on_citus()" >/dev/null
+  PGOPTIONS="-c client_min_messages=warning" psql_at "$c" -d "$db" -c "select invoices.distribute_on_citus()" >/dev/null
 }
 drop_database() {
   local port
