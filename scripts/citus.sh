@@ -212,10 +212,11 @@ stop() {
   done
 }
 
-# database NAME: a fresh database NAME on every node, distributed like `invoices` (for the tests
-# that want a database of their own); drop-database NAME removes it from every node
+# database NAME [--undistributed]: a fresh database NAME on every node, distributed like
+# `invoices` (for the tests that want a database of their own), or with the extension not yet
+# distributed; drop-database NAME removes it from every node
 fresh_database() {
-  local db=$1 port c="$CITUS_COORDINATOR_PORT"
+  local db=$1 mode=${2:-} port c="$CITUS_COORDINATOR_PORT"
   drop_database "$db"
   for port in $(all_ports); do
     psql_at "$port" -d postgres -c "create database \"$db\"" >/dev/null
@@ -226,6 +227,7 @@ fresh_database() {
     psql_at "$c" -d "$db" -c "select citus_add_node('127.0.0.1', $port)" >/dev/null
   done
   psql_at "$c" -d "$db" -c "create extension invoices" >/dev/null
+  [ "$mode" = --undistributed ] && return 0   # (a single node's layout, to distribute in place)
   PGOPTIONS="-c client_min_messages=warning" psql_at "$c" -d "$db" -c "select invoices.distribute_on_citus()" >/dev/null
 }
 drop_database() {
@@ -246,7 +248,7 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   destroy) stop; rm -rf "$CITUS_DIR" ;;
-  database) fresh_database "${2:?database name}" ;;
+  database) fresh_database "${2:?database name}" "${3:-}" ;;
   drop-database) drop_database "${2:?database name}" ;;
-  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy|database NAME|drop-database NAME" >&2; exit 2 ;;
+  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy|database NAME [--undistributed]|drop-database NAME" >&2; exit 2 ;;
 esac

@@ -150,8 +150,7 @@ begin
   -- the copies left on the coordinator by distributing a table that held rows, emptied once
   -- every table is distributed (no local table refers to them any more)
   for p in select * from invoices_internal.distribution_plan where kind <> 'local' order by position desc loop
-    if exists (select 1 from pg_catalog.pg_class c where c.oid = p.table_name::regclass and c.relpages > 0)
-       or pg_catalog.pg_relation_size(p.table_name::regclass) > 0 then
+    if pg_catalog.pg_relation_size(p.table_name::regclass) > 0 then
       execute pg_catalog.format('alter table %s disable trigger user', p.table_name);
       perform pg_catalog.truncate_local_data_after_distributing_table(p.table_name::regclass);
       execute pg_catalog.format('alter table %s enable trigger user', p.table_name);

@@ -7741,3 +7741,98 @@ begin
   end if;
 end
 $$;
+
+create or replace function invoices.distribute_on_citus() returns setof text
+language plpgsql volatile
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('distribute_on_citus');  -- first: the caller's scope
+  p record;
+  known boolean;
+  call text;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    raise exception 'Citus is not installed in database %', pg_catalog.current_database()
+      using errcode = '55000',
+            hint = 'on every node: shared_preload_libraries = ''citus,invoices'', CREATE EXTENSION citus (then invoices); '
+                   'add the workers with citus_add_node() on the coordinator, then call invoices.distribute_on_citus() there';
+  end if;
+  if coalesce(pg_catalog.current_setting('citus.enable_unsafe_triggers', true), 'off') <> 'on' then
+    raise exception 'citus.enable_unsafe_triggers is off: the status machine, audit and append-only triggers cannot be distributed'
+      using errcode = '55000',
+            hint = 'ALTER SYSTEM SET citus.enable_unsafe_triggers = on on every node (coordinator and workers) and reload';
+  end if;
+  -- the tables are distributed one by one: while the reference tables are created, the tables
+  -- referencing them are still plain tables, which Citus would otherwise convert (with their
+  -- views) into Citus local tables first
+  perform pg_catalog.set_config('citus.enable_local_reference_table_foreign_keys', 'off', true);
+
+  for p in select * from invoices_internal.distribution_plan order by position loop
+    continue when p.kind = 'local';
+    if pg_catalog.to_regclass(p.table_name) is null then
+      raise exception 'the distribution plan names %, which does not exist', p.table_name
+        using errcode = '42P01', hint = 'update the extension (ALTER EXTENSION invoices UPDATE) before distributing it';
+    end if;
+    -- idempotent: a table Citus already knows is left as it is
+    execute 'select exists (select 1 from pg_catalog.pg_dist_partition where logicalrelid = $1::regclass)'
+      into known using p.table_name;
+    continue when known;
+    call := case p.kind
+      when 'reference' then pg_catalog.format('select pg_catalog.create_reference_table(%L)', p.table_name)
+      else pg_catalog.format('select pg_catalog.create_distributed_table(%L, %L, colocate_with => %L)',
+                             p.table_name, p.distribution_column, coalesce(p.colocate_with, 'none'))
+    end;
+    -- a database that already holds data is distributed in place: its rows are copied into
+    -- the shards as they are, without the triggers that guard new rows (a pending invoice was
+    -- never a new draft); the shards get the triggers enabled again
+    execute pg_catalog.format('alter table %s disable trigger user', p.table_name);
+    execute call;
+    execute pg_catalog.format('alter table %s enable trigger user', p.table_name);
+    return next call;
+  end loop;
+  -- the copies left on the coordinator by distributing a table that held rows, emptied once
+  -- every table is distributed (no local table refers to them any more)
+  for p in select * from invoices_internal.distribution_plan where kind <> 'local' order by position desc loop
+    if pg_catalog.pg_relation_size(p.table_name::regclass) > 0 then
+      execute pg_catalog.format('alter table %s disable trigger user', p.table_name);
+      perform pg_catalog.truncate_local_data_after_distributing_table(p.table_name::regclass);
+      execute pg_catalog.format('alter table %s enable trigger user', p.table_name);
+    end if;
+  end loop;
+  -- Citus checks the querying role's privileges on the shards themselves, where a view's owner
+  -- does not count (citus#1683): the roles that read the views get SELECT on the tables, and
+  -- row-level security scopes it on every node (merchant_scope, with the merchant of the
+  -- request passed on by SET LOCAL). In a request without a key the API role reads what the
+  -- public views show (public_doors); in any other session it reads nothing. The server
+  -- secrets stay unreadable.
+  for p in select * from invoices_internal.distribution_plan
+            where kind <> 'local' and table_name <> 'invoices_internal.server_secrets' order by position loop
+    execute pg_catalog.format('grant select on %s to invoices_api, invoices_admin', p.table_name);
+  end loop;
+  for p in select t.table_name from (values ('invoices_internal.merchants'), ('invoices_internal.invoices'),
+                                            ('invoices_internal.invoice_lines'), ('invoices_internal.quotes'),
+                                            ('invoices_internal.payment_links')) t(table_name)
+            where not exists (select 1 from pg_catalog.pg_policy x
+                               where x.polrelid = t.table_name::regclass and x.polname = 'public_doors') loop
+    execute pg_catalog.format('create policy public_doors on %s for select to invoices_api '
+                              'using (invoices_internal.anonymous_request())', p.table_name);
+    return next pg_catalog.format('create policy public_doors on %s', p.table_name);
+  end loop;
+  -- each worker node's sequences in a range of its own (run again after citus_add_node)
+  perform 1 from pg_catalog.run_command_on_workers('select invoices_internal.claim_sequence_range()') r
+   where not r.success;
+  if found then
+    raise exception 'a worker node could not move its sequences to its own range'
+      using errcode = '55000', hint = 'run on every worker: select invoices_internal.claim_sequence_range()';
+  end if;
+  -- the worker nodes take the merchant and key of a request from the coordinator's SET LOCAL,
+  -- sent over the connections of the querying role
+  perform 1 from pg_catalog.run_command_on_workers(
+    'grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin') r
+   where not r.success;
+  if found then
+    raise exception 'granting SET on invoices.merchant_id to the API roles failed on a worker node'
+      using errcode = '55000', hint = 'run it on every worker: grant set on parameter invoices.merchant_id, invoices.api_key_id, invoices.api_key_scopes, invoices.actor to invoices_api, invoices_admin';
+  end if;
+end
+$$;

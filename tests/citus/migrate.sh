@@ -7,14 +7,8 @@ set -euo pipefail
 export PGPORT="${CITUS_COORDINATOR_PORT:-5440}"
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 DB=invoices_migrate
-read -r -a workers <<< "${CITUS_WORKER_PORTS:-5441 5442}"
-for port in "$PGPORT" "${workers[@]}"; do
-  psql_ -p "$port" -d postgres -c "drop database if exists $DB with (force)" -c "create database $DB" >/dev/null
-  psql_ -p "$port" -d $DB -c "create extension citus" >/dev/null
-done
-psql_ -d $DB -c "select citus_set_coordinator_host('127.0.0.1', $PGPORT)" >/dev/null
-for port in "${workers[@]}"; do psql_ -d $DB -c "select citus_add_node('127.0.0.1', $port)" >/dev/null; done
-psql_ -d $DB -c "create extension invoices" -c "alter database $DB set invoices.allow_private_destinations = on" >/dev/null
+bash "$ROOT/scripts/citus.sh" database $DB --undistributed
+psql_ -d $DB -c "alter database $DB set invoices.allow_private_destinations = on" >/dev/null
 
 section "a single-node database with data"
 psql_ -d $DB -q <<'SQL'
@@ -75,5 +69,5 @@ expect_eq "the rules still hold: a draft cannot become paid" \
 m=$(psql_ -d $DB -tAc "select id from invoices_internal.merchants where name = 'Moving A'")
 expect_eq "and the merchant works on: a new invoice gets the next number" \
   "$(psql_ -d $DB -tA -c "select invoices.act_as('$m')" -c "select invoices.create_invoice('[{\"description\": \"after\", \"unit_price\": \"1.00\"}]'::jsonb)->>'invoice_number'" | tail -1)" "INV-0004"
-for port in "$PGPORT" "${workers[@]}"; do psql_ -p "$port" -d postgres -c "drop database $DB with (force)" >/dev/null; done
+bash "$ROOT/scripts/citus.sh" drop-database $DB
 finish
