@@ -212,9 +212,10 @@ stop() {
   done
 }
 
-# database NAME [--undistributed]: a fresh database NAME on every node, distributed like
+# database NAME [--undistributed|--bare]: a fresh database NAME on every node, distributed like
 # `invoices` (for the tests that want a database of their own), or with the extension not yet
-# distributed; drop-database NAME removes it from every node
+# distributed, or (--bare) with Citus and its nodes only, the extension left to the caller;
+# drop-database NAME removes it from every node
 fresh_database() {
   local db=$1 mode=${2:-} port c="$CITUS_COORDINATOR_PORT"
   drop_database "$db"
@@ -226,6 +227,7 @@ fresh_database() {
   for port in $CITUS_WORKER_PORTS; do
     psql_at "$c" -d "$db" -c "select citus_add_node('127.0.0.1', $port)" >/dev/null
   done
+  [ "$mode" = --bare ] && return 0
   psql_at "$c" -d "$db" -c "create extension invoices" >/dev/null
   [ "$mode" = --undistributed ] && return 0   # (a single node's layout, to distribute in place)
   PGOPTIONS="-c client_min_messages=warning" psql_at "$c" -d "$db" -c "select invoices.distribute_on_citus()" >/dev/null
@@ -250,5 +252,5 @@ case "${1:-}" in
   destroy) stop; rm -rf "$CITUS_DIR" ;;
   database) fresh_database "${2:?database name}" "${3:-}" ;;
   drop-database) drop_database "${2:?database name}" ;;
-  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy|database NAME [--undistributed]|drop-database NAME" >&2; exit 2 ;;
+  *) echo "usage: scripts/citus.sh start|stop|status|install|destroy|database NAME [--undistributed|--bare]|drop-database NAME" >&2; exit 2 ;;
 esac

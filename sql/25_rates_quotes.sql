@@ -253,7 +253,7 @@ begin
         locked := locked || k.id;
       end if;
     end loop;
-    update invoices_internal.invoices i set status = 'expired'
+    update invoices_internal.invoices i set status = 'expired', updated_at = now()
      where i.merchant_id = g.merchant_id and i.id = any (locked);
     get diagnostics n = row_count;
     expired := expired + n;
@@ -272,7 +272,7 @@ begin
         locked := locked || k.id;
       end if;
     end loop;
-    update invoices_internal.invoices i set status = 'overdue'
+    update invoices_internal.invoices i set status = 'overdue', updated_at = now()
      where i.merchant_id = g.merchant_id and i.id = any (locked);
     get diagnostics n = row_count;
     overdue := overdue + n;

@@ -33,17 +33,22 @@ begin
     raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
       using errcode = '23514', hint = 'only draft invoices can change their amounts';
   end if;
-  new.updated_at := now();
+  -- a statement that gives updated_at (the functions that change a status give now()) stamps
+  -- the row with it: on Citus that is the coordinator's time, the one the transaction's other
+  -- rows carry (quotes, the returned object), not the time this shard's transaction began
+  if new.updated_at is not distinct from old.updated_at then
+    new.updated_at := now();
+  end if;
   if new.status is distinct from old.status then
     t := invoices_internal.check_transition(old.status, new.status);
     case t[1]
-      when 'finalized_at' then new.finalized_at := now();
-      when 'partially_paid_at' then new.partially_paid_at := now();
-      when 'paid_at' then new.paid_at := now();
-      when 'confirmed_at' then new.confirmed_at := now();
-      when 'expired_at' then new.expired_at := now();
-      when 'overdue_at' then new.overdue_at := now();
-      when 'cancelled_at' then new.cancelled_at := now();
+      when 'finalized_at' then new.finalized_at := new.updated_at;
+      when 'partially_paid_at' then new.partially_paid_at := new.updated_at;
+      when 'paid_at' then new.paid_at := new.updated_at;
+      when 'confirmed_at' then new.confirmed_at := new.updated_at;
+      when 'expired_at' then new.expired_at := new.updated_at;
+      when 'overdue_at' then new.overdue_at := new.updated_at;
+      when 'cancelled_at' then new.cancelled_at := new.updated_at;
       else null;
     end case;
     -- the audit row and the outbox, in the same transaction (one statement)
@@ -78,7 +83,7 @@ language plpgsql
 as $$
 begin
   if new.status = 'pending' then
-    new.finalized_at := now();   -- draft -> pending, always legal
+    new.finalized_at := new.created_at;   -- draft -> pending, always legal (the statement's time)
   elsif new.status <> 'draft' then
     raise exception 'a new invoice starts as draft, not %', new.status
       using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';

@@ -185,7 +185,7 @@ begin
   if invoices_internal.transition_problem(cur, to_status) is not null then
     perform invoices_internal.raise_error(invoices_internal.transition_problem(cur, to_status));
   end if;
-  update invoices_internal.invoices set status = to_status
+  update invoices_internal.invoices set status = to_status, updated_at = now()
    where merchant_id = mid and id = invoice_id;
 end
 $$;

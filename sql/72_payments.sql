@@ -122,7 +122,7 @@ begin
          ((decision->>'asset_paid')::numeric, (decision->>'amount_paid')::numeric,
           (decision->>'overpaid')::boolean, (decision->>'paid_late')::boolean);
   for step in select jsonb_array_elements_text(decision->'steps') loop
-    update invoices_internal.invoices set status = step where merchant_id = mid and id = inv_id;
+    update invoices_internal.invoices set status = step, updated_at = now() where merchant_id = mid and id = inv_id;
   end loop;
 end
 $$;

@@ -100,23 +100,28 @@ comment on view invoices.days_to_pay is
 
 create view invoices.open_exposure with (security_barrier) as
 with open as (
-  select i.merchant_id, q.asset, q.currency, q.rate as quoted_rate,
-         greatest(q.asset_amount - i.asset_paid, 0) as outstanding
+  -- per merchant, asset and currency (on Citus: aggregated on each shard)
+  select i.merchant_id, q.asset, q.currency, count(*) as open_invoices,
+         sum(greatest(q.asset_amount - i.asset_paid, 0)) as outstanding,
+         sum(greatest(q.asset_amount - i.asset_paid, 0) * coalesce(q.rate, 1)) as outstanding_at_quote
     from invoices_internal.invoices i
     join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
    where i.status in ('pending', 'partial', 'overdue')
      and i.merchant_id = any ((select invoices_internal.readable_merchants('open_exposure', current_user) from invoices_internal.session_scope)::uuid[])
+   group by i.merchant_id, q.asset, q.currency
+), today as (
+  -- today's rate of each pair, as current_rate() gives it (the median of the fresh sources),
+  -- joined rather than called per row: a function that reads tables cannot run on a shard
+  select distinct r.asset, r.currency, r.median_rate as rate from invoices.rates r
 )
-select o.merchant_id, o.asset, o.currency,
-       count(*) as open_invoices,
-       sum(o.outstanding) as outstanding_asset,
-       round(sum(o.outstanding * coalesce(o.quoted_rate, 1)), c.exponent) as value_at_quote,
-       r.rate as rate_today,
-       round(sum(o.outstanding) * case when o.asset = o.currency then 1 else r.rate end, c.exponent) as value_today
+select o.merchant_id, o.asset, o.currency, o.open_invoices,
+       o.outstanding as outstanding_asset,
+       round(o.outstanding_at_quote, c.exponent) as value_at_quote,
+       t.rate as rate_today,
+       round(o.outstanding * case when o.asset = o.currency then 1 else t.rate end, c.exponent) as value_today
   from open o
   join invoices_internal.currencies c on c.code = o.currency
-  left join lateral invoices_internal.current_rate(o.asset, o.currency) r on true
- group by o.merchant_id, o.asset, o.currency, r.rate, c.exponent;
+  left join today t on t.asset = o.asset and t.currency = o.currency;
 
 comment on view invoices.open_exposure is
   'Open exposure per asset and currency: the asset amounts open invoices still expect, their value at the quoted rates, today''s rate (median of fresh sources; null if none) and their value at it.';

@@ -7836,3 +7836,219 @@ begin
   end if;
 end
 $$;
+
+-- The SQL suite on Citus (issue 23): status times from the statement, open_exposure joins the rates
+create or replace function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  -- a statement that gives updated_at (the functions that change a status give now()) stamps
+  -- the row with it: on Citus that is the coordinator's time, the one the transaction's other
+  -- rows carry (quotes, the returned object), not the time this shard's transaction began
+  if new.updated_at is not distinct from old.updated_at then
+    new.updated_at := now();
+  end if;
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := new.updated_at;
+      when 'partially_paid_at' then new.partially_paid_at := new.updated_at;
+      when 'paid_at' then new.paid_at := new.updated_at;
+      when 'confirmed_at' then new.confirmed_at := new.updated_at;
+      when 'expired_at' then new.expired_at := new.updated_at;
+      when 'overdue_at' then new.overdue_at := new.updated_at;
+      when 'cancelled_at' then new.cancelled_at := new.updated_at;
+      else null;
+    end case;
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, array[t[2]], null, array[old.status], array[new.status]);
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
+    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
+      new.address_id := null;
+    end if;
+  end if;
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_insert() returns trigger
+language plpgsql
+as $$
+begin
+  if new.status = 'pending' then
+    new.finalized_at := new.created_at;   -- draft -> pending, always legal (the statement's time)
+  elsif new.status <> 'draft' then
+    raise exception 'a new invoice starts as draft, not %', new.status
+      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
+  end if;
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
+  if new.status = 'pending' then
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created,invoice.finalized}', null,
+                                          '{NULL,draft}', '{draft,pending}');
+  else
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created}', null, '{NULL}', '{draft}');
+  end if;
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.set_status(mid uuid, invoice_id uuid, to_status text) returns void
+language plpgsql volatile
+as $$
+declare
+  cur text;
+begin
+  select status into cur from invoices_internal.invoices
+   where merchant_id = mid and id = invoice_id
+   for update;
+  -- checked here too (the trigger is the guard) so the HTTP door answers with its status
+  if invoices_internal.transition_problem(cur, to_status) is not null then
+    perform invoices_internal.raise_error(invoices_internal.transition_problem(cur, to_status));
+  end if;
+  update invoices_internal.invoices set status = to_status, updated_at = now()
+   where merchant_id = mid and id = invoice_id;
+end
+$$;
+
+create or replace function invoices_internal.expire_and_mark_overdue(out expired integer, out overdue integer)
+language plpgsql volatile
+as $$
+declare
+  g record;
+  k record;
+  locked uuid[];
+  n integer;
+begin
+  -- each row changes through the status trigger: stamped and audited. Candidates are read
+  -- without locks, then each merchant's are locked with SKIP LOCKED (rows being paid, cancelled
+  -- or swept by someone else are left for the next tick) in one order, so sweeps never wait on
+  -- or deadlock with other work; every statement that locks or writes names one merchant (on
+  -- Citus: routed to one shard).
+  expired := 0;
+  overdue := 0;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'overdue') and i.amount_paid = 0 and i.expires_at <= now()
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.amount_paid, i.expires_at from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      -- checked again on the locked (latest) version
+      if k.status in ('pending', 'overdue') and k.amount_paid = 0 and k.expires_at <= now() then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'expired', updated_at = now()
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    expired := expired + n;
+  end loop;
+  for g in select i.merchant_id, array_agg(i.id) as ids from invoices_internal.invoices i
+            where i.status in ('pending', 'partial') and i.due_date < current_date
+            group by i.merchant_id order by i.merchant_id
+  loop
+    locked := '{}';
+    for k in select i.id, i.status, i.due_date from invoices_internal.invoices i
+              where i.merchant_id = g.merchant_id and i.id = any (g.ids)
+              order by i.id
+              for update skip locked
+    loop
+      if k.status in ('pending', 'partial') and k.due_date < current_date then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    update invoices_internal.invoices i set status = 'overdue', updated_at = now()
+     where i.merchant_id = g.merchant_id and i.id = any (locked);
+    get diagnostics n = row_count;
+    overdue := overdue + n;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.settle_invoice(mid uuid, inv_id uuid) returns void
+language plpgsql volatile
+as $$
+declare
+  i invoices_internal.invoices;
+  decision jsonb;
+  step text;
+begin
+  -- lock
+  select * into i from invoices_internal.invoices where merchant_id = mid and id = inv_id for update;
+  if not found then
+    return;
+  end if;
+  -- read and decide
+  decision := invoices_internal.settlement(
+    i.status, i.asset, i.currency, i.total, i.exponent,
+    (select q.asset_amount from invoices_internal.quotes q
+      where q.merchant_id = mid and q.invoice_id = inv_id order by q.created_at desc limit 1),
+    (select m.payment_tolerance_percent from invoices_internal.merchants m where m.id = mid),
+    (select jsonb_agg(jsonb_build_object('asset', p.asset, 'amount', p.amount::text, 'status', p.status,
+                                         'late', p.late))
+       from invoices_internal.payments p where p.merchant_id = mid and p.invoice_id = inv_id));
+  if decision is null then
+    return;   -- a draft, or a cancelled invoice (its money stays in payments, to refund)
+  end if;
+  -- write: the amounts first (no status change), so the status events carry them
+  update invoices_internal.invoices
+     set asset_paid = (decision->>'asset_paid')::numeric, amount_paid = (decision->>'amount_paid')::numeric,
+         overpaid = (decision->>'overpaid')::boolean, paid_late = (decision->>'paid_late')::boolean
+   where merchant_id = mid and id = inv_id
+     and (asset_paid, amount_paid, overpaid, paid_late) is distinct from
+         ((decision->>'asset_paid')::numeric, (decision->>'amount_paid')::numeric,
+          (decision->>'overpaid')::boolean, (decision->>'paid_late')::boolean);
+  for step in select jsonb_array_elements_text(decision->'steps') loop
+    update invoices_internal.invoices set status = step, updated_at = now() where merchant_id = mid and id = inv_id;
+  end loop;
+end
+$$;
+
+create or replace view invoices.open_exposure with (security_barrier) as
+with open as (
+  -- per merchant, asset and currency (on Citus: aggregated on each shard)
+  select i.merchant_id, q.asset, q.currency, count(*) as open_invoices,
+         sum(greatest(q.asset_amount - i.asset_paid, 0)) as outstanding,
+         sum(greatest(q.asset_amount - i.asset_paid, 0) * coalesce(q.rate, 1)) as outstanding_at_quote
+    from invoices_internal.invoices i
+    join invoices_internal.latest_quotes q on q.merchant_id = i.merchant_id and q.invoice_id = i.id
+   where i.status in ('pending', 'partial', 'overdue')
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('open_exposure', current_user) from invoices_internal.session_scope)::uuid[])
+   group by i.merchant_id, q.asset, q.currency
+), today as (
+  -- today's rate of each pair, as current_rate() gives it (the median of the fresh sources),
+  -- joined rather than called per row: a function that reads tables cannot run on a shard
+  select distinct r.asset, r.currency, r.median_rate as rate from invoices.rates r
+)
+select o.merchant_id, o.asset, o.currency, o.open_invoices,
+       o.outstanding as outstanding_asset,
+       round(o.outstanding_at_quote, c.exponent) as value_at_quote,
+       t.rate as rate_today,
+       round(o.outstanding * case when o.asset = o.currency then 1 else t.rate end, c.exponent) as value_today
+  from open o
+  join invoices_internal.currencies c on c.code = o.currency
+  left join today t on t.asset = o.asset and t.currency = o.currency;

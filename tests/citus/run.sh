@@ -29,6 +29,7 @@ suite() {  # NAME COMMAND...
 only="${CITUS_ONLY:-}"
 want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
 want cluster && suite "the cluster: distribution, tenancy, numbering, routing" bash "$here/cluster.sh"
+want regress && suite "sql: the pg_regress suite" bash "$here/regress.sh"
 want curl && suite "http: curl" bash "$ROOT/tests/http/curl.sh"
 want js && suite "http: postgrest-js" bash -c "cd '$ROOT' && node --test tests/http/postgrest_js.test.mjs 2>&1 | tail -n 12; exit \${PIPESTATUS[0]}"
 want seeds && suite "seeds: Living Invoices and BTPay, /api/v1" bash "$ROOT/tests/seeds/v1.sh"

@@ -38,7 +38,7 @@ select invoices.create_invoice(lines => '[{"description": "x", "unit_price": 1}]
 select invoices.act_as('00000000-0000-0000-0000-000000000000');
 
 -- A non-admin role reaches neither the tables nor the admin functions, and its views are empty.
-create role regress_outsider;
+create role regress_outsider login;  -- (LOGIN: on Citus the coordinator connects to the workers as it)
 grant usage on schema invoices to regress_outsider;
 grant select on invoices.invoices to regress_outsider;
 set role regress_outsider;

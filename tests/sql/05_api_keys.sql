@@ -30,8 +30,8 @@ select name, active from invoices.api_keys order by created_at;
 select invoices.create_merchant('Other Keys') ->> 'id' as other \gset
 select invoices.act_as(:'other') ->> 'name' as acting;
 select count(*) as other_sees from invoices.api_keys where merchant_id = :'mid';
-select set_config('regress.default_key', (select id::text from invoices_internal.api_keys
-                                            where merchant_id = :'mid' and name = 'Default key'), false) is not null as remembered;
+select id as default_key from invoices_internal.api_keys where merchant_id = :'mid' and name = 'Default key' \gset
+select set_config('regress.default_key', :'default_key', false) is not null as remembered;
 do $$
 begin
   perform invoices.revoke_api_key(current_setting('regress.default_key')::uuid);
@@ -83,15 +83,20 @@ select m, p, invoices_internal.required_scope(m, p)
                ('DELETE', '/invoices'), ('GET', '/rpc/create_invoice')) v(m, p);
 -- The functions and views check the key's scope themselves: a request the path check let
 -- through (here: GET /, open to anyone) still cannot call what its key lacks.
+-- The keys are minted first (as PostgREST finds them: already there); each call then runs as
+-- a request does: the API role, the pre-request check, the statement.
+create temporary table scoped_keys as
+select s::text[] as scopes, invoices_internal.insert_api_key(:'mid', 'scoped', s::text[]) ->> 'api_key' as key
+  from (values ('{write}'), ('{read,write,webhooks}'), ('{admin}'), ('{read}'), ('{webhooks}')) v(s);
 create function pg_temp.call_with(key_scopes text[], statement text) returns text
 language plpgsql as $$
 declare
-  key text := invoices_internal.insert_api_key(current_setting('regress.mid')::uuid, 'scoped', key_scopes) ->> 'api_key';
+  key text := (select k.key from scoped_keys k where k.scopes = key_scopes);
 begin
+  perform set_config('role', 'invoices_api', true);   -- as PostgREST runs requests
   perform set_config('request.method', 'GET', true), set_config('request.path', '/', true),
           set_config('request.headers', jsonb_build_object('x-api-key', key)::text, true);
   perform invoices_internal.http_pre_request();
-  perform set_config('role', 'invoices_api', true);   -- as PostgREST runs requests
   execute statement;
   raise exception 'allowed' using errcode = 'P0001';  -- undoes the request, as its end would
 exception when others then
@@ -99,9 +104,8 @@ exception when others then
               when sqlstate = 'PGRST' then format('PGRST %s', sqlerrm::jsonb ->> 'code')
               else format('%s %s', sqlstate, sqlerrm) end;
 end $$;
-select set_config('regress.mid', :'mid', false) is not null as remembered;
-begin;
-select s, q, pg_temp.call_with(s::text[], q)
+-- (each call in a transaction of its own, as each request is)
+select format('select %L as s, %L as q, pg_temp.call_with(%L, %L)', s, q, s, q)
   from (values ('{write}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
                ('{read,write,webhooks}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
                ('{admin}', 'select invoices.create_api_key(''minted'', ''{admin}'')'),
@@ -114,8 +118,7 @@ select s, q, pg_temp.call_with(s::text[], q)
                ('{read}', 'select count(*) from invoices.invoices'),
                ('{read}', 'select invoices.create_merchant(''via HTTP'')'),
                ('{write}', 'select invoices.verify_webhook_signature(''{}'', ''x'', ''y'')'),
-               ('{write}', 'select invoices.invoice_status(''INV-9999'')')) v(s, q);
-rollback;
+               ('{write}', 'select invoices.invoice_status(''INV-9999'')')) v(s, q) \gexec
 -- a key cannot lift its own rate limit past the operator's ceiling
 select invoices.act_as(:'mid') ->> 'name' as acting;
 select invoices.create_api_key('fast', '{read}', 1001);
@@ -124,10 +127,11 @@ select invoices.create_api_key('fast', '{read}', 1000) ->> 'rate_limit_per_minut
 -- uses fresh addresses, as the counters live in shared memory
 select 'client-' || gen_random_uuid() as client, 'other-' || gen_random_uuid() as other \gset
 create function pg_temp.anonymous(client text) returns text
-language sql as $$
-  select regexp_replace(pg_temp.request('GET', '/public_invoices', jsonb_build_object('x-real-ip', client)),
-                        'retry after [0-9]+ seconds', 'retry after N seconds')
-$$;
+language plpgsql as $$
+begin
+  return regexp_replace(pg_temp.request('GET', '/public_invoices', jsonb_build_object('x-real-ip', client)),
+                        'retry after [0-9]+ seconds', 'retry after N seconds');
+end $$;
 begin;
 set local invoices.anonymous_rate_limit_per_minute = 2;
 select pg_temp.anonymous(:'client') as first, pg_temp.anonymous(:'client') as second;

@@ -1,7 +1,8 @@
 -- Watch-only wallets and the address carousel: derivation (BIP84, EIP-55, Kaspa), reuse of
 -- freed addresses, pause, gap limit, bring-your-own, one live invoice per address.
 \set SHOW_CONTEXT never
-select invoices.act_as((invoices.create_merchant('Carousel Co') ->> 'id')::uuid) ->> 'name' as acting;
+select invoices.create_merchant('Carousel Co') ->> 'id' as carousel \gset
+select invoices.act_as(:'carousel') ->> 'name' as acting;
 select invoices.set_rate('ETH', 'USD', 3000) is not null as eth_rate, invoices.set_rate('KAS', 'USD', 0.1) is not null as kas_rate;
 -- bad wallets: each error names the field, nothing is written
 select invoices.create_wallet('BTC');
@@ -30,7 +31,10 @@ select invoices.finalize_invoice(:'d');
 select status, address from invoices.invoices where invoice_number = :'d';
 -- cancelling releases an address after the pause, a day by default (invoices.address_pause_minutes);
 -- an operator who sets it to 0 sees the next invoice reuse the oldest freed one at once
-set invoices.address_pause_minutes = 0;
+-- (SET LOCAL in a transaction: on Citus a session's SET stays on the coordinator, while the
+-- status trigger that releases the address runs on a worker; SET LOCAL reaches it)
+begin;
+set local invoices.address_pause_minutes = 0;
 select invoices.cancel_invoice('INV-0001') ->> 'status' as cancelled;
 select address, state from invoices.addresses where derivation_index = 0;
 select invoices.finalize_invoice(:'d') ->> 'address' as reused;
@@ -43,14 +47,13 @@ select a.address, a.derivation_index from invoices.invoices i join invoices.addr
 select invoices.cancel_invoice(:'e') ->> 'status' as cancelled;
 select derivation_index, state, available_at > now() + interval '59 minutes' as paused_an_hour
   from invoices.addresses order by derivation_index;
+commit;
 -- one live invoice per address, whatever writes the row
 \set VERBOSITY terse
-update invoices_internal.invoices
-   set address_id = (select address_id from invoices_internal.invoices
-                      where id = (select id from invoices.invoices where invoice_number = :'d'))
- where id = (select id from invoices.invoices where invoice_number = 'INV-0003');
+select address_id as d_address from invoices_internal.invoices where merchant_id = :'carousel' and invoice_number = :'d' \gset
+update invoices_internal.invoices set address_id = :d_address
+ where merchant_id = :'carousel' and invoice_number = 'INV-0003';
 \set VERBOSITY default
-reset invoices.address_pause_minutes;
 -- the default: a cancelled invoice's address rests a day
 select invoices.cancel_invoice('INV-0003') ->> 'status' as cancelled;
 select state, available_at between now() + interval '23 hours 59 minutes' and now() + interval '1 day' as paused_a_day
@@ -80,7 +83,8 @@ select invoices.create_invoice(lines => '[{"description": "j", "unit_price": 1}]
 select asset, network, bring_your_own, derived_addresses, addresses_in_use from invoices.wallets where active order by asset;
 
 -- a key or address belongs to one merchant: another merchant's create_wallet is refused
-select invoices.act_as((invoices.create_merchant('Copycat') ->> 'id')::uuid) ->> 'name' as acting;
+select invoices.create_merchant('Copycat') ->> 'id' as copycat \gset
+select invoices.act_as(:'copycat') ->> 'name' as acting;
 select invoices.create_wallet('BTC', xpub => 'zpub6rFR7y4Q2AijBEqTUquhVz398htDFrtymD9xYYfG1m4wAcvPhXNfE3EfH1r1ADqtfSdVCToUG868RvUUkgDKf31mGDtKsAYz2oz2AGutZYs');
 -- the same account key as an xpub (other version bytes, same addresses)
 select invoices.create_wallet('BTC', xpub => 'xpub6CatWdiZiodmUeTDp8LT5or8nmbKNcuyvz7WyksVFkKB4RHwCD3XyuvPEbvqAQY3rAPshWcMLoP2fMFMKHPJ4ZeZXYVUhLv1VMrjPC7PW6V');
@@ -88,12 +92,11 @@ select invoices.create_wallet('ETH', address => '0x5aAeb6053F3E94C9b9A09f3366943
 -- ... and so are its key's first address and an address its key derived (index 1)
 select invoices.create_wallet('BTC', address => 'bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu');
 select invoices.create_wallet('BTC', address => 'bc1qnjg0jd8228aq7egyzacy8cys3knf9xvrerkf9g');
-select count(*) as copycat_wallets from invoices_internal.wallets
- where merchant_id = current_setting('invoices.merchant_id')::uuid;
+select count(*) as copycat_wallets from invoices_internal.wallets where merchant_id = :'copycat';
 -- the same key for another asset is another wallet (an ETH and a USDC wallet may share one)
 select invoices.create_wallet('USDC', address => '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed') ->> 'asset' as other_asset;
 -- the merchant's own earlier key reactivates its wallet, which goes on from its next index
-select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Carousel Co';
+select invoices.act_as(:'carousel') ->> 'name' as acting;
 select invoices.create_wallet('BTC', address => 'bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4') ->> 'bring_your_own' as byo_btc;
 select asset, bring_your_own, gap_limit, derived_addresses, active
   from jsonb_populate_record(null::invoices.wallets, invoices.create_wallet('BTC',
@@ -104,9 +107,9 @@ select count(*) filter (where asset = 'BTC') as btc_wallets, count(*) filter (wh
 select invoices.create_invoice(lines => '[{"description": "k", "unit_price": 100}]', asset => 'BTC', send => true) ->> 'address' as next_btc;
 -- an address another merchant registered first is skipped when the key reaches it
 select invoices_internal.derive_wallet_address('USDC', 'mainnet', 'xpub6DCoCpSuQZB2jawqnGMEPS63ePKWkwWPH4TU45Q7LPXWuNd8TMtVxRrgjtEshuqpK3mdhaWHPFsBngh5GFZaM6si3yZdUsT8ddYM3PwnATt', 1) ->> 'address' as usdc_1 \gset
-select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Copycat';
+select invoices.act_as(:'copycat') ->> 'name' as acting;
 select invoices.create_wallet('USDC', address => :'usdc_1') ->> 'address' = :'usdc_1' as copycat_took_index_1;
-select invoices.act_as(id) ->> 'name' as acting from invoices_internal.merchants where name = 'Carousel Co';
+select invoices.act_as(:'carousel') ->> 'name' as acting;
 select j ->> 'address' <> :'usdc_1' as not_index_1
   from invoices.create_invoice(lines => '[{"description": "l", "unit_price": 5}]', asset => 'USDC', send => true) j;
 select derivation_index, state from invoices.addresses where asset = 'USDC' order by derivation_index;
