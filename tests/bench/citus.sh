@@ -37,22 +37,41 @@ cat > "$work/create.sql" <<SQL
 select invoices.create_invoice(lines => '$LINES', customer_email => 'alice@example.com', tax_rate => 10, send => true)
   from (select set_config('invoices.merchant_id', (select id::text from bench_merchants where n = :m), false)) acting;
 SQL
-run() {  # PORT -> tx/s
+# CPU time of one server (its postmaster, the backends that ended, the live ones), in ticks
+cpu_ticks() {  # DATADIR
+  local pm; pm=$(head -1 "$1/postmaster.pid")
+  { cat "/proc/$pm/stat"; cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '$4 == pm'; } \
+    | awk -v pm="$pm" '{ sub(/^.*\) /, ""); t += $12 + $13; if (NR == 1) t += $14 + $15 } END { print t }'
+}
+SINGLE_DIR="$PGDATA" COORD_DIR="$LOCAL_DIR/citus/node-$CLUSTER_PORT"
+WORKER_DIRS=$(for p in ${CITUS_WORKER_PORTS:-5441 5442}; do echo "$LOCAL_DIR/citus/node-$p"; done)
+ticks=$(getconf CLK_TCK)
+run() {  # PORT -> "tx/s transactions cpu_ms_single_or_coordinator cpu_ms_workers"
   psql_ -p "$1" -d $DB -qc "vacuum analyze" -c "checkpoint" >/dev/null 2>&1 || true
-  "$PG_BIN/pgbench" -h 127.0.0.1 -p "$1" -n -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -f "$work/create.sql" $DB 2>&1 \
-    | awk '/^tps/ {print int($3)}'
+  local a b w0=0 w1=0 d out
+  if [ "$1" = "$SINGLE_PORT" ]; then a=$(cpu_ticks "$SINGLE_DIR"); else a=$(cpu_ticks "$COORD_DIR"); fi
+  for d in $WORKER_DIRS; do w0=$((w0 + $(cpu_ticks "$d"))); done
+  out=$("$PG_BIN/pgbench" -h 127.0.0.1 -p "$1" -n -c "$CLIENTS" -j 2 -T "$SECONDS_EACH" -f "$work/create.sql" $DB 2>&1)
+  if [ "$1" = "$SINGLE_PORT" ]; then b=$(cpu_ticks "$SINGLE_DIR"); else b=$(cpu_ticks "$COORD_DIR"); fi
+  for d in $WORKER_DIRS; do w1=$((w1 + $(cpu_ticks "$d"))); done
+  awk -v tps="$(awk '/^tps/ {print int($3)}' <<< "$out")" -v n="$(awk '/number of transactions actually processed/ {print $NF}' <<< "$out" | cut -d/ -f1)" \
+      -v own=$((b - a)) -v workers=$((w1 - w0)) -v hz="$ticks" -v single="$([ "$1" = "$SINGLE_PORT" ] && echo 1 || echo 0)" \
+      'BEGIN { printf "%d %d %.3f %.3f\n", tps, n, own * 1000 / hz / n, (single ? 0 : workers * 1000 / hz / n) }'
 }
 echo "create + finalize (3 lines), $CLIENTS clients, ${SECONDS_EACH}s per measure, $RUNS runs"
-singles=(); clusters=(); ratios=()
+singles=(); clusters=(); ratios=(); cpu_single=(); cpu_coord=(); cpu_workers=()
 for r in $(seq "$RUNS"); do
   if [ $((r % 2)) = 1 ]; then s=$(run "$SINGLE_PORT"); c=$(run "$CLUSTER_PORT"); else c=$(run "$CLUSTER_PORT"); s=$(run "$SINGLE_PORT"); fi
-  singles+=("$s"); clusters+=("$c")
+  read -r s _ s_cpu _ <<< "$s"; read -r c _ c_cpu w_cpu <<< "$c"
+  singles+=("$s"); clusters+=("$c"); cpu_single+=("$s_cpu"); cpu_coord+=("$c_cpu"); cpu_workers+=("$w_cpu")
   ratios+=("$(awk -v c="$c" -v s="$s" 'BEGIN { printf "%.2f", c / s }')")
-  echo "  run $r: single node $s tx/s, cluster $c tx/s, ratio ${ratios[-1]}"
+  echo "  run $r: single node $s tx/s, cluster $c tx/s, ratio ${ratios[-1]};" \
+       "CPU ms per invoice: single node $s_cpu, coordinator $c_cpu, workers $w_cpu"
 done
 stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%s (min %s, max %s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
 echo "single node:            $(stats "${singles[@]}") tx/s"
 echo "cluster (2 workers):    $(stats "${clusters[@]}") tx/s"
 echo "ratio cluster / single: $(stats "${ratios[@]}")"
+echo "server CPU per invoice (ms): single node $(stats "${cpu_single[@]}"), coordinator $(stats "${cpu_coord[@]}"), workers together $(stats "${cpu_workers[@]}")"
 psql_ -p "$SINGLE_PORT" -d postgres -c "drop database $DB" >/dev/null
 bash "$ROOT/scripts/citus.sh" drop-database $DB

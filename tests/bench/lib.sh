@@ -1,0 +1,37 @@
+# Helpers of the benchmarks (sourced): a database and a PostgREST of their own, so a benchmark
+# leaves nothing in the demo database and waits behind nothing another run left there.
+
+# bench_postgrest NAME DB_PORT DB API_PORT: starts PostgREST for database DB of the server on
+# DB_PORT, on 127.0.0.1:API_PORT (admin port API_PORT + 1), configured as the project's own
+# (scripts/setup.sh); bench_postgrest_stop NAME stops it. Its files are in $LOCAL_DIR/bench/NAME.
+bench_postgrest() {
+  local name=$1 db_port=$2 db=$3 api_port=$4 dir="$LOCAL_DIR/bench/$1"
+  mkdir -p "$dir"
+  cat > "$dir/postgrest.conf" <<CONF
+db-uri = "postgres://invoices_authenticator@127.0.0.1:$db_port/$db"
+db-pre-config = "invoices_internal.postgrest_config"
+db-pool = 10
+server-host = "127.0.0.1"
+server-port = $api_port
+admin-server-port = $((api_port + 1))
+log-level = "error"
+CONF
+  bench_postgrest_stop "$name"
+  setsid nohup "$PGRST_BIN" "$dir/postgrest.conf" >"$dir/postgrest.log" 2>&1 < /dev/null &
+  echo $! > "$dir/postgrest.pid"
+  local i
+  for i in $(seq 100); do
+    curl -fs "http://127.0.0.1:$((api_port + 1))/ready" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "PostgREST for $db on :$db_port did not become ready (log: $dir/postgrest.log)" >&2
+  return 1
+}
+bench_postgrest_stop() {
+  local pid; pid=$(cat "$LOCAL_DIR/bench/$1/postgrest.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; wait "$pid" 2>/dev/null || true; fi
+  rm -f "$LOCAL_DIR/bench/$1/postgrest.pid"
+}
+
+# bench_stats VALUE...: "median (min MIN, max MAX)"
+bench_stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%s (min %s, max %s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
