@@ -72,6 +72,8 @@ stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%s (m
 echo "single node:            $(stats "${singles[@]}") tx/s"
 echo "cluster (2 workers):    $(stats "${clusters[@]}") tx/s"
 echo "ratio cluster / single: $(stats "${ratios[@]}")"
+source "$here/lib.sh"
+for x in "${ratios[@]}"; do bench_figure "Citus: create + finalize on 2 workers / on one node (one machine)" "$x"; done
 echo "server CPU per invoice (ms): single node $(stats "${cpu_single[@]}"), coordinator $(stats "${cpu_coord[@]}"), workers together $(stats "${cpu_workers[@]}")"
 psql_ -p "$SINGLE_PORT" -d postgres -c "drop database $DB" >/dev/null
 bash "$ROOT/scripts/citus.sh" drop-database $DB

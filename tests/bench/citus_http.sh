@@ -80,3 +80,4 @@ done
 echo "single node:            $(bench_stats "${s_rates[@]}") invoices/s, p99 $(bench_stats "${s_p99[@]}") ms"
 echo "cluster (2 workers):    $(bench_stats "${c_rates[@]}") invoices/s, p99 $(bench_stats "${c_p99[@]}") ms"
 echo "ratio cluster / single: $(bench_stats "${ratios[@]}")"
+for x in "${ratios[@]}"; do bench_figure "Citus: HTTP create on 2 workers / on one node (one machine)" "$x"; done

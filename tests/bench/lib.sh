@@ -35,3 +35,11 @@ bench_postgrest_stop() {
 
 # bench_stats VALUE...: "median (min MIN, max MAX)"
 bench_stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%s (min %s, max %s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
+
+# bench_figure NAME VALUE [TARGET]: one figure of this run for scripts/bench.sh, which names
+# the file it collects in BENCH_FIGURES (unset: nothing is written). TARGET is ">= 0.8",
+# "<= 3", "all >= 0.9" (every run must meet it, not only the median), or empty (reported only).
+bench_figure() {
+  [ -n "${BENCH_FIGURES:-}" ] && printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$BENCH_FIGURES"
+  return 0
+}
