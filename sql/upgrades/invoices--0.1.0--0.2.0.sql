@@ -8052,3 +8052,55 @@ select o.merchant_id, o.asset, o.currency, o.open_invoices,
   from open o
   join invoices_internal.currencies c on c.code = o.currency
   left join today t on t.asset = o.asset and t.currency = o.currency;
+
+-- Events: a statement per table, the deliveries only when someone listens (issue 24)
+create or replace function invoices_internal.emit_events(i invoices_internal.invoices, events text[], payment jsonb default null,
+                                              audit_from text[] default null, audit_to text[] default null)
+returns void
+language plpgsql volatile
+as $$
+declare
+  data jsonb := jsonb_build_object(
+    'id', i.id, 'invoice_number', i.invoice_number, 'status', i.status, 'currency', i.currency,
+    'total', i.total::text, 'amount_paid', i.amount_paid::text, 'asset', i.asset,
+    'asset_paid', i.asset_paid::text, 'address', i.deposit_address, 'overpaid', i.overpaid,
+    'paid_late', i.paid_late, 'order_id', i.order_id, 'metadata', i.metadata);
+  ids uuid[] := '{}';
+  retries integer;
+begin
+  if payment is not null then
+    data := data || jsonb_build_object('payment', payment);
+  end if;
+  for n in 1 .. cardinality(events) loop
+    ids := ids || invoices_internal.uuid_v7();   -- in the order of the events
+  end loop;
+  -- a statement per table, each naming the merchant (on Citus: its shard); the deliveries'
+  -- statement only when someone listens (an endpoint of the merchant, or the invoice's callback)
+  if audit_to is not null then
+    insert into invoices_internal.audit_log (merchant_id, invoice_id, from_status, to_status, event, actor)
+    select i.merchant_id, i.id, t.from_status, t.to_status, t.event, invoices_internal.current_actor()
+      from unnest(audit_from, audit_to, events) t(from_status, to_status, event);
+  end if;
+  insert into invoices_internal.events (merchant_id, id, event, invoice_id, data)
+  select i.merchant_id, e.id, e.event, i.id, data
+    from unnest(ids, events) e(id, event);
+  if i.callback_url is not null
+     or exists (select 1 from invoices_internal.webhook_endpoints w where w.merchant_id = i.merchant_id and w.active) then
+    retries := invoices_internal.retry_count();
+    insert into invoices_internal.webhook_deliveries (merchant_id, event_id, endpoint_id, url, secret, max_retries)
+    select i.merchant_id, d.event_id, d.endpoint_id, d.url, d.secret, d.max_retries
+      from (select ev.id as event_id, ev.event, ev.n, w.id as endpoint_id, w.url, null::text as secret,
+                   retries as max_retries, 1 as kind
+              from unnest(ids, events) with ordinality ev(id, event, n)
+              join invoices_internal.webhook_endpoints w
+                on w.merchant_id = i.merchant_id and w.active and ('*' = any (w.events) or ev.event = any (w.events))
+            union all
+            select ev.id, ev.event, ev.n, null, i.callback_url, i.callback_secret, coalesce(i.attempts_callback, retries), 2
+              from unnest(ids, events) with ordinality ev(id, event, n)
+             where i.callback_url is not null
+               -- an invoice may name the events its callback takes (Kibble's: paid, partial)
+               and (i.metadata->'callback_events' is null or i.metadata->'callback_events' ? ev.event)) d
+     order by d.n, d.kind, d.endpoint_id;
+  end if;
+end
+$$;

@@ -5,6 +5,7 @@
 //   GET /stats  {requests, unique, duplicates, mismatched, bad_signatures, first_ms, last_ms}
 //   GET /ids    {"<event id>": <first receipt, Unix ms>, …}
 //   GET /secret?value=<whsec_…>   the secret to verify X-Webhook-Signature with (Node crypto)
+//   GET /reset  forgets every count (after a load generator measured the receiver's capacity)
 //
 // Usage: node counting_receiver.mjs <port> [delay_ms]
 import http from "node:http";
@@ -22,6 +23,12 @@ const server = http.createServer((req, res) => {
     res.setHeader("Content-Type", "application/json");
     if (url.pathname === "/secret") {
       secret = url.searchParams.get("value");
+      return res.end("{}");
+    }
+    if (url.pathname === "/reset") {
+      first.clear();
+      requests = duplicates = mismatched = badSignatures = 0;
+      firstMs = lastMs = null;
       return res.end("{}");
     }
     if (url.pathname === "/ids") {
