@@ -303,13 +303,7 @@ begin
          r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
          r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
          r.failed_url, r.expires_at, false, false, now(), now(),
-         -- the lines as the invoice object shows them (amounts as strings)
-         (select coalesce(jsonb_agg(jsonb_build_object(
-                   'description', l.description, 'quantity', l.quantity::text,
-                   'unit_price', l.unit_price::text, 'amount', l.amount::text) order by l.n), '[]'::jsonb)
-            from rows from (jsonb_to_recordset(p->'lines')
-                              as (description text, quantity numeric, unit_price numeric, amount numeric))
-                 with ordinality l(description, quantity, unit_price, amount, n))
+         r.lines   -- as the invoice object shows them (amounts as strings), prepared that way
     from jsonb_populate_record(null::invoices_internal.invoices, p) r;
   insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
   select mid, new_id, l.n, l.description, l.quantity, l.unit_price, l.amount

@@ -8104,3 +8104,227 @@ begin
   end if;
 end
 $$;
+
+-- The create path: the row takes the prepared lines as they are; the status triggers pass NEW (issue 24)
+create or replace function invoices.create_invoice(
+  lines             jsonb   default null,
+  currency          text    default null,
+  customer_email    text    default null,
+  customer_name     text    default null,
+  customer_company  text    default null,
+  customer_address  text    default null,
+  tax_rate          numeric default null,
+  discount_amount   numeric default null,
+  issue_date        date    default null,
+  due_date          date    default null,
+  notes             text    default null,
+  metadata          jsonb   default null,
+  asset             text    default null,
+  markup_percent    numeric default null,
+  confirmations     integer default null,
+  expiry_minutes    integer default null,
+  pause_minutes     integer default null,
+  callback_url      text    default null,
+  callback_secret   text    default null,
+  attempts_callback integer default null,
+  success_url       text    default null,
+  failed_url        text    default null,
+  order_id          text    default null,
+  send              boolean default false,
+  items             jsonb   default null,
+  to_email          text    default null,
+  to_name           text    default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_invoice');  -- first: the caller's scope
+  mid uuid := nullif(current_setting('invoices.merchant_id', true), '')::uuid;
+  m record;
+  args jsonb;
+  replay jsonb;
+  p jsonb;
+  new_id uuid := invoices_internal.uuid_v7();
+  new_slug text := invoices_internal.new_slug();
+  idempotent boolean := current_setting('invoices.idempotency_key', true) <> '';
+  new_status text := case when send then 'pending' else 'draft' end;
+  new_number text;
+  obj jsonb;
+begin
+  if mid is null then
+    perform invoices_internal.require_merchant();  -- raises the 42501 "no merchant selected"
+  end if;
+  -- Living Invoices aliases: items = lines, to_email = customer_email, to_name = customer_name.
+  if lines is not null and items is not null then
+    perform invoices_internal.raise('22023', 'invalid invoice: give lines or items, not both',
+      '{"errors":[{"field":"items","message":"is an alias of lines: give one of them"}]}',
+      'send the line items once, as lines');
+  end if;
+  args := jsonb_build_object(
+         'lines', coalesce(lines, items),
+         'currency', currency,
+         'customer_email', coalesce(customer_email, to_email),
+         'customer_name', coalesce(customer_name, to_name),
+         'customer_company', customer_company, 'customer_address', customer_address,
+         'tax_rate', tax_rate, 'discount_amount', discount_amount,
+         'issue_date', coalesce(issue_date, current_date), 'due_date', due_date,
+         'notes', notes, 'metadata', metadata, 'order_id', order_id,
+         'asset', asset, 'markup_percent', markup_percent, 'confirmations', confirmations,
+         'expiry_minutes', expiry_minutes, 'pause_minutes', pause_minutes,
+         'callback_url', callback_url, 'callback_secret', callback_secret,
+         'attempts_callback', attempts_callback, 'success_url', success_url, 'failed_url', failed_url);
+  -- Idempotency-Key: a replay returns the first response without creating anything.
+  if idempotent then
+    replay := invoices_internal.idempotent_replay(mid, 'create_invoice', args || jsonb_build_object('send', send));
+    if replay is not null then
+      return replay;
+    end if;
+  end if;
+
+  -- Gapless per-merchant number: the row lock is held to commit; a rollback returns the number.
+  -- The same statement reads what the invoice copies from its merchant.
+  update invoices_internal.merchants x set next_invoice_number = x.next_invoice_number + 1
+   where x.id = mid
+   returning x.next_invoice_number - 1 as seq, x.name, x.email, x.address, x.default_currency, x.invoice_prefix
+    into m;
+  if not found then
+    perform invoices_internal.raise('42501', format('merchant %s does not exist', mid), null,
+      'act as an existing merchant: invoices.act_as(merchant_id)');
+  end if;
+  new_number := invoices_internal.format_invoice_number(m.invoice_prefix, m.seq);
+  if currency is null then
+    args := args || jsonb_build_object('currency', m.default_currency);
+  end if;
+  p := invoices_internal.prepare_new_invoice(args);
+  if p ? 'error' then
+    perform invoices_internal.raise_error(p);
+  end if;
+
+  -- The invoice, its lines and, when it is sent, the e-mail to the customer (the worker sends
+  -- it): a statement each, each naming the merchant (on Citus: its shard, and no other node).
+  -- The prepared object's keys are the column names: one jsonb_populate_record reads them
+  -- instead of a cast per column; the columns decided here are given as they are (merging
+  -- them into the object first would sort ~60 keys again).
+  insert into invoices_internal.invoices (merchant_id, id, number_seq, invoice_number, slug, status,
+    currency, exponent, subtotal, discount_amount, tax_rate, tax_amount, total, amount_paid, asset_paid,
+    customer_email, customer_name, customer_company, customer_address, merchant_snapshot,
+    issue_date, due_date, notes, metadata, order_id, asset, markup_percent, confirmations,
+    expiry_minutes, pause_minutes, callback_url, callback_secret, attempts_callback, success_url,
+    failed_url, expires_at, overpaid, paid_late, created_at, updated_at, lines)
+  select mid, new_id, m.seq, new_number, new_slug, new_status,
+         r.currency, r.exponent, r.subtotal, r.discount_amount, r.tax_rate, r.tax_amount, r.total, 0, 0,
+         r.customer_email, r.customer_name, r.customer_company, r.customer_address,
+         jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+         r.issue_date, r.due_date, r.notes, r.metadata, r.order_id, r.asset, r.markup_percent, r.confirmations,
+         r.expiry_minutes, r.pause_minutes, r.callback_url, r.callback_secret, r.attempts_callback, r.success_url,
+         r.failed_url, r.expires_at, false, false, now(), now(),
+         r.lines   -- as the invoice object shows them (amounts as strings), prepared that way
+    from jsonb_populate_record(null::invoices_internal.invoices, p) r;
+  insert into invoices_internal.invoice_lines (merchant_id, invoice_id, position, description, quantity, unit_price, amount)
+  select mid, new_id, l.n, l.description, l.quantity, l.unit_price, l.amount
+    from rows from (jsonb_to_recordset(p->'lines')
+                      as (description text, quantity numeric, unit_price numeric, amount numeric))
+         with ordinality l(description, quantity, unit_price, amount, n);
+  if send and p->>'customer_email' is not null then
+    insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts)
+    values (mid, new_id, p->>'customer_email', invoices_internal.retry_count() + 1);
+  end if;
+  insert into invoices_internal.invoice_slugs (slug, merchant_id, invoice_id) values (new_slug, mid, new_id);
+
+  if send and p->>'asset' is not null then
+    perform invoices_internal.open_for_payment(mid, new_id);
+    obj := invoices_internal.invoice_object(mid, new_id);
+  else
+    -- The invoice object of the row just written, without reading it back: what invoice_rows
+    -- shows for an invoice with no quote, payment or address yet (a regression test holds the
+    -- two equal).
+    obj := (p - '{exponent,currency_kind,callback_secret}'::text[]) || jsonb_build_object(
+      'id', new_id, 'merchant_id', mid,
+      'invoice_number', new_number, 'slug', new_slug, 'status', new_status,
+      'merchant', jsonb_build_object('name', m.name, 'email', m.email, 'address', m.address),
+      'hosted_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/i/' || new_slug,
+      'pdf_url', rtrim(current_setting('invoices.public_base_url', true), '/') || '/rpc/invoice_pdf?ref=' || new_slug,
+      'created_at', now(), 'updated_at', now(), 'finalized_at', case when send then now() end);
+  end if;
+  if idempotent then
+    return invoices_internal.idempotent_store(mid, obj);
+  end if;
+  return obj;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  -- a statement that gives updated_at (the functions that change a status give now()) stamps
+  -- the row with it: on Citus that is the coordinator's time, the one the transaction's other
+  -- rows carry (quotes, the returned object), not the time this shard's transaction began
+  if new.updated_at is not distinct from old.updated_at then
+    new.updated_at := now();
+  end if;
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := new.updated_at;
+      when 'partially_paid_at' then new.partially_paid_at := new.updated_at;
+      when 'paid_at' then new.paid_at := new.updated_at;
+      when 'confirmed_at' then new.confirmed_at := new.updated_at;
+      when 'expired_at' then new.expired_at := new.updated_at;
+      when 'overdue_at' then new.overdue_at := new.updated_at;
+      when 'cancelled_at' then new.cancelled_at := new.updated_at;
+      else null;
+    end case;
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
+    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
+      new.address_id := null;
+    end if;
+  end if;
+  perform invoices_internal.check_invoice_row(new);
+  return new;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_insert() returns trigger
+language plpgsql
+as $$
+begin
+  if new.status = 'pending' then
+    new.finalized_at := new.created_at;   -- draft -> pending, always legal (the statement's time)
+  elsif new.status <> 'draft' then
+    raise exception 'a new invoice starts as draft, not %', new.status
+      using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
+  end if;
+  perform invoices_internal.check_invoice_row(new);
+  if new.status = 'pending' then
+    perform invoices_internal.emit_events(new, '{invoice.created,invoice.finalized}', null,
+                                          '{NULL,draft}', '{draft,pending}');
+  else
+    perform invoices_internal.emit_events(new, '{invoice.created}', null, '{NULL}', '{draft}');
+  end if;
+  return new;
+end
+$$;
