@@ -2,8 +2,8 @@
 # Benchmark: payment detection on Anvil with 1-second blocks (BENCH_INVOICES invoices, default
 # 100). Each invoice (1 confirmation) is paid by its own transaction; a thread watches the node
 # for the moment each block appears, and a local receiver logs when the invoice.confirmed webhook
-# arrives. Prints p50/p99 of block -> webhook and of transaction -> webhook (targets: p50 <= 0.5 s and p99 <= 1 s
-# after the block; issue 24: p50 <= 0.5 s and p99 <= 1 s). Then 10,000 more watched addresses: prints the poll time and how many
+# arrives. Prints p50/p99 of block -> webhook and of transaction -> webhook (targets: p50 <= 0.5 s
+# and p99 <= 1 s after the block). Then 10,000 more watched addresses: prints the poll time and how many
 # watched addresses one poll handles per second.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
