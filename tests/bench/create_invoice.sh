@@ -120,5 +120,22 @@ for mode in simple prepared; do
   bench_figure "create + finalize / bare INSERT of the same rows, $mode protocol" "$(awk -v a="$per" -v b="$plain" 'BEGIN { printf "%.3f", a / b }')" "$target"
   bench_figure "create + finalize / bare INSERT of the invoice and lines, $mode protocol" "$(awk -v a="$per" -v b="$plain_min" 'BEGIN { printf "%.3f", a / b }')"
 done
+# Bytes on disk per invoice (tables, indexes, TOAST), after the runs: the rows create_invoice
+# writes against the bare rows of (b). The plain invoices and lines come from both bare runs,
+# the plain audit rows, events and e-mails from (b) only: each is divided by its own count.
+psql_ -d $DB -qc "vacuum analyze" >/dev/null
+read -r real bare < <(psql_ -d $DB -tA -F ' ' <<'SQL'
+select (select sum(pg_total_relation_size(t))::numeric
+          from unnest('{invoices_internal.invoices,invoices_internal.invoice_lines,invoices_internal.audit_log,
+                        invoices_internal.events,invoices_internal.emails,invoices_internal.invoice_slugs}'::regclass[]) t)
+       / (select count(*) from invoices_internal.invoices),
+       (select sum(pg_total_relation_size(t))::numeric from unnest('{plain.invoices,plain.invoice_lines}'::regclass[]) t)
+       / (select count(*) from plain.invoices)
+       + (select sum(pg_total_relation_size(t))::numeric from unnest('{plain.audit_log,plain.events,plain.emails}'::regclass[]) t)
+       / (select count(*) from plain.emails)
+SQL
+)
+awk -v r="$real" -v b="$bare" 'BEGIN { printf "bytes on disk per invoice: %d, bare rows %d, ratio %.2f (target <= 1.5)\n", r, b, r / b }'
+bench_figure "bytes on disk per invoice / the bare rows'" "$(awk -v r="$real" -v b="$bare" 'BEGIN { printf "%.3f", r / b }')" "<= 1.5"
 rm -rf "$work"
 psql_ -d postgres -c "drop database $DB" >/dev/null
