@@ -5,24 +5,27 @@
 # .local/bench.md. Not a test: command 2 never runs it. Each benchmark makes its own database
 # (and PostgREST where it needs one) and drops it afterwards.
 #   bash scripts/bench.sh                 every benchmark
-#   bash scripts/bench.sh create http     some of them: create http webhooks addresses chain citus citus_http
+#   bash scripts/bench.sh create http     some of them: create http webhooks addresses chain citus citus_http growth
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUNS="${BENCH_RUNS:-3}"
 declare -A SCRIPT=([create]=create_invoice.sh [http]=http_create_invoice.sh [webhooks]=webhook_delivery.sh
                    [addresses]=address_allocation.sh [chain]=chain_detection.sh [citus]=citus.sh
-                   [citus_http]=citus_http.sh)
-ORDER=(create http webhooks addresses chain citus citus_http)
+                   [citus_http]=citus_http.sh [growth]=growth.sh)
+ORDER=(create http webhooks addresses chain citus citus_http growth)
+# these repeat themselves (their runs share a costly set-up: a cluster, 10M rows): called once
+SELF_REPEATING=" citus citus_http growth "
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=("${ORDER[@]}")
 for n in "${names[@]}"; do [ -n "${SCRIPT[$n]:-}" ] || die "unknown benchmark '$n' (one of: ${ORDER[*]})"; done
 bash "$ROOT/scripts/setup.sh" >/dev/null 2>&1 || bash "$ROOT/scripts/setup.sh"
 mkdir -p "$LOCAL_DIR/bench"
 figures="$LOCAL_DIR/bench/figures.tsv"; : > "$figures"
 for n in "${names[@]}"; do
-  for r in $(seq "$RUNS"); do
-    log "benchmark $n, run $r of $RUNS"
-    # (the Citus benchmarks repeat themselves: here each call is one run)
-    if ! BENCH_FIGURES="$figures.$n.$r" BENCH_RUNS=1 bash "$ROOT/tests/bench/${SCRIPT[$n]}" > "$LOCAL_DIR/bench/$n.$r.log" 2>&1; then
+  calls=$RUNS each=1
+  if [[ "$SELF_REPEATING" == *" $n "* ]]; then calls=1 each=$RUNS; fi
+  for r in $(seq "$calls"); do
+    log "benchmark $n, call $r of $calls ($each run(s) each)"
+    if ! BENCH_FIGURES="$figures.$n.$r" BENCH_RUNS=$each bash "$ROOT/tests/bench/${SCRIPT[$n]}" > "$LOCAL_DIR/bench/$n.$r.log" 2>&1; then
       echo "benchmark $n run $r failed (log: $LOCAL_DIR/bench/$n.$r.log)" >&2; tail -5 "$LOCAL_DIR/bench/$n.$r.log" >&2
     fi
     [ -f "$figures.$n.$r" ] && sed "s/^/$r\t/" "$figures.$n.$r" >> "$figures" && rm -f "$figures.$n.$r"
