@@ -5,14 +5,14 @@
 # .local/bench.md. Not a test: command 2 never runs it. Each benchmark makes its own database
 # (and PostgREST where it needs one) and drops it afterwards.
 #   bash scripts/bench.sh                 every benchmark
-#   bash scripts/bench.sh create http     some of them: create http webhooks addresses chain citus citus_http growth
+#   bash scripts/bench.sh create http     some of them: create http webhooks addresses chain memory citus citus_http growth
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 RUNS="${BENCH_RUNS:-3}"
 declare -A SCRIPT=([create]=create_invoice.sh [http]=http_create_invoice.sh [webhooks]=webhook_delivery.sh
                    [addresses]=address_allocation.sh [chain]=chain_detection.sh [citus]=citus.sh
-                   [citus_http]=citus_http.sh [growth]=growth.sh)
-ORDER=(create http webhooks addresses chain citus citus_http growth)
+                   [citus_http]=citus_http.sh [growth]=growth.sh [memory]=worker_memory.sh)
+ORDER=(create http webhooks addresses chain memory citus citus_http growth)
 # these repeat themselves (their runs share a costly set-up: a cluster, 10M rows): called once
 SELF_REPEATING=" citus citus_http growth "
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=("${ORDER[@]}")
