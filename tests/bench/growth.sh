@@ -20,8 +20,8 @@ SIZES="${BENCH_SIZES:-10000 1000000 10000000}"
 RUNS="${BENCH_RUNS:-3}"
 SECONDS_EACH="${BENCH_SECONDS:-10}"
 CLIENTS=8
-export PGDATABASE=invoices_bench_growth
 bash "$ROOT/scripts/setup.sh" >/dev/null 2>&1 || bash "$ROOT/scripts/setup.sh"
+export PGDATABASE=invoices_bench_growth   # (after setup: it writes the demo's settings for PGDATABASE)
 work=$(mktemp -d)
 cleanup() { psql_ -d postgres -c "drop database if exists $PGDATABASE with (force)" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
