@@ -117,7 +117,7 @@ PY
 STEADY_SECONDS="${STEADY_SECONDS:-20}"
 per=$(( $(cat "$work/burst_rate") / 2 / 10 )); [ "$per" -ge 1 ] || per=1
 batches=$(( STEADY_SECONDS * 10 ))
-last=$(psql_ -tAc "select max(id) from invoices_internal.events where merchant_id = '$mid'")
+last=$(psql_ -tAc "select id from invoices_internal.events where merchant_id = '$mid' order by id desc limit 1")
 echo "steady load: $((per * 10)) events/s (half the burst's rate) for ${STEADY_SECONDS} s"
 psql_ -q <<SQL >/dev/null
 create table bench_steady (b int, commit_ms bigint, max_id uuid);
@@ -131,7 +131,7 @@ begin
     perform invoices_internal.emit_events(i, '{invoice.viewed}')
        from invoices_internal.invoices i, generate_series(1, $per)
       where i.merchant_id = '$mid' and i.id = '$inv';
-    top := (select max(id) from invoices_internal.events where merchant_id = '$mid' and id > top);
+    top := (select id from invoices_internal.events where merchant_id = '$mid' and id > top order by id desc limit 1);
     insert into bench_steady values (b, (extract(epoch from clock_timestamp()) * 1000)::bigint, top);
     commit;
     perform pg_sleep(greatest(0, 0.1 - extract(epoch from clock_timestamp() - t0)));

@@ -21,9 +21,11 @@ work=$(mktemp -d)
 python3 "$here/../stubs/webhook_receiver.py" "$RECEIVER_PORT" "$work/received.jsonl" & receiver=$!
 cleanup() {
   kill $anvil $receiver 2>/dev/null || true
-  # nothing left in the demo database: the bench merchant's rows go, triggers off
+  # nothing left in the demo database: the bench merchant's rows go, triggers off (the
+  # chain's task row once the worker has let the chain go)
+  psql_ -qc "delete from invoices_internal.chains where id = '$CHAIN'" >/dev/null 2>&1 || true   # (its blocks go with it)
+  sleep 2
   psql_ -q >/dev/null 2>&1 <<SQL || true
-delete from invoices_internal.chains where id = '$CHAIN';   -- (its blocks go with it)
 delete from invoices_internal.worker_tasks where task = 'chain $CHAIN';
 set session_replication_role = replica;
 do \$\$
