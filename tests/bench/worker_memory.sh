@@ -3,8 +3,9 @@
 # pages, not the shared buffers it touches) while it watches 100,000 addresses on a chain
 # (Anvil, polled every 100 ms) and has 10,000 webhook deliveries pending to a receiver that
 # answers after 5 s (past the worker's timeout, so deliveries stay in flight and come back).
-# Figures: the peak under load in MB (target <= 256) and the same worker idle, just started. The load is the demo database's (the worker runs
-# there): its merchant, chain and rows are removed afterwards.
+# Figures: the peak under load in MB (target <= 256) and the same worker idle, just started.
+# The load is the demo database's (the worker runs there): its merchant, chain and rows are
+# removed afterwards.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../../scripts/env.sh"
