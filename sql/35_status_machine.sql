@@ -14,7 +14,8 @@
 -- check_transition (Rust, domain::status) raises 23514 for an illegal transition and says
 -- which timestamp to stamp.
 -- (On Citus these triggers run on the shards, whose rows have the shard's own type,
--- invoices_<shard id>: new hands the helpers the table's.)
+-- invoices_<shard id>: row(new.*)::invoices_internal.invoices hands the helpers the table's;
+-- passing new itself fails there, "check_invoice_row(invoices_<shard id>) does not exist".)
 create function invoices_internal.invoice_before_update() returns trigger
 language plpgsql
 as $$
@@ -52,7 +53,7 @@ begin
       else null;
     end case;
     -- the audit row and the outbox, in the same transaction (one statement)
-    perform invoices_internal.emit_events(new, array[t[2]], null, array[old.status], array[new.status]);
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, array[t[2]], null, array[old.status], array[new.status]);
     -- expiry, cancellation and confirmation release the deposit address after its pause (the
     -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
     -- to it still finds its invoice instead of the address's next holder
@@ -64,7 +65,7 @@ begin
       new.address_id := null;
     end if;
   end if;
-  perform invoices_internal.check_invoice_row(new);
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
   return new;
 end
 $$;
@@ -88,12 +89,12 @@ begin
     raise exception 'a new invoice starts as draft, not %', new.status
       using errcode = '23514', hint = 'create it, then call invoices.finalize_invoice';
   end if;
-  perform invoices_internal.check_invoice_row(new);
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
   if new.status = 'pending' then
-    perform invoices_internal.emit_events(new, '{invoice.created,invoice.finalized}', null,
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created,invoice.finalized}', null,
                                           '{NULL,draft}', '{draft,pending}');
   else
-    perform invoices_internal.emit_events(new, '{invoice.created}', null, '{NULL}', '{draft}');
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, '{invoice.created}', null, '{NULL}', '{draft}');
   end if;
   return new;
 end
