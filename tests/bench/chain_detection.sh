@@ -8,6 +8,7 @@
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
+source "$here/lib.sh"
 N="${BENCH_INVOICES:-100}"
 PORT="${BENCH_ANVIL_PORT:-18745}"
 RECEIVER_PORT="${BENCH_RECEIVER_PORT:-18951}"
@@ -16,7 +17,14 @@ work=$(mktemp -d)
 export ETH_RPC="http://127.0.0.1:$PORT"
 "$ANVIL_BIN" --port "$PORT" --chain-id 8453 --block-time 1 --silent >/dev/null 2>&1 & anvil=$!
 python3 "$here/../stubs/webhook_receiver.py" "$RECEIVER_PORT" "$work/received.jsonl" & receiver=$!
-trap 'kill $anvil $receiver 2>/dev/null || true; psql_ -qc "update invoices_internal.chains set active = false where id = '"'"'$CHAIN'"'"'" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+# nothing left in the demo database afterwards (the worker, which the benchmark needs, runs there)
+cleanup() {
+  kill $anvil $receiver 2>/dev/null || true
+  bench_forget_chain "$CHAIN"
+  bench_forget_merchant "Chain bench"
+  rm -rf "$work"
+}
+trap cleanup EXIT
 for _ in $(seq 100); do python3 "$here/../chains/evm_rpc.py" height >/dev/null 2>&1 && break; sleep 0.05; done
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$RECEIVER_PORT/control/fix" >/dev/null 2>&1 && break; sleep 0.1; done
 

@@ -43,3 +43,32 @@ bench_figure() {
   [ -n "${BENCH_FIGURES:-}" ] && printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$BENCH_FIGURES"
   return 0
 }
+
+# bench_forget_merchant NAME: removes a benchmark's merchant and every row that names it from
+# the demo database (the benchmarks that need the worker work there), triggers off: invoices,
+# audit rows and events are never deleted by the product itself.
+bench_forget_merchant() {
+  psql_ -q -v name="$1" >/dev/null 2>&1 <<'SQL' || true
+set session_replication_role = replica;
+select set_config('bench.forget', :'name', false);
+do $$
+declare
+  t text;
+  ids uuid[] := array(select id from invoices_internal.merchants where name = current_setting('bench.forget'));
+begin
+  if cardinality(ids) = 0 then return; end if;
+  for t in select c.relname from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attname = 'merchant_id'
+            where c.relnamespace = 'invoices_internal'::regnamespace and c.relkind = 'r' and c.relname <> 'merchants' loop
+    execute format('delete from invoices_internal.%I where merchant_id = any ($1)', t) using ids;
+  end loop;
+  delete from invoices_internal.merchants where id = any (ids);
+end $$;
+SQL
+}
+# bench_forget_chain ID: removes a benchmark's chain (its blocks go with it) and, once the
+# worker has let it go, its task row.
+bench_forget_chain() {
+  psql_ -qc "delete from invoices_internal.chains where id = '$1'" >/dev/null 2>&1 || true
+  sleep 2
+  psql_ -qc "delete from invoices_internal.worker_tasks where task = 'chain $1'" >/dev/null 2>&1 || true
+}

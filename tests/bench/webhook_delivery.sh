@@ -10,13 +10,15 @@
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
 source "$here/../../scripts/env.sh"
+source "$here/lib.sh"
 EVENTS="${BENCH_EVENTS:-20000}"
 BATCH=1000
 PORT="${BENCH_RECEIVER_PORT:-18950}"
 work=$(mktemp -d)
 node "$here/../stubs/counting_receiver.mjs" "$PORT" &
 receiver=$!
-trap 'kill $receiver 2>/dev/null || true; rm -rf "$work"' EXIT
+# nothing left in the demo database afterwards (the worker, which the benchmark needs, runs there)
+trap 'kill $receiver 2>/dev/null || true; bench_forget_merchant "Webhook bench"; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/stats" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # The limit of the same run: the receiver's own capacity, measured with wrk posting bodies of a

@@ -21,26 +21,8 @@ work=$(mktemp -d)
 python3 "$here/../stubs/webhook_receiver.py" "$RECEIVER_PORT" "$work/received.jsonl" & receiver=$!
 cleanup() {
   kill $anvil $receiver 2>/dev/null || true
-  # nothing left in the demo database: the bench merchant's rows go, triggers off (the
-  # chain's task row once the worker has let the chain go)
-  psql_ -qc "delete from invoices_internal.chains where id = '$CHAIN'" >/dev/null 2>&1 || true   # (its blocks go with it)
-  sleep 2
-  psql_ -q >/dev/null 2>&1 <<SQL || true
-delete from invoices_internal.worker_tasks where task = 'chain $CHAIN';
-set session_replication_role = replica;
-do \$\$
-declare
-  mid uuid := (select id from invoices_internal.merchants where name = 'Memory bench $CHAIN');
-  t text;
-begin
-  if mid is null then return; end if;
-  for t in select c.relname from pg_class c join pg_attribute a on a.attrelid = c.oid and a.attname = 'merchant_id'
-            where c.relnamespace = 'invoices_internal'::regnamespace and c.relkind = 'r' and c.relname <> 'merchants' loop
-    execute format('delete from invoices_internal.%I where merchant_id = \$1', t) using mid;
-  end loop;
-  delete from invoices_internal.merchants where id = mid;
-end \$\$;
-SQL
+  bench_forget_chain "$CHAIN"
+  bench_forget_merchant "Memory bench $CHAIN"
   rm -rf "$work"
 }
 trap cleanup EXIT
