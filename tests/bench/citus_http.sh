@@ -31,7 +31,6 @@ trap cleanup EXIT
 psql_ -p "$SINGLE_PORT" -d postgres -c "drop database if exists $DB with (force)" -c "create database $DB" >/dev/null
 psql_ -p "$SINGLE_PORT" -d $DB -c "create extension invoices" >/dev/null
 bash "$ROOT/scripts/citus.sh" database $DB
-BODY='{"lines": [{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}], "customer_email": "alice@example.com", "tax_rate": 10, "send": true}'
 for side in single cluster; do
   if [ $side = single ]; then port=$SINGLE_PORT api=$SINGLE_API; else port=$CLUSTER_PORT api=$CLUSTER_API; fi
   # 8 merchants, one key each with the rate limit raised for the run
@@ -40,24 +39,7 @@ select invoices_internal.insert_api_key((invoices.create_merchant('HTTP bench ' 
                                         'bench', '{read,write}', 100000000)->>'api_key'
   from generate_series(1, 8) g;
 SQL
-  {
-    echo "local keys = {"; sed 's/.*/  "&",/' "$work/$side.keys"; echo "}"
-    cat <<LUA
-local i = 0
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  i = i + 1
-  wrk.headers["X-API-Key"] = keys[(i % #keys) + 1]
-  return wrk.format(nil, "/rpc/create_invoice")
-end
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %d %d %.3f %.3f %d\n", summary.requests, summary.duration,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, summary.errors.status))
-end
-LUA
-  } > "$work/$side.lua"
+  bench_create_lua "$work/$side.keys" > "$work/$side.lua"
   bench_postgrest "$side" "$port" $DB "$api"
 done
 measure() {  # SIDE -> "rate p99 non2xx"
@@ -66,7 +48,7 @@ measure() {  # SIDE -> "rate p99 non2xx"
   psql_ -p "$port" -d $DB -qc "vacuum analyze" -c "checkpoint" >/dev/null 2>&1 || true
   sleep 2   # a quiet start
   wrk -t 2 -c "$CONNS" -d "${SECONDS_EACH}s" -s "$work/$1.lua" "http://127.0.0.1:$api" \
-    | awk '/^RESULT/ { printf "%d %s %d\n", $2 / ($3 / 1e6), $5, $6 }'
+    | awk '/^RESULT/ { printf "%d %s %d\n", $2 / ($3 / 1e6), $5, $7 }'
 }
 echo "HTTP create (3 lines, send => true) through PostgREST, wrk $CONNS connections, ${SECONDS_EACH}s per measure, $RUNS runs"
 s_rates=(); c_rates=(); ratios=(); s_p99=(); c_p99=()

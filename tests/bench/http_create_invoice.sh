@@ -33,26 +33,7 @@ select invoices_internal.insert_api_key((invoices.create_merchant('HTTP bench ' 
   from generate_series(1, 8) g;
 SQL
 mids=$(psql_ -tA -c "select string_agg(merchant_id::text, ' ') from invoices_internal.api_keys where key_hash in (select encode(sha256(convert_to(k, 'UTF8')), 'hex') from unnest(string_to_array('$(paste -sd, "$work/keys")', ',')) k)")
-BODY='{"lines": [{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}], "customer_email": "alice@example.com", "tax_rate": 10, "send": true}'
-{
-  echo "local keys = {"; sed 's/.*/  "&",/' "$work/keys"; echo "}"
-  cat <<LUA
-local i = 0
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-request = function()
-  i = i + 1
-  wrk.headers["X-API-Key"] = keys[(i % #keys) + 1]
-  return wrk.format(nil, "/rpc/create_invoice")
-end
-done = function(summary, latency, requests)
-  local non2xx = summary.errors.status
-  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\n", summary.requests, summary.duration,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000, non2xx))
-end
-LUA
-} > "$work/bench.lua"
+bench_create_lua "$work/keys" > "$work/bench.lua"
 echo "HTTP: wrk, $CONNS connections, ${SECONDS_EACH}s, POST /rpc/create_invoice (3 lines, send => true)"
 quiet() { psql_ -qc "vacuum analyze" -c "checkpoint" >/dev/null 2>&1 || true; sleep 2; }   # a quiet start
 quiet

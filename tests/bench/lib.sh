@@ -72,3 +72,26 @@ bench_forget_chain() {
   sleep 2
   psql_ -qc "delete from invoices_internal.worker_tasks where task = 'chain $1'" >/dev/null 2>&1 || true
 }
+
+# bench_create_lua KEYS_FILE: a wrk script that posts create_invoice (3 lines, send: true) with
+# the keys of KEYS_FILE (one per line) in turn, and prints
+# "RESULT requests duration_us p50_ms p99_ms mean_ms non2xx" when done.
+BENCH_CREATE_BODY='{"lines": [{"description": "Consulting", "quantity": 2, "unit_price": "150.00"}, {"description": "Hosting", "quantity": 1, "unit_price": "19.99"}, {"description": "Setup", "quantity": 3, "unit_price": "33.33"}], "customer_email": "alice@example.com", "tax_rate": 10, "send": true}'
+bench_create_lua() {
+  echo "local keys = {"; sed 's/.*/  "&",/' "$1"; echo "}"
+  cat <<LUA
+local i = 0
+wrk.method = "POST"
+wrk.body = '$BENCH_CREATE_BODY'
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  wrk.headers["X-API-Key"] = keys[(i % #keys) + 1]
+  return wrk.format(nil, "/rpc/create_invoice")
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.3f %.3f %d\n", summary.requests, summary.duration,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.mean / 1000, summary.errors.status))
+end
+LUA
+}
