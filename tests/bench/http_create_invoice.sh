@@ -56,3 +56,28 @@ awk -v a="$http_rate" -v b="$sql_rate" -v p50="$p50" -v p99="$p99" 'BEGIN {
 bench_figure "HTTP create through PostgREST / the same SQL call" "$(awk -v a="$http_rate" -v b="$sql_rate" 'BEGIN { printf "%.3f", a / b }')" ">= 0.85"
 bench_figure "HTTP create, p99 / p50 latency" "$(awk -v a="$p99" -v b="$p50" 'BEGIN { printf "%.3f", a / b }')" "<= 3"
 bench_figure "HTTP create, invoices/s (absolute, this machine)" "$http_rate"
+# Where the difference goes: the statements PostgREST sends for one such request (as its log
+# shows them: BEGIN, the request settings, the pre-request check, the call wrapped in its JSON
+# body parsing and response, COMMIT), replayed by pgbench with the same keys. The database's
+# share of a request is this rate against the bare call's; the rest is PostgREST and HTTP.
+body_sql=$(printf '%s' "$BENCH_CREATE_BODY" | sed "s/'/''/g")
+n=0; files=()
+while read -r key; do
+  n=$((n + 1))
+  headers=$(printf '{"content-type":"application/json","accept":"*/*","x-api-key":"%s"}' "$key")
+  cat > "$work/request.$n.sql" <<SQL
+BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE;
+select set_config('search_path', '"invoices", "public"', true), set_config('role', 'invoices_api', true), set_config('request.jwt.claims', '{"role":"invoices_api"}', true), set_config('request.method', 'POST', true), set_config('request.path', '/rpc/create_invoice', true), set_config('request.headers', '$headers', true), set_config('request.cookies', '{}', true);
+select "invoices_internal"."http_pre_request"();
+WITH pgrst_source AS (SELECT pgrst_call.pgrst_scalar FROM (SELECT '$body_sql'::json AS json_data) pgrst_payload, LATERAL (SELECT CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' THEN pgrst_payload.json_data ELSE json_build_array(pgrst_payload.json_data) END AS val) pgrst_uniform_json, LATERAL (SELECT "lines", "customer_email", "tax_rate", "send" FROM json_to_recordset(pgrst_uniform_json.val) AS _("lines" jsonb, "customer_email" text, "tax_rate" numeric, "send" boolean) LIMIT 1) pgrst_body , LATERAL (SELECT "invoices"."create_invoice"("lines" := pgrst_body."lines", "customer_email" := pgrst_body."customer_email", "tax_rate" := pgrst_body."tax_rate", "send" := pgrst_body."send") pgrst_scalar) pgrst_call) SELECT null::bigint AS total_result_set, 1 AS page_total, coalesce(json_agg(_postgrest_t.pgrst_scalar)->0, 'null') AS body, nullif(current_setting('response.headers', true), '') AS response_headers, nullif(current_setting('response.status', true), '') AS response_status, '' AS response_inserted FROM (SELECT "create_invoice".* FROM "pgrst_source" AS "create_invoice" LIMIT 100 OFFSET 0) _postgrest_t;
+COMMIT;
+SQL
+  files+=(-f "$work/request.$n.sql@1")
+done < "$work/keys"
+quiet
+req_rate=$("$PG_BIN/pgbench" -n -M prepared -c "$CONNS" -j 2 -T "$SECONDS_EACH" "${files[@]}" "$PGDATABASE" 2>&1 | awk '/^tps/ {print int($3)}')
+echo "the request's statements replayed by pgbench (prepared, as PostgREST sends them): $req_rate requests/s"
+awk -v a="$req_rate" -v b="$sql_rate" -v h="$http_rate" 'BEGIN {
+  printf "  in the database, a request costs the bare call x %.2f; HTTP reaches %.2f of what the database allows\n", b / a, h / a }'
+bench_figure "HTTP create: the request's statements in the database / the bare SQL call" "$(awk -v a="$req_rate" -v b="$sql_rate" 'BEGIN { printf "%.3f", a / b }')"
+bench_figure "HTTP create through PostgREST / its statements replayed in the database" "$(awk -v a="$http_rate" -v b="$req_rate" 'BEGIN { printf "%.3f", a / b }')"
