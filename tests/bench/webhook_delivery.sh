@@ -20,6 +20,15 @@ receiver=$!
 # nothing left in the demo database afterwards (the worker, which the benchmark needs, runs there)
 trap 'kill $receiver 2>/dev/null || true; bench_forget_merchant "Webhook bench"; rm -rf "$work"' EXIT
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/stats" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for_receipts() {  # N SECONDS: until the receiver has seen N distinct events
+  local deadline=$(( $(date +%s) + $2 )) unique
+  while :; do
+    unique=$(curl -fs "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["unique"])')
+    [ "$unique" -ge "$1" ] && return 0
+    [ "$(date +%s)" -ge "$deadline" ] && { echo "only $unique of $1 events arrived within $2 s" >&2; exit 1; }
+    sleep 0.2
+  done
+}
 
 # The limit of the same run: the receiver's own capacity, measured with wrk posting bodies of a
 # delivery's size (an invoice.viewed event, ~600 bytes) on 8 connections for 5 s; its counts are
@@ -65,13 +74,7 @@ SQL
   done
 } | psql_ -tA -F ' ' > "$work/commits"
 
-deadline=$(( $(date +%s) + 180 ))
-while :; do
-  unique=$(curl -fs "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["unique"])')
-  [ "$unique" -ge "$EVENTS" ] && break
-  [ "$(date +%s)" -ge "$deadline" ] && { echo "only $unique of $EVENTS events arrived within 180 s" >&2; exit 1; }
-  sleep 0.2
-done
+wait_for_receipts "$EVENTS" 180
 curl -fs "http://127.0.0.1:$PORT/ids" > "$work/ids.json"
 curl -fs "http://127.0.0.1:$PORT/stats" > "$work/stats.json"
 psql_ -tA -F ' ' -c "select id, created_at from invoices_internal.events where merchant_id = '$mid' and event = 'invoice.viewed' order by id" \
@@ -143,13 +146,7 @@ SQL
 psql_ -tA -F ' ' -c "select b, commit_ms, max_id from bench_steady order by b" > "$work/steady_commits"
 psql_ -qc "drop table bench_steady"
 want=$(( EVENTS + per * batches ))
-deadline=$(( $(date +%s) + 120 ))
-while :; do
-  unique=$(curl -fs "http://127.0.0.1:$PORT/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["unique"])')
-  [ "$unique" -ge "$want" ] && break
-  [ "$(date +%s)" -ge "$deadline" ] && { echo "only $unique of $want events arrived" >&2; exit 1; }
-  sleep 0.2
-done
+wait_for_receipts "$want" 120
 curl -fs "http://127.0.0.1:$PORT/ids" > "$work/ids.json"
 psql_ -tAc "select id from invoices_internal.events where merchant_id = '$mid' and event = 'invoice.viewed' and id > '$last' order by id" > "$work/steady_events"
 python3 - "$work" <<'PY'
