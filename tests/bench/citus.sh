@@ -10,6 +10,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../../scripts/env.sh"
+source "$here/lib.sh"
 SECONDS_EACH="${BENCH_SECONDS:-15}"
 CLIENTS="${BENCH_CLIENTS:-8}"
 RUNS="${BENCH_RUNS:-3}"
@@ -68,12 +69,10 @@ for r in $(seq "$RUNS"); do
   echo "  run $r: single node $s tx/s, cluster $c tx/s, ratio ${ratios[-1]};" \
        "CPU ms per invoice: single node $s_cpu, coordinator $c_cpu, workers $w_cpu"
 done
-stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%s (min %s, max %s)", v[int((NR + 1) / 2)], v[1], v[NR] }'; }
-echo "single node:            $(stats "${singles[@]}") tx/s"
-echo "cluster (2 workers):    $(stats "${clusters[@]}") tx/s"
-echo "ratio cluster / single: $(stats "${ratios[@]}")"
-source "$here/lib.sh"
+echo "single node:            $(bench_stats "${singles[@]}") tx/s"
+echo "cluster (2 workers):    $(bench_stats "${clusters[@]}") tx/s"
+echo "ratio cluster / single: $(bench_stats "${ratios[@]}")"
 for x in "${ratios[@]}"; do bench_figure "Citus: create + finalize on 2 workers / on one node (one machine)" "$x"; done
-echo "server CPU per invoice (ms): single node $(stats "${cpu_single[@]}"), coordinator $(stats "${cpu_coord[@]}"), workers together $(stats "${cpu_workers[@]}")"
+echo "server CPU per invoice (ms): single node $(bench_stats "${cpu_single[@]}"), coordinator $(bench_stats "${cpu_coord[@]}"), workers together $(bench_stats "${cpu_workers[@]}")"
 psql_ -p "$SINGLE_PORT" -d postgres -c "drop database $DB" >/dev/null
 bash "$ROOT/scripts/citus.sh" drop-database $DB
