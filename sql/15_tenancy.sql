@@ -181,7 +181,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('view', 'emails', 'read'), ('view', 'worker_status', 'read'),
   ('view', 'receivables_aging', 'read'), ('view', 'revenue_by_month', 'read'),
   ('view', 'payment_conversion', 'read'), ('view', 'days_to_pay', 'read'),
-  ('view', 'open_exposure', 'read'), ('view', 'fx_gain_loss', 'read');
+  ('view', 'open_exposure', 'read'), ('view', 'fx_gain_loss', 'read'), ('view', 'journal_entries', 'read');
 
 -- The scopes of the HTTP caller: its API key's, or {anonymous}; null in a SQL session.
 create function invoices_internal.http_scopes() returns text[]

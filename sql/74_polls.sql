@@ -59,14 +59,15 @@ $$;
 -- sent after the address existed, which was after the poll before began.
 create index address_assignments_assigned_idx on invoices_internal.address_assignments (assigned_at);
 
--- What a poll starts from: the cursor, the recent block hashes, the watched addresses.
+-- What a poll starts from: the cursor and the recent block hashes. The watched addresses are
+-- read by the worker as a text array in the same transaction (watched_addresses()): as jsonb,
+-- 100,000 of them passed through jsonb, its text and a JSON tree on every poll (issue 24).
 create function invoices_internal.chain_poll_input(chain text) returns jsonb
 language plpgsql stable
 as $$
 declare
   c invoices_internal.chains;
   recent jsonb;
-  watched jsonb;
   rescan boolean;
 begin
   -- one statement per question (on Citus: the chain's rows are on every node, the addresses
@@ -77,7 +78,6 @@ begin
   end if;
   select coalesce(jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height), '[]'::jsonb)
     into recent from invoices_internal.chain_blocks b where b.chain = c.id;
-  select coalesce(jsonb_agg(a), '[]'::jsonb) into watched from invoices_internal.watched_addresses(c.id) a;
   rescan := c.last_watch_at is not null and exists (
     select 1 from invoices_internal.address_assignments x where x.assigned_at > c.last_watch_at - interval '10 seconds');
   return jsonb_build_object(
@@ -87,7 +87,6 @@ begin
     'start_height', c.start_height,
     'max_blocks', c.max_blocks_per_poll,
     'confirmations', c.confirmations,
-    'watched', watched,
     'watch_at', now(),
     'rescan_from', case when rescan then c.last_scan_from end);
 end

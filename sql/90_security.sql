@@ -162,7 +162,7 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.payments', '');
 
 -- Analytics views (read scope over HTTP).
 grant select on invoices.receivables_aging, invoices.revenue_by_month, invoices.payment_conversion,
-  invoices.days_to_pay, invoices.open_exposure, invoices.fx_gain_loss to invoices_api;
+  invoices.days_to_pay, invoices.open_exposure, invoices.fx_gain_loss, invoices.journal_entries to invoices_api;
 
 grant execute on function invoices_internal.current_rate(text, text) to invoices_api, invoices_admin;
 

@@ -239,7 +239,8 @@ pgrx::extension_sql_file!(
     requires = [
         "tables",
         "tenancy",
-        "rates_quotes"
+        "rates_quotes",
+        "payments"
     ]
 );
 pgrx::extension_sql_file!(

@@ -8404,3 +8404,139 @@ begin
   return new;
 end
 $$;
+
+-- issue 24: the watched addresses leave the poll input (the worker reads them as text[])
+create or replace function invoices_internal.chain_poll_input(chain text) returns jsonb
+language plpgsql stable
+as $$
+declare
+  c invoices_internal.chains;
+  recent jsonb;
+  rescan boolean;
+begin
+  -- one statement per question (on Citus: the chain's rows are on every node, the addresses
+  -- and assignments on the workers, and a subquery may not mix the two)
+  select * into c from invoices_internal.chains x where x.id = chain_poll_input.chain;
+  if not found then
+    return null;
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('height', b.height, 'hash', b.hash) order by b.height), '[]'::jsonb)
+    into recent from invoices_internal.chain_blocks b where b.chain = c.id;
+  rescan := c.last_watch_at is not null and exists (
+    select 1 from invoices_internal.address_assignments x where x.assigned_at > c.last_watch_at - interval '10 seconds');
+  return jsonb_build_object(
+    'cursor', case when c.cursor_height is not null
+                   then jsonb_build_object('height', c.cursor_height, 'hash', c.cursor_hash) end,
+    'recent', recent,
+    'start_height', c.start_height,
+    'max_blocks', c.max_blocks_per_poll,
+    'confirmations', c.confirmations,
+    'watch_at', now(),
+    'rescan_from', case when rescan then c.last_scan_from end);
+end
+$$;
+
+-- issue 25: the journal for accountants
+-- The books, double entry: what an accountant imports at month end (issue 25). Each entry is
+-- balanced (its debits equal its credits, in its currency):
+--   invoice       when finalized: Dr accounts_receivable total; Cr revenue (total - tax),
+--                 Cr tax_payable tax
+--   cancellation  a finalized invoice cancelled: the invoice entry reversed
+--   payment       a confirmed payment applied to its invoice, valued at the invoice's quote:
+--                 Dr crypto:<asset>; Cr accounts_receivable up to the total, Cr customer_credit
+--                 for what goes past it (an over-payment)
+--   fx            the same payment's value at the rate observed when it confirmed, against the
+--                 quote: Dr crypto:<asset> / Cr fx_gain, or Dr fx_loss / Cr crypto:<asset>
+--   unapplied     a confirmed payment that no open invoice took (cancelled invoice, other
+--                 asset, no invoice): Dr crypto:<asset> / Cr unapplied_receipts
+-- A payment's share of its invoice follows the settlement rule (docs/money.md): the invoice
+-- counts round(total x paid / due) as paid, so each payment is the step of that running figure.
+create view invoices.journal_entries with (security_barrier) as
+with inv as (
+  select i.merchant_id, i.id, i.invoice_number, i.currency, i.total, i.tax_amount, i.status,
+         i.finalized_at, i.cancelled_at
+    from invoices_internal.invoices i
+   where i.finalized_at is not null
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), paid as (
+  select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.asset, p.amount, p.chain, p.txid,
+         coalesce(p.confirmed_at, p.detected_at) as at,
+         coalesce(i.currency, p.asset) as currency, coalesce(cur.exponent, 18) as exponent,
+         i.total, i.asset_amount as due, i.rate as quote_rate,
+         (i.id is not null and i.status not in ('draft', 'cancelled') and p.asset = i.asset
+          and coalesce(i.asset_amount, 0) > 0) as applied
+    from invoices_internal.payments p
+    left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+    left join invoices_internal.currencies cur on cur.code = i.currency
+   where p.status = 'confirmed'
+     and p.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), steps as (
+  -- the invoice's paid figure after each applied payment, in payment order
+  select x.*,
+         case when x.currency = x.asset then x.cum else round(x.total * x.cum / x.due, x.exponent) end as counted
+    from (select p.*, sum(p.amount) over (partition by p.merchant_id, p.invoice_id, p.applied order by p.id) as cum
+            from paid p) x
+), valued as (
+  select s.*,
+         least(s.counted, s.total)
+           - coalesce(lag(least(s.counted, s.total)) over w, 0) as to_receivable,
+         (s.counted - least(s.counted, s.total))
+           - coalesce(lag(s.counted - least(s.counted, s.total)) over w, 0) as to_credit,
+         case when s.currency = s.asset then s.amount
+              else round(s.amount * coalesce(o.rate, s.quote_rate), s.exponent) end as value_at_receipt
+    from steps s
+    left join lateral (
+      select r.rate from invoices_internal.rate_observations r
+       where s.currency <> s.asset and r.asset = s.asset and r.currency = s.currency and r.observed_at <= s.at
+       order by r.observed_at desc limit 1) o on true
+  window w as (partition by s.merchant_id, s.invoice_id, s.applied order by s.id)
+), lines as (
+  select i.merchant_id, 'invoice:' || i.id as entry_id, i.finalized_at as entry_date, 'invoice' as entry_type,
+         i.id as invoice_id, i.invoice_number, l.*, i.currency, null::text as asset, null::numeric as asset_amount,
+         'invoice ' || i.invoice_number as memo
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.total, 0::numeric),
+                         (2, 'revenue', 0, i.total - i.tax_amount),
+                         (3, 'tax_payable', 0, i.tax_amount)) l(line, account, debit, credit)
+  union all
+  select i.merchant_id, 'cancellation:' || i.id, i.cancelled_at, 'cancellation', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' cancelled'
+    from inv i,
+         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
+                         (2, 'tax_payable', i.tax_amount, 0),
+                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
+   where i.status = 'cancelled' and i.cancelled_at is not null
+  union all
+  select v.merchant_id, 'payment:' || v.id, v.at, 'payment', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.to_receivable + v.to_credit, 0::numeric),
+                         (2, 'accounts_receivable', 0, v.to_receivable),
+                         (3, 'customer_credit', 0, v.to_credit)) l(line, account, debit, credit)
+   where v.applied
+  union all
+  select v.merchant_id, 'fx:' || v.id, v.at, 'fx', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, null, 'rate at confirmation against the quote, ' || v.chain || ' ' || v.txid
+    from valued v,
+         lateral (select v.value_at_receipt - (v.to_receivable + v.to_credit) as diff) d,
+         lateral (values (1, case when d.diff > 0 then 'crypto:' || v.asset else 'fx_loss' end, abs(d.diff), 0::numeric),
+                         (2, case when d.diff > 0 then 'fx_gain' else 'crypto:' || v.asset end, 0, abs(d.diff))) l(line, account, debit, credit)
+   where v.applied and d.diff <> 0
+  union all
+  select v.merchant_id, 'unapplied:' || v.id, v.at, 'unapplied', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.value_at_receipt, 0::numeric),
+                         (2, 'unapplied_receipts', 0, v.value_at_receipt)) l(line, account, debit, credit)
+   where not v.applied
+)
+select merchant_id, entry_id, entry_date, entry_type, invoice_id, invoice_number, line, account,
+       debit, credit, currency, asset, asset_amount, memo
+  from lines
+ where debit <> 0 or credit <> 0;
+
+comment on view invoices.journal_entries is
+  'Double-entry journal of the current merchant: for each finalized invoice (Dr accounts_receivable, Cr revenue and tax_payable), its cancellation, each confirmed payment at the quoted value (Dr crypto:<asset>, Cr accounts_receivable, Cr customer_credit for an over-payment), its FX difference at the rate observed at confirmation (fx_gain / fx_loss) and unapplied receipts. Every entry_id balances: sum(debit) = sum(credit), in its currency. Export as CSV with Accept: text/csv.';
+insert into invoices_internal.access_rules (kind, object, scope) values ('view', 'journal_entries', 'read');
+grant select on invoices.journal_entries to invoices_admin;
+grant select on invoices.journal_entries to invoices_api;

@@ -178,6 +178,20 @@ fn naptime() -> Duration {
 
 /// Runs `f` in a transaction of its own: committed if it returns Ok, rolled back (and the
 /// error returned) if it returns Err or raises.
+/// Hands the heap's free pages back to the system. glibc keeps what a large poll freed (its
+/// watched set, the node's answers, in the poll thread's arena and the main one) and the
+/// worker's resident memory climbed to ~300 MB with 100,000 watched addresses; after such a
+/// poll the pages are returned (issue 24, tests/bench/worker_memory.sh).
+pub(crate) fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        malloc_trim(0);
+    }
+}
+
 pub(crate) fn in_transaction<R>(f: impl FnOnce() -> Result<R> + UnwindSafe + RefUnwindSafe) -> Result<R> {
     unsafe {
         pg_sys::SetCurrentStatementStartTimestamp();

@@ -298,4 +298,36 @@ expect_status "request 102 (other header, same key): still 429" 429
 call GET "/invoices?limit=1" -H "X-API-Key: $A_KEY"
 expect_status "another key is unaffected" 200
 
+echo "exports for accountants (Accept: text/csv)"
+month_start=$(date -u +%Y-%m-01)
+call GET "/journal_entries?entry_date=gte.$month_start&order=entry_date,entry_id,line" -H "X-API-Key: $A_KEY" -H "Accept: text/csv"
+expect_status "the month's journal as CSV" 200
+expect_eq "  Content-Type" "$(header Content-Type | cut -d';' -f1)" "text/csv"
+expect_eq "  its header row" "$(head -1 "$work/body")" \
+  "merchant_id,entry_id,entry_date,entry_type,invoice_id,invoice_number,line,account,debit,credit,currency,asset,asset_amount,memo"
+balance=$(python3 - "$work/body" <<'PY'
+import csv, sys
+from decimal import Decimal
+rows = list(csv.DictReader(open(sys.argv[1])))
+sums = {}
+for r in rows:
+    d = sums.setdefault(r["entry_id"], Decimal(0))
+    sums[r["entry_id"]] = d + Decimal(r["debit"]) - Decimal(r["credit"])
+print(len(rows), len(sums), sum(1 for v in sums.values() if v != 0))
+PY
+)
+read -r rows entries unbalanced <<<"$balance"
+[ "$entries" -ge 1 ] && [ "$unbalanced" = 0 ] && ok "  $entries entries in $rows lines, each balanced" || bad "  entries balanced" "$balance"
+mine=$(grep -c "$B_NUMBER" "$work/body" || true)
+call GET "/journal_entries?invoice_number=eq.$B_NUMBER" -H "X-API-Key: $B_KEY" -H "Accept: text/csv"
+expect_status "  the other merchant's journal" 200
+expect_eq "  B sees its own invoice's entry lines" "$(tail -n +2 "$work/body" | grep -c "$B_NUMBER")" "2"
+[ "$mine" = 0 ] && ok "  A's export holds none of B's invoices" || bad "  A's export holds B's invoice" "$mine"
+for view in invoices payments invoice_lines; do
+  call GET "/$view?limit=5" -H "X-API-Key: $A_KEY" -H "Accept: text/csv"
+  expect_status "  /$view as CSV" 200
+done
+call GET "/journal_entries" -H "Accept: text/csv"
+expect_status "  no key: 401" 401
+
 finish
