@@ -97,6 +97,7 @@ step webhooks "webhooks: public destinations only" bash "$ROOT/tests/webhooks/de
 step documents "documents: PDF and hosted page" bash "$ROOT/tests/documents/documents.sh"
 step documents "documents: e-mail" bash "$ROOT/tests/documents/email.sh"
 step documents "documents: e-mail over TLS" bash "$ROOT/tests/documents/email_tls.sh"
+step documents "documents: reminder e-mails across a stopped worker" bash "$ROOT/tests/documents/reminders.sh"
 step documents "documents: the pay button in Chromium" bash "$ROOT/tests/widget/widget.sh"
 step documents "documents: the pay button paid on Anvil" bash "$ROOT/tests/widget/anvil.sh"
 step chains "chains: EVM on Anvil" bash "$ROOT/tests/chains/evm.sh"

@@ -37,7 +37,12 @@ create table invoices_internal.merchants (
   -- how to pay by bank transfer: printed on invoices that take a wire (BTPay's payment_methods)
   bank_instructions   text check (length(bank_instructions) between 1 and 2000),
   -- a payer may ask for a new quote of an expired, unpaid invoice (the checkout's button)
-  public_requote      boolean not null default false
+  public_requote      boolean not null default false,
+  -- reminders (dunning): days relative to an invoice's due date (negative: before it), each
+  -- sent at reminder_time in time_zone; an empty list turns them off (87_email.sql)
+  reminder_days       integer[] not null default '{-3,0,7}',
+  reminder_time       time not null default '09:00',
+  time_zone           text not null default 'UTC'
 );
 
 create table invoices_internal.invoices (

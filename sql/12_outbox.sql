@@ -175,6 +175,9 @@ create table invoices_internal.emails (
   relay_response   text,
   created_at       timestamptz not null default now(),
   sent_at          timestamptz,
+  -- the invoice itself, or a reminder (its schedule entry: days relative to the due date)
+  kind             text not null default 'invoice' check (kind in ('invoice', 'reminder')),
+  reminder_days    integer check ((kind = 'reminder') = (reminder_days is not null)),
   primary key (merchant_id, id),
   foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
 );

@@ -191,6 +191,11 @@ grant select on invoices.emails to invoices_api;
 
 grant execute on function invoices.send_invoice(text, text) to invoices_api;
 
+-- Reminders: the schedule is the merchant's setting (admin scope); the sent ones are read.
+grant select on invoices.invoice_reminders to invoices_api;
+
+grant execute on function invoices.set_reminder_schedule(integer[], time, text) to invoices_api;
+
 select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');
 
 -- Every function and view of schema invoices has its scope in invoices_internal.access_rules,

@@ -8540,3 +8540,322 @@ comment on view invoices.journal_entries is
 insert into invoices_internal.access_rules (kind, object, scope) values ('view', 'journal_entries', 'read');
 grant select on invoices.journal_entries to invoices_admin;
 grant select on invoices.journal_entries to invoices_api;
+
+-- issue 25: reminders (dunning)
+alter table invoices_internal.merchants
+  add column reminder_days integer[] not null default '{-3,0,7}',
+  add column reminder_time time not null default '09:00',
+  add column time_zone text not null default 'UTC';
+alter table invoices_internal.emails
+  add column kind text not null default 'invoice' check (kind in ('invoice', 'reminder')),
+  add column reminder_days integer check ((kind = 'reminder') = (reminder_days is not null));
+create table invoices_internal.invoice_reminders (
+  merchant_id uuid not null,
+  invoice_id  uuid not null,
+  days        integer not null,          -- the schedule entry
+  due_at      timestamptz not null,      -- when it fell due
+  email_id    bigint not null,
+  created_at  timestamptz not null default now(),
+  primary key (merchant_id, invoice_id, days),
+  foreign key (merchant_id, invoice_id) references invoices_internal.invoices (merchant_id, id)
+);
+select pg_catalog.pg_extension_config_dump('invoices_internal.invoice_reminders', '');
+revoke all on invoices_internal.invoice_reminders from public;
+alter table invoices_internal.invoice_reminders enable row level security;
+create policy merchant_scope on invoices_internal.invoice_reminders using (invoices_internal.may_see(merchant_id));
+create or replace function invoices.set_reminder_schedule(days integer[], send_at time default null, time_zone text default null)
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('set_reminder_schedule');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  errors jsonb := '[]';
+  m record;
+begin
+  if days is null or array_ndims(days) > 1 or cardinality(days) > 10 or array_position(days, null) is not null
+     or exists (select 1 from unnest(days) d where d < -90 or d > 365)
+     or (select count(distinct d) from unnest(days) d) <> cardinality(days) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'days', 'message',
+      'must list at most 10 distinct whole days from -90 to 365 (relative to the due date; [] turns reminders off)'));
+  end if;
+  if time_zone is not null and not exists (select 1 from pg_catalog.pg_timezone_names z where z.name = set_reminder_schedule.time_zone) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'time_zone', 'message',
+      'must be an IANA time zone name, such as Europe/Berlin or America/New_York'));
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023', 'invalid reminder schedule', jsonb_build_object('errors', errors)::text,
+      'set_reminder_schedule(''{-3,0,7}'', ''09:00'', ''Europe/Berlin'')');
+  end if;
+  update invoices_internal.merchants x
+     set reminder_days = (select coalesce(array_agg(d order by d), '{}') from unnest(days) d),
+         reminder_time = coalesce(send_at, x.reminder_time),
+         time_zone = coalesce(set_reminder_schedule.time_zone, x.time_zone)
+   where x.id = mid
+  returning x.reminder_days, x.reminder_time, x.time_zone into m;
+  return jsonb_build_object('merchant_id', mid, 'reminder_days', to_jsonb(m.reminder_days),
+                            'reminder_time', m.reminder_time, 'time_zone', m.time_zone);
+end
+$$;
+
+create or replace function invoices_internal.send_due_reminders(max_queued integer default 500) returns jsonb
+language plpgsql volatile
+as $$
+declare
+  k record;
+  g record;
+  n integer;
+  e invoices_internal.emails;
+  queued integer := 0;
+  withdrawn integer := 0;
+begin
+  for k in
+    select i.merchant_id, i.id, i.customer_email, r.days, r.due_at
+      from invoices_internal.invoices i
+      join invoices_internal.merchants m on m.id = i.merchant_id
+      cross join lateral (
+        select d as days, (i.due_date + d + m.reminder_time) at time zone m.time_zone as due_at
+          from unnest(m.reminder_days) d
+         where (i.due_date + d + m.reminder_time) at time zone m.time_zone <= now()
+           and (i.due_date + d + m.reminder_time) at time zone m.time_zone > i.finalized_at
+         order by d desc
+         limit 1) r
+     where i.status in ('pending', 'partial', 'overdue') and i.due_date is not null
+       and i.due_date > current_date - 400 and i.sent_at is not null and i.customer_email is not null
+       and not exists (select 1 from invoices_internal.invoice_reminders x
+                        where x.merchant_id = i.merchant_id and x.invoice_id = i.id and x.days >= r.days)
+     limit max_queued
+  loop
+    -- each statement names its merchant (on Citus: one shard); the reminder's row first, so a
+    -- concurrent sweep (or a retry of this one) finds it taken and queues nothing
+    insert into invoices_internal.emails (merchant_id, invoice_id, recipient, max_attempts, kind, reminder_days)
+    values (k.merchant_id, k.id, k.customer_email, invoices_internal.retry_count() + 1, 'reminder', k.days)
+    returning * into e;
+    insert into invoices_internal.invoice_reminders (merchant_id, invoice_id, days, due_at, email_id)
+    values (k.merchant_id, k.id, k.days, k.due_at, e.id)
+    on conflict do nothing;
+    if found then
+      queued := queued + 1;
+    else
+      delete from invoices_internal.emails x where x.merchant_id = k.merchant_id and x.id = e.id;
+    end if;
+  end loop;
+  -- withdrawn: found without locks, then written per merchant (on Citus: one shard each)
+  for g in select x.merchant_id, array_agg(x.id) as ids
+             from invoices_internal.emails x
+             join invoices_internal.invoices i on i.merchant_id = x.merchant_id and i.id = x.invoice_id
+            where x.kind = 'reminder' and x.status in ('queued', 'failed')
+              and i.status not in ('pending', 'partial', 'overdue')
+            group by x.merchant_id
+  loop
+    update invoices_internal.emails x
+       set status = 'dead', lease_until = null, last_error = 'withdrawn: the invoice is no longer open'
+     where x.merchant_id = g.merchant_id and x.id = any (g.ids) and x.status in ('queued', 'failed');
+    get diagnostics n = row_count;
+    withdrawn := withdrawn + n;
+  end loop;
+  return jsonb_build_object('queued', queued, 'withdrawn', withdrawn);
+end
+$$;
+
+create or replace function invoices_internal.claim_emails(n integer, lease_seconds integer)
+returns table (merchant_id uuid, id bigint, recipient text, merchant_name text, document jsonb, pdf bytea)
+language plpgsql volatile
+as $$
+declare
+  lease timestamptz := now() + make_interval(secs => lease_seconds);
+  g record;
+  k record;
+  locked bigint[];
+begin
+  perform set_config('invoices.public_base_url', invoices_internal.database_setting('invoices.public_base_url'), true);
+  -- as claim_deliveries: candidates without locks, then each merchant's locked and leased
+  for g in select d.merchant_id as mid, array_agg(d.id) as ids
+             from (select x.merchant_id, x.id from invoices_internal.emails x
+                    where x.status in ('queued', 'failed', 'sending') and x.next_attempt_at <= now()
+                      and (x.status <> 'sending' or x.lease_until < now())
+                    order by x.next_attempt_at
+                    limit n) d
+            group by d.merchant_id
+  loop
+    locked := '{}';
+    for k in select x.id, x.status, x.next_attempt_at, x.lease_until from invoices_internal.emails x
+              where x.merchant_id = g.mid and x.id = any (g.ids)
+              order by x.id
+              for update skip locked
+    loop
+      if k.status in ('queued', 'failed', 'sending') and k.next_attempt_at <= now()
+         and (k.status <> 'sending' or k.lease_until < now()) then
+        locked := locked || k.id;
+      end if;
+    end loop;
+    return query
+    with claimed as (
+      update invoices_internal.emails e
+         set status = 'sending', lease_until = lease, next_attempt_at = lease
+       where e.merchant_id = g.mid and e.id = any (locked)
+      returning e.merchant_id, e.id, e.recipient, e.invoice_id, e.reminder_days)
+    -- a reminder's document says so (reminder_days): the message is a reminder's
+    select c.merchant_id, c.id, c.recipient, coalesce(i.merchant_snapshot ->> 'name', ''),
+           d.doc || case when c.reminder_days is not null
+                         then jsonb_build_object('reminder_days', c.reminder_days) else '{}' end,
+           invoices_internal.render_invoice_pdf(d.doc)
+      from claimed c
+      join invoices_internal.invoices i on i.merchant_id = g.mid and i.id = c.invoice_id
+      cross join lateral (select invoices_internal.invoice_document(g.mid, c.invoice_id) as doc) d;
+  end loop;
+end
+$$;
+
+create or replace function invoices_internal.record_email(mid uuid, email_id bigint, error text, permanent boolean, relay_response text)
+returns void
+language plpgsql volatile
+as $$
+declare
+  e invoices_internal.emails;
+  inv invoices_internal.invoices;
+  schedule interval[] := invoices_internal.retry_schedule();
+  retry_at timestamptz;
+begin
+  select * into e from invoices_internal.emails x where x.merchant_id = mid and x.id = email_id for update;
+  if not found or e.status <> 'sending' then
+    return;  -- released or recorded already
+  end if;
+  if error is null then
+    update invoices_internal.emails x
+       set status = 'sent', attempts = x.attempts + 1, sent_at = now(), lease_until = null,
+           last_error = null, relay_response = left(record_email.relay_response, 500)
+     where x.merchant_id = mid and x.id = email_id;
+    update invoices_internal.invoices i set sent_at = now()
+     where i.merchant_id = mid and i.id = e.invoice_id and i.sent_at is null;
+    if e.kind = 'reminder' then
+      -- (read first: on Citus a function that writes must not run inside a distributed query)
+      select * into inv from invoices_internal.invoices i where i.merchant_id = mid and i.id = e.invoice_id;
+      perform invoices_internal.emit_events(inv, '{invoice.reminder_sent}');
+    end if;
+  elsif permanent or e.attempts + 1 >= e.max_attempts then
+    update invoices_internal.emails x
+       set status = 'dead', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500)
+     where x.merchant_id = mid and x.id = email_id;
+  else
+    retry_at := now() + coalesce(schedule[e.attempts + 1], schedule[cardinality(schedule)]);
+    update invoices_internal.emails x
+       set status = 'failed', attempts = x.attempts + 1, lease_until = null, last_error = left(error, 500),
+           next_attempt_at = retry_at
+     where x.merchant_id = mid and x.id = email_id;
+  end if;
+end
+$$;
+
+create or replace function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null,
+                                                  format text default 'invoices')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
+                        'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
+                        'invoice.cancelled', 'invoice.reverted', 'invoice.reminder_sent', 'payment.received', 'payment.confirmed', 'payment.reverted'];
+  errors jsonb := '[]';
+  problem text;
+  e invoices_internal.webhook_endpoints;
+begin
+  problem := coalesce(invoices_internal.destination_problem(url), case when url is null then 'is required' end);
+  if problem is not null then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'url', 'message', problem));
+  end if;
+  if events is null or cardinality(events) = 0 or not (events <@ known) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
+      'must list events among ' || array_to_string(known, ', ')));
+  end if;
+  if format is null or format not in ('invoices', 'living_invoices', 'btpay') then
+    errors := errors || '[{"field": "format", "message": "must be invoices, living_invoices or btpay"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      pg_catalog.format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
+  end if;
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret, format)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret(), create_webhook_endpoint.format)
+  returning * into e;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
+                            'active', e.active, 'created_at', e.created_at, 'format', e.format, 'secret', e.secret);
+end
+$$;
+
+create or replace view invoices.emails with (security_barrier) as
+select e.merchant_id, e.id, e.invoice_id, i.invoice_number, e.recipient as "to", e.status, e.attempts,
+       e.max_attempts, e.next_attempt_at, e.last_error, e.relay_response, e.created_at, e.sent_at,
+       e.kind, e.reminder_days
+  from invoices_internal.emails e
+  join invoices_internal.invoices i on i.merchant_id = e.merchant_id and i.id = e.invoice_id
+ where e.merchant_id = any ((select invoices_internal.readable_merchants('emails', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices.invoice_reminders with (security_barrier) as
+select r.merchant_id, r.invoice_id, i.invoice_number, r.days, r.due_at, r.email_id, e.recipient as "to",
+       e.status as email_status, e.sent_at, r.created_at
+  from invoices_internal.invoice_reminders r
+  join invoices_internal.invoices i on i.merchant_id = r.merchant_id and i.id = r.invoice_id
+  join invoices_internal.emails e on e.merchant_id = r.merchant_id and e.id = r.email_id
+ where r.merchant_id = any ((select invoices_internal.readable_merchants('invoice_reminders', current_user) from invoices_internal.session_scope)::uuid[]);
+
+create or replace view invoices_internal.distribution_plan as
+select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
+  from (values
+    -- reference: small, global, read by joins with tenant tables on every node
+    ('invoices_internal.currencies'::text,  'reference'::text, null::text, null::text, 10),
+    ('invoices_internal.chains',            'reference', null, null, 20),
+    ('invoices_internal.chain_blocks',      'reference', null, null, 30),
+    ('invoices_internal.rate_sources',      'reference', null, null, 40),
+    ('invoices_internal.rate_observations', 'reference', null, null, 50),
+    ('invoices_internal.server_secrets',    'reference', null, null, 60),
+    ('invoices_internal.access_rules',      'reference', null, null, 65),
+    -- tenant: the colocation anchor, then every table carrying merchant_id
+    ('invoices_internal.merchants',           'tenant', 'id',          null, 100),
+    ('invoices_internal.invoices',            'tenant', 'merchant_id', 'invoices_internal.merchants', 110),
+    ('invoices_internal.invoice_lines',       'tenant', 'merchant_id', 'invoices_internal.merchants', 120),
+    ('invoices_internal.quotes',              'tenant', 'merchant_id', 'invoices_internal.merchants', 130),
+    ('invoices_internal.audit_log',           'tenant', 'merchant_id', 'invoices_internal.merchants', 140),
+    ('invoices_internal.api_keys',            'tenant', 'merchant_id', 'invoices_internal.merchants', 150),
+    ('invoices_internal.idempotency_keys',    'tenant', 'merchant_id', 'invoices_internal.merchants', 160),
+    ('invoices_internal.wallets',             'tenant', 'merchant_id', 'invoices_internal.merchants', 170),
+    ('invoices_internal.addresses',           'tenant', 'merchant_id', 'invoices_internal.merchants', 180),
+    ('invoices_internal.address_assignments', 'tenant', 'merchant_id', 'invoices_internal.merchants', 190),
+    ('invoices_internal.events',              'tenant', 'merchant_id', 'invoices_internal.merchants', 200),
+    ('invoices_internal.webhook_endpoints',   'tenant', 'merchant_id', 'invoices_internal.merchants', 210),
+    ('invoices_internal.webhook_deliveries',  'tenant', 'merchant_id', 'invoices_internal.merchants', 220),
+    ('invoices_internal.webhook_attempts',    'tenant', 'merchant_id', 'invoices_internal.merchants', 230),
+    ('invoices_internal.payments',            'tenant', 'merchant_id', 'invoices_internal.merchants', 240),
+    ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
+    ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
+    ('invoices_internal.invoice_reminders',   'tenant', 'merchant_id', 'invoices_internal.merchants', 270),
+    -- routing: each in a colocation group of its own (colocate_with null = 'none')
+    ('invoices_internal.invoice_slugs',       'routing', 'slug',     null, 305),
+    ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),
+    ('invoices_internal.api_key_hashes',      'routing', 'key_hash', null, 320),
+    ('invoices_internal.wallet_keys',         'routing', 'first_address', null, 330),
+    -- local: written by the coordinator's background worker several times a second, read
+    -- only by invoices.worker_status; replicating it to every node would buy nothing
+    ('invoices_internal.worker_tasks',        'local', null, null, 900),
+    -- local: the views' merchant filter reads it, so that filter runs in the caller's session
+    ('invoices_internal.session_scope',       'local', null, null, 910)
+  ) as p(table_name, kind, distribution_column, colocate_with, position);
+comment on function invoices.set_reminder_schedule(integer[], time, text) is
+  'The current merchant''s reminder e-mails: days relative to the due date (negative: before; default {-3,0,7}; {} turns them off), sent at send_at (default 09:00) in time_zone (an IANA name; default UTC). Each open invoice that was e-mailed gets each reminder once; after downtime only the latest one due. Returns {merchant_id, reminder_days, reminder_time, time_zone}.';
+comment on view invoices.invoice_reminders is
+  'Reminder e-mails of the current merchant''s invoices: the schedule entry (days relative to the due date), when it fell due, the e-mail and its status (sent, or dead when withdrawn because the invoice was paid or cancelled first).';
+comment on view invoices.emails is
+  'Invoice e-mails of the current merchant: recipient, status (queued, sending, sent, failed = waiting for a retry, dead), attempts, the last error and the relay''s answer; kind invoice or reminder (reminder_days: its schedule entry).';
+revoke execute on function invoices.set_reminder_schedule(integer[], time, text) from public;
+revoke execute on function invoices_internal.send_due_reminders(integer) from public;
+insert into invoices_internal.access_rules (kind, object, scope) values
+  ('function', 'set_reminder_schedule', 'admin'), ('view', 'invoice_reminders', 'read');
+grant select on invoices.invoice_reminders to invoices_admin;
+grant execute on function invoices.set_reminder_schedule(integer[], time, text) to invoices_admin;
+grant select on invoices.invoice_reminders to invoices_api;
+grant execute on function invoices.set_reminder_schedule(integer[], time, text) to invoices_api;

@@ -169,6 +169,9 @@ pub struct InvoiceDoc {
     pub failed_url: Option<String>,
     #[serde(default)]
     pub payment_chain: Option<PaymentChain>,
+    /// A reminder e-mail's schedule entry: days relative to the due date (negative: before).
+    #[serde(default)]
+    pub reminder_days: Option<i64>,
 }
 
 impl InvoiceDoc {
@@ -310,19 +313,34 @@ pub fn email_text(doc: &InvoiceDoc) -> (String, String) {
     let merchant = doc.merchant_name();
     let from = if merchant.is_empty() { String::new() } else { format!(" from {merchant}") };
     let due = if dec(&doc.amount_due).is_some() { &doc.amount_due } else { &doc.total };
-    let subject = format!("Invoice {}{} - {}", doc.invoice_number, from, doc.money(due));
     let mut body = String::new();
     let greeting = doc.customer_name.as_deref().filter(|n| !n.trim().is_empty()).unwrap_or("there");
     body.push_str(&format!("Hello {greeting},\n\n"));
-    body.push_str(&format!(
-        "{} sent you invoice {} for {}.\n",
-        if merchant.is_empty() { "We" } else { &merchant },
-        doc.invoice_number,
-        doc.money(&doc.total)
-    ));
-    if let Some(due) = &doc.due_date {
-        body.push_str(&format!("It is due on {due}.\n"));
-    }
+    let subject = match doc.reminder_days {
+        None => {
+            body.push_str(&format!(
+                "{} sent you invoice {} for {}.\n",
+                if merchant.is_empty() { "We" } else { &merchant },
+                doc.invoice_number,
+                doc.money(&doc.total)
+            ));
+            if let Some(due) = &doc.due_date {
+                body.push_str(&format!("It is due on {due}.\n"));
+            }
+            format!("Invoice {}{} - {}", doc.invoice_number, from, doc.money(due))
+        }
+        Some(days) => {
+            let when = reminder_when(days);
+            let on = doc.due_date.as_deref().map(|d| format!(" (due date {d})")).unwrap_or_default();
+            body.push_str(&format!(
+                "A reminder: invoice {}{} {when}{on}, and {} is still open.\n",
+                doc.invoice_number,
+                from,
+                doc.money(due)
+            ));
+            format!("Reminder: invoice {}{} {when} - {}", doc.invoice_number, from, doc.money(due))
+        }
+    };
     if let (Some(asset_money), Some(address)) = (doc.asset_money(), doc.address.as_deref().filter(|a| !a.is_empty())) {
         let on = doc.network_label().map(|n| format!(" on {n}")).unwrap_or_default();
         body.push_str(&format!("\nPay {asset_money}{on} to\n  {address}\n"));
@@ -341,6 +359,18 @@ pub fn email_text(doc: &InvoiceDoc) -> (String, String) {
         body.push_str(&format!("\n-- \n{merchant}\n"));
     }
     (subject, body)
+}
+
+/// When a reminder's invoice is due, from its schedule entry: "is due in 3 days", "is due
+/// today", "was due 7 days ago".
+pub fn reminder_when(days: i64) -> String {
+    let n = days.unsigned_abs();
+    let unit = if n == 1 { "day" } else { "days" };
+    match days {
+        0 => "is due today".to_string(),
+        d if d < 0 => format!("is due in {n} {unit}"),
+        _ => format!("was due {n} {unit} ago"),
+    }
 }
 
 /// A decimal from a JSON number or string (exact: never through a float).
@@ -437,6 +467,24 @@ mod tests {
         let mut on_chain = doc.clone();
         on_chain.payment_chain = Some(PaymentChain { family: Some("bitcoin".into()), network: Some("regtest".into()), ..Default::default() });
         assert!(email_text(&on_chain).1.contains("Pay 0.00338462 BTC on Bitcoin regtest to\n  bcrt1qxyz"));
+    }
+
+    #[test]
+    fn reminder_emails_say_when_the_invoice_is_due() {
+        let doc = InvoiceDoc::from_json(&serde_json::json!({
+            "invoice_number": "INV-0007", "currency": "EUR", "total": "120.00", "amount_due": "20.00",
+            "due_date": "2026-12-10", "customer_name": "Dana", "merchant": {"name": "Acme"}, "reminder_days": -3
+        }))
+        .unwrap();
+        let (subject, body) = email_text(&doc);
+        assert_eq!(subject, "Reminder: invoice INV-0007 from Acme is due in 3 days - 20.00 EUR");
+        assert!(body.contains("A reminder: invoice INV-0007 from Acme is due in 3 days (due date 2026-12-10), and 20.00 EUR is still open."), "{body}");
+        assert_eq!(reminder_when(0), "is due today");
+        assert_eq!(reminder_when(1), "was due 1 day ago");
+        assert_eq!(reminder_when(-1), "is due in 1 day");
+        // the invoice e-mail itself is unchanged
+        let invoice = InvoiceDoc { reminder_days: None, ..doc };
+        assert!(email_text(&invoice).0.starts_with("Invoice INV-0007 from Acme"));
     }
 
     #[test]
