@@ -110,6 +110,7 @@ step crash "crash: kill -9 under load" bash "$ROOT/tests/crash/under_load.sh"
 step worker "worker: rates" bash "$ROOT/tests/worker/rates.sh"
 step worker "worker: expiry" bash "$ROOT/tests/worker/expiry.sh"
 step worker "worker: restart" bash "$ROOT/tests/worker/restart.sh"
+step worker "worker: recurring invoices across kill -9" bash "$ROOT/tests/worker/schedules.sh"
 $list && exit 0
 if [ "$ran" -eq 0 ]; then
   die "no test matches: ${only[*]} (scripts/test.sh --list shows them)"

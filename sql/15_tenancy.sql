@@ -153,7 +153,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   -- who controls the merchant's money and keys
   ('function', 'create_api_key', 'admin'), ('function', 'revoke_api_key', 'admin'),
   ('function', 'create_wallet', 'admin'), ('function', 'set_payment_tolerance', 'admin'),
-  ('function', 'set_bank_instructions', 'admin'), ('function', 'set_reminder_schedule', 'admin'),
+  ('function', 'set_bank_instructions', 'admin'), ('function', 'set_reminder_schedule', 'admin'), ('function', 'set_time_zone', 'admin'),
   ('view', 'api_keys', 'admin'),
   -- webhooks: the endpoints receive every event, signed with their secrets
   ('function', 'create_webhook_endpoint', 'webhooks'), ('function', 'delete_webhook_endpoint', 'webhooks'),
@@ -164,6 +164,8 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('function', 'cancel_invoice', 'write'), ('function', 'requote_invoice', 'write'),
   ('function', 'send_invoice', 'write'), ('function', 'create_payment_link', 'write'),
   ('function', 'deactivate_payment_link', 'write'),
+  ('function', 'create_schedule', 'write'), ('function', 'pause_schedule', 'write'),
+  ('function', 'resume_schedule', 'write'), ('function', 'cancel_schedule', 'write'),
   -- the payer's side: by slug, without a key
   ('function', 'invoice_status', 'public_read'), ('function', 'invoice_pdf', 'public_read'),
   ('function', 'hosted_invoice', 'anonymous'), ('function', 'invoice_viewed', 'anonymous'),
@@ -178,7 +180,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('view', 'quotes', 'read'), ('view', 'rates', 'read'), ('view', 'rate_sources', 'read'),
   ('view', 'wallets', 'read'), ('view', 'addresses', 'read'), ('view', 'events', 'read'),
   ('view', 'chains', 'read'), ('view', 'payments', 'read'), ('view', 'unmatched_payments', 'read'), ('view', 'payment_links', 'read'),
-  ('view', 'emails', 'read'), ('view', 'invoice_reminders', 'read'), ('view', 'worker_status', 'read'),
+  ('view', 'emails', 'read'), ('view', 'invoice_reminders', 'read'), ('view', 'schedules', 'read'), ('view', 'upcoming_runs', 'read'), ('view', 'worker_status', 'read'),
   ('view', 'receivables_aging', 'read'), ('view', 'revenue_by_month', 'read'),
   ('view', 'payment_conversion', 'read'), ('view', 'days_to_pay', 'read'),
   ('view', 'open_exposure', 'read'), ('view', 'fx_gain_loss', 'read'), ('view', 'journal_entries', 'read');

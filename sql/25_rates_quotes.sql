@@ -175,11 +175,14 @@ declare
   sources text[] := '{}';
   asset_exponent int;
   amount numeric;
+  deadline timestamptz;
 begin
   select * into inv from invoices_internal.invoices where merchant_id = mid and id = inv_id;
   if inv.asset is null then
     return;
   end if;
+  -- computed here, not in the UPDATE (Citus: no stable function with arithmetic in a SET list)
+  deadline := now() + make_interval(mins => inv.expiry_minutes);
   select exponent into asset_exponent from invoices_internal.currencies where code = inv.asset;
   if inv.asset <> inv.currency then
     select c.rate, c.sources into quote_rate, sources from invoices_internal.current_rate(inv.asset, inv.currency) c;
@@ -197,11 +200,11 @@ begin
   values (mid, inv_id, inv.asset, inv.currency, inv.total, quote_rate, sources,
           coalesce(inv.markup_percent, 0),
           invoices_internal.quote_asset_amount(inv.total, quote_rate, coalesce(inv.markup_percent, 0), asset_exponent),
-          now() + make_interval(mins => inv.expiry_minutes))
+          deadline)
   returning quotes.asset_amount into amount;
   -- the invoice shows its latest quote (invoice_rows reads the row alone)
   update invoices_internal.invoices
-     set expires_at = now() + make_interval(mins => inv.expiry_minutes), asset_amount = amount, rate = quote_rate
+     set expires_at = deadline, asset_amount = amount, rate = quote_rate
    where merchant_id = mid and id = inv_id;
 end
 $$;

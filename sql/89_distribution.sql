@@ -52,6 +52,8 @@ select p.table_name, p.kind, p.distribution_column, p.colocate_with, p.position
     ('invoices_internal.payment_links',       'tenant', 'merchant_id', 'invoices_internal.merchants', 250),
     ('invoices_internal.emails',              'tenant', 'merchant_id', 'invoices_internal.merchants', 260),
     ('invoices_internal.invoice_reminders',   'tenant', 'merchant_id', 'invoices_internal.merchants', 270),
+    ('invoices_internal.schedules',           'tenant', 'merchant_id', 'invoices_internal.merchants', 280),
+    ('invoices_internal.schedule_runs',       'tenant', 'merchant_id', 'invoices_internal.merchants', 290),
     -- routing: each in a colocation group of its own (colocate_with null = 'none')
     ('invoices_internal.invoice_slugs',       'routing', 'slug',     null, 305),
     ('invoices_internal.payment_link_slugs',  'routing', 'slug',     null, 310),

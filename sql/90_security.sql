@@ -27,6 +27,10 @@ grant execute on function invoices_internal.may_read(text, name), invoices_inter
 
 grant execute on function invoices_internal.readable_merchants(text, name) to public;
 
+-- Pure date arithmetic the upcoming_runs view calls as the querying user.
+grant execute on function invoices_internal.schedule_date(text, integer, integer, date, date, integer, integer, integer),
+  invoices_internal.schedule_run_date(text, integer, integer, date, integer) to public;
+
 -- Admins (data teams, operators) use the whole SQL door.
 grant usage on schema invoices to invoices_admin;
 
@@ -195,6 +199,13 @@ grant execute on function invoices.send_invoice(text, text) to invoices_api;
 grant select on invoices.invoice_reminders to invoices_api;
 
 grant execute on function invoices.set_reminder_schedule(integer[], time, text) to invoices_api;
+
+-- Recurring invoices: made and changed with the write scope, read with read.
+grant select on invoices.schedules, invoices.upcoming_runs to invoices_api;
+
+grant execute on function invoices.create_schedule(jsonb, text, integer, integer, date, date, integer, boolean, integer,
+  text, text, text, text, text, numeric, numeric, text, text, jsonb), invoices.pause_schedule(text),
+  invoices.resume_schedule(text), invoices.cancel_schedule(text), invoices.set_time_zone(text) to invoices_api;
 
 select pg_catalog.pg_extension_config_dump('invoices_internal.emails', '');
 

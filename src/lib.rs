@@ -234,6 +234,20 @@ pgrx::extension_sql_file!(
     ]
 );
 pgrx::extension_sql_file!(
+    "../sql/77_schedules.sql",
+    name = "schedules",
+    requires = [
+        "errors",
+        "tables",
+        "outbox",
+        "tenancy",
+        "invoices",
+        api::ids::invoices_internal::uuid_v7,
+        api::schedules::invoices_internal::check_schedule_rule,
+        api::schedules::invoices_internal::schedule_run_date
+    ]
+);
+pgrx::extension_sql_file!(
     "../sql/80_analytics.sql",
     name = "analytics",
     requires = [

@@ -15,6 +15,7 @@ pub mod money;
 pub mod numbering;
 pub mod quote;
 pub mod ratelimit;
+pub mod schedule;
 pub mod rates;
 pub mod seeds;
 pub mod settlement;

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod documents;
 pub mod invoices;
 pub mod rates;
+pub mod schedules;
 pub mod seeds;
 pub mod settlement;
 pub mod wallets;

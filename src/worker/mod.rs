@@ -105,6 +105,7 @@ pub extern "C-unwind" fn invoices_worker_main(_arg: pg_sys::Datum) {
 fn tasks() -> Tasks {
     Tasks::new(vec![
         Box::new(Sweep::new("expiry", naptime, "select to_jsonb(r) from invoices_internal.expire_and_mark_overdue() r")),
+        Box::new(Sweep::new("schedules", || Duration::from_secs(1), "select invoices_internal.run_due_schedules()")),
         Box::new(Sweep::new("reminders", || Duration::from_secs(5), "select invoices_internal.send_due_reminders()")),
         Box::new(Sweep::new("housekeeping", || Duration::from_secs(30), "select to_jsonb(r) from invoices_internal.housekeeping() r")),
         Box::new(webhooks::Deliveries::default()),
