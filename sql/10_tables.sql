@@ -105,6 +105,9 @@ create table invoices_internal.invoices (
   lines              jsonb not null default '[]'::jsonb,
   asset_amount       numeric,
   rate               numeric,
+  voided_at          timestamptz,           -- void_invoice: issued by mistake, nothing received
+  marked_uncollectible_at timestamptz,      -- mark_uncollectible: written off as bad debt
+  written_off        numeric,               -- the amount written off then (total - amount_paid)
   primary key (merchant_id, id),
   unique (merchant_id, invoice_number)
   -- The row rules (consistent totals, ranges, known currency and status) are checked by
@@ -236,7 +239,8 @@ declare
   problem text;
 begin
   problem := case
-    when i.status not in ('draft', 'pending', 'partial', 'paid', 'confirmed', 'expired', 'overdue', 'cancelled')
+    when i.status not in ('draft', 'pending', 'partial', 'paid', 'confirmed', 'expired', 'overdue', 'cancelled',
+                          'void', 'uncollectible')
       then format('unknown status %s', i.status)
     when i.number_seq < 1 then 'number_seq must be at least 1'
     when not invoices_internal.is_currency(i.currency) then format('unknown currency %s', i.currency)

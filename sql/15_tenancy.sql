@@ -161,7 +161,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('view', 'webhook_endpoints', 'webhooks'), ('view', 'webhook_deliveries', 'webhooks'),
   -- invoices and payment links
   ('function', 'create_invoice', 'write'), ('function', 'finalize_invoice', 'write'),
-  ('function', 'cancel_invoice', 'write'), ('function', 'requote_invoice', 'write'),
+  ('function', 'cancel_invoice', 'write'), ('function', 'void_invoice', 'write'), ('function', 'mark_uncollectible', 'write'), ('function', 'requote_invoice', 'write'),
   ('function', 'send_invoice', 'write'), ('function', 'create_payment_link', 'write'),
   ('function', 'deactivate_payment_link', 'write'),
   ('function', 'create_schedule', 'write'), ('function', 'pause_schedule', 'write'),

@@ -50,6 +50,8 @@ begin
       when 'expired_at' then new.expired_at := new.updated_at;
       when 'overdue_at' then new.overdue_at := new.updated_at;
       when 'cancelled_at' then new.cancelled_at := new.updated_at;
+      when 'voided_at' then new.voided_at := new.updated_at;
+      when 'marked_uncollectible_at' then new.marked_uncollectible_at := new.updated_at;
       else null;
     end case;
     -- the audit row and the outbox, in the same transaction (one statement)
@@ -59,7 +61,7 @@ begin
     -- to it still finds its invoice instead of the address's next holder
     -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
     -- a late payment or a reorg never claims an address the carousel has handed on)
-    if new.status in ('expired', 'cancelled', 'confirmed') and old.address_id is not null then
+    if new.status in ('expired', 'cancelled', 'confirmed', 'void') and old.address_id is not null then
       perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
         coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
       new.address_id := null;

@@ -394,6 +394,56 @@ $$;
 comment on function invoices.cancel_invoice(text) is
   'draft/pending/overdue -> cancelled, releasing the deposit address. A paid, confirmed, expired or cancelled invoice cannot be cancelled (23514). Returns the invoice object.';
 
+create function invoices.void_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('void_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices x where x.merchant_id = mid and x.id = inv_id for update;
+  if i.amount_paid > 0 or i.asset_paid > 0 or exists (
+       select 1 from invoices_internal.payments p
+        where p.merchant_id = mid and p.invoice_id = inv_id and p.status <> 'reverted') then
+    perform invoices_internal.raise('23514', format('invoice %s has received money: it cannot be voided', i.invoice_number),
+      '{"errors":[{"field":"ref","message":"has payments: refund them, or mark the invoice uncollectible"}]}',
+      'void_invoice is for an invoice issued by mistake; a draft is cancelled with cancel_invoice');
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'void');
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+comment on function invoices.void_invoice(text) is
+  'pending/overdue/expired -> void: a finalized invoice issued by mistake, with nothing received (else 23514). It is never edited or deleted: it stays, numbered, marked VOID, its deposit address released; the journal reverses it. Audited; event invoice.voided. Returns the invoice object.';
+
+create function invoices.mark_uncollectible(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('mark_uncollectible');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices x where x.merchant_id = mid and x.id = inv_id for update;
+  if invoices_internal.transition_problem(i.status, 'uncollectible') is not null then
+    perform invoices_internal.raise_error(invoices_internal.transition_problem(i.status, 'uncollectible'));
+  end if;
+  update invoices_internal.invoices x
+     set status = 'uncollectible', written_off = i.total - i.amount_paid, updated_at = now()
+   where x.merchant_id = mid and x.id = inv_id;
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+comment on function invoices.mark_uncollectible(text) is
+  'pending/partial/overdue/expired -> uncollectible: the amount still due is written off as bad debt (written_off; the journal books it). A payment in full afterwards still settles it (uncollectible -> paid, and the journal books the recovery); a part payment leaves it written off. Audited; event invoice.marked_uncollectible. Returns the invoice object.';
+
 create function invoices.invoice_status(ref text) returns jsonb
 language plpgsql stable security definer
 set search_path = pg_catalog

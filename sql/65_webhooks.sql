@@ -24,7 +24,8 @@ declare
   mid uuid := invoices_internal.require_merchant();
   known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
                         'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
-                        'invoice.cancelled', 'invoice.reverted', 'invoice.reminder_sent', 'payment.received', 'payment.confirmed', 'payment.reverted',
+                        'invoice.cancelled', 'invoice.reverted', 'invoice.reminder_sent',
+                        'invoice.voided', 'invoice.marked_uncollectible', 'payment.received', 'payment.confirmed', 'payment.reverted',
                         'schedule.created', 'schedule.invoice_created', 'schedule.paused', 'schedule.resumed',
                         'schedule.cancelled', 'schedule.completed'];
   errors jsonb := '[]';

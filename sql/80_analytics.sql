@@ -150,6 +150,10 @@ comment on view invoices.fx_gain_loss is
 --   invoice       when finalized: Dr accounts_receivable total; Cr revenue (total - tax),
 --                 Cr tax_payable tax
 --   cancellation  a finalized invoice cancelled: the invoice entry reversed
+--   void          a finalized invoice voided (issued by mistake): reversed the same way
+--   write_off     an invoice marked uncollectible: Dr bad_debt / Cr accounts_receivable for
+--                 what was still due
+--   recovery      a written-off invoice paid in full after all: the write-off reversed
 --   payment       a confirmed payment applied to its invoice, valued at the invoice's quote:
 --                 Dr crypto:<asset>; Cr accounts_receivable up to the total, Cr customer_credit
 --                 for what goes past it (an over-payment)
@@ -162,7 +166,7 @@ comment on view invoices.fx_gain_loss is
 create view invoices.journal_entries with (security_barrier) as
 with inv as (
   select i.merchant_id, i.id, i.invoice_number, i.currency, i.total, i.tax_amount, i.status,
-         i.finalized_at, i.cancelled_at
+         i.finalized_at, i.cancelled_at, i.voided_at, i.marked_uncollectible_at, i.written_off, i.paid_at
     from invoices_internal.invoices i
    where i.finalized_at is not null
      and i.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
@@ -171,7 +175,7 @@ with inv as (
          coalesce(p.confirmed_at, p.detected_at) as at,
          coalesce(i.currency, p.asset) as currency, coalesce(cur.exponent, 18) as exponent,
          i.total, i.asset_amount as due, i.rate as quote_rate,
-         (i.id is not null and i.status not in ('draft', 'cancelled') and p.asset = i.asset
+         (i.id is not null and i.status not in ('draft', 'cancelled', 'void') and p.asset = i.asset
           and coalesce(i.asset_amount, 0) > 0) as applied
     from invoices_internal.payments p
     left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
@@ -215,6 +219,29 @@ with inv as (
                          (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
    where i.status = 'cancelled' and i.cancelled_at is not null
   union all
+  select i.merchant_id, 'void:' || i.id, i.voided_at, 'void', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' voided'
+    from inv i,
+         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
+                         (2, 'tax_payable', i.tax_amount, 0),
+                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
+   where i.status = 'void' and i.voided_at is not null
+  union all
+  select i.merchant_id, 'write_off:' || i.id, i.marked_uncollectible_at, 'write_off', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' written off as uncollectible'
+    from inv i,
+         lateral (values (1, 'bad_debt', i.written_off, 0::numeric),
+                         (2, 'accounts_receivable', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+  union all
+  select i.merchant_id, 'recovery:' || i.id, i.paid_at, 'recovery', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' paid after the write-off'
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.written_off, 0::numeric),
+                         (2, 'bad_debt', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+     and i.status in ('paid', 'confirmed') and i.paid_at > i.marked_uncollectible_at
+  union all
   select v.merchant_id, 'payment:' || v.id, v.at, 'payment', v.invoice_id, v.invoice_number, l.*,
          v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
     from valued v,
@@ -244,4 +271,4 @@ select merchant_id, entry_id, entry_date, entry_type, invoice_id, invoice_number
  where debit <> 0 or credit <> 0;
 
 comment on view invoices.journal_entries is
-  'Double-entry journal of the current merchant: for each finalized invoice (Dr accounts_receivable, Cr revenue and tax_payable), its cancellation, each confirmed payment at the quoted value (Dr crypto:<asset>, Cr accounts_receivable, Cr customer_credit for an over-payment), its FX difference at the rate observed at confirmation (fx_gain / fx_loss) and unapplied receipts. Every entry_id balances: sum(debit) = sum(credit), in its currency. Export as CSV with Accept: text/csv.';
+  'Double-entry journal of the current merchant: for each finalized invoice (Dr accounts_receivable, Cr revenue and tax_payable), its cancellation or void (reversed), its write-off when marked uncollectible (Dr bad_debt) and the recovery if it is paid after all, each confirmed payment at the quoted value (Dr crypto:<asset>, Cr accounts_receivable, Cr customer_credit for an over-payment), its FX difference at the rate observed at confirmation (fx_gain / fx_loss) and unapplied receipts. Every entry_id balances: sum(debit) = sum(credit), in its currency. Export as CSV with Accept: text/csv.';

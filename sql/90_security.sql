@@ -86,6 +86,8 @@ grant execute on function
   invoices.create_invoice(jsonb, text, text, text, text, text, numeric, numeric, date, date, text, jsonb, text, numeric, integer, integer, integer, text, text, integer, text, text, text, boolean, jsonb, text, text),
   invoices.finalize_invoice(text),
   invoices.cancel_invoice(text),
+  invoices.void_invoice(text),
+  invoices.mark_uncollectible(text),
   invoices.invoice_status(text),
   invoices.create_api_key(text, text[], integer),
   invoices.revoke_api_key(uuid)

@@ -142,7 +142,7 @@ impl Settlement {
 /// Amounts are bounded ([`crate::money::max_amount`]); the arithmetic panics only beyond
 /// `Decimal`'s range (about 7.9 × 10^28), which such amounts never reach.
 pub fn settle(invoice: &Invoice, payments: &[Payment]) -> Option<Settlement> {
-    if matches!(invoice.status, Status::Draft | Status::Cancelled) {
+    if matches!(invoice.status, Status::Draft | Status::Cancelled | Status::Void) {
         return None;
     }
     let due = invoice.due.filter(|d| !d.is_zero())?;
@@ -173,6 +173,12 @@ pub fn settle(invoice: &Invoice, payments: &[Payment]) -> Option<Settlement> {
         Status::Paid
     } else {
         Status::Partial
+    };
+    // a written-off invoice stays written off until it is paid in full
+    let target = if invoice.status == Status::Uncollectible && !matches!(target, Status::Paid | Status::Confirmed) {
+        Status::Uncollectible
+    } else {
+        target
     };
 
     let amount_paid = if invoice.currency == invoice.asset {
@@ -245,7 +251,7 @@ pub fn holder_when_seen<T: Clone>(
 /// expired). A payment that pays no invoice is not late. Times in microseconds.
 pub fn is_late(status: Status, expires_at: Option<i64>, now: i64) -> bool {
     match status {
-        Status::Expired | Status::Cancelled => true,
+        Status::Expired | Status::Cancelled | Status::Void => true,
         Status::Pending | Status::Overdue => expires_at.is_some_and(|e| e < now),
         _ => false,
     }
@@ -288,6 +294,18 @@ mod tests {
             due: Some(d("100")),
             tolerance_percent: Decimal::ZERO,
         }
+    }
+
+    #[test]
+    fn a_written_off_invoice_moves_only_when_paid_in_full() {
+        let inv = usd_invoice(Uncollectible);
+        // a part payment leaves it written off (the amounts still follow the payments)
+        let s = settled(&inv, &[pay("40", PaymentState::Confirmed)]);
+        assert_eq!(s.status(Uncollectible), Uncollectible);
+        assert_eq!(s.amount_paid.to_string(), "40.00");
+        // paid in full after all: paid, then confirmed
+        let s = settled(&inv, &[pay("100", PaymentState::Confirmed)]);
+        assert_eq!(s.steps, vec![Paid, Confirmed]);
     }
 
     fn settled(invoice: &Invoice, payments: &[Payment]) -> Settlement {
@@ -443,6 +461,7 @@ mod tests {
         let money = [pay("100", PaymentState::Confirmed)];
         assert_eq!(settle(&usd_invoice(Draft), &money), None);
         assert_eq!(settle(&usd_invoice(Cancelled), &money), None);
+        assert_eq!(settle(&usd_invoice(Void), &money), None);
     }
 
     #[test]
@@ -485,6 +504,8 @@ mod tests {
         // no legal path: nothing at all (not even the paid before confirmed)
         assert_eq!(steps(Draft, Confirmed), Vec::<Status>::new());
         assert_eq!(steps(Cancelled, Partial), Vec::<Status>::new());
+        // a written-off invoice: paid in full it settles (and confirms through paid)
+        assert_eq!(steps(Uncollectible, Confirmed), vec![Paid, Confirmed]);
         assert_eq!(steps(Expired, Overdue), Vec::<Status>::new());
     }
 
@@ -675,7 +696,7 @@ mod tests {
         #[test]
         fn steps_are_legal_and_only_open_or_paid_invoices_settle((inv, ps) in arb_invoice(crate::status::ALL.to_vec())) {
             match settle(&inv, &ps) {
-                None => prop_assert!(matches!(inv.status, Draft | Cancelled)),
+                None => prop_assert!(matches!(inv.status, Draft | Cancelled | Void)),
                 Some(s) => {
                     prop_assert!(s.steps.len() <= 2);
                     let mut at = inv.status;

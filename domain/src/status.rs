@@ -7,6 +7,9 @@
 //!   │                  │  │          │          ▲
 //!   └──▶ cancelled ◀───┘  ├──▶ overdue ─────────┤ (payment after the due date)
 //!                         └──▶ expired ─────────┘ (late payment: paid_late)
+//!
+//! pending / overdue / expired ──▶ void            (a mistake; nothing was received)
+//! pending / partial / overdue / expired ──▶ uncollectible ──▶ paid (bad debt; paid after all)
 //! ```
 //! Reorgs roll payments back (paid → partial/pending, confirmed → paid), also through here.
 
@@ -24,9 +27,11 @@ pub enum Status {
     Expired,
     Overdue,
     Cancelled,
+    Void,
+    Uncollectible,
 }
 
-pub const ALL: [Status; 8] = [
+pub const ALL: [Status; 10] = [
     Status::Draft,
     Status::Pending,
     Status::Partial,
@@ -35,6 +40,8 @@ pub const ALL: [Status; 8] = [
     Status::Expired,
     Status::Overdue,
     Status::Cancelled,
+    Status::Void,
+    Status::Uncollectible,
 ];
 
 impl Status {
@@ -48,6 +55,8 @@ impl Status {
             Status::Expired => "expired",
             Status::Overdue => "overdue",
             Status::Cancelled => "cancelled",
+            Status::Void => "void",
+            Status::Uncollectible => "uncollectible",
         }
     }
 
@@ -64,7 +73,8 @@ impl Status {
             Status::Paid => "IN_BLOCK",
             Status::Confirmed => "PAID",
             Status::Expired => "EXPIRED",
-            Status::Cancelled => "CANCELLED",
+            Status::Cancelled | Status::Void => "CANCELLED",
+            Status::Uncollectible => "NOT_PAID",
         }
     }
 }
@@ -80,7 +90,7 @@ impl FromStr for Status {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ALL.iter().copied().find(|st| st.as_str() == s).ok_or_else(|| {
             DomainError::new(ErrorKind::Validation, format!("unknown invoice status \"{s}\""))
-                .with_hint("statuses are draft, pending, partial, paid, confirmed, expired, overdue, cancelled")
+                .with_hint("statuses are draft, pending, partial, paid, confirmed, expired, overdue, cancelled, void, uncollectible")
         })
     }
 }
@@ -128,6 +138,16 @@ pub fn allowed(from: Status, to: Status) -> bool {
             | (Confirmed, Paid)
             | (Confirmed, Partial)
             | (Confirmed, Pending)
+            // void: a finalized invoice issued by mistake, with nothing received
+            | (Pending, Void)
+            | (Overdue, Void)
+            | (Expired, Void)
+            // uncollectible: written off as bad debt; a payment in full still settles it
+            | (Pending, Uncollectible)
+            | (Partial, Uncollectible)
+            | (Overdue, Uncollectible)
+            | (Expired, Uncollectible)
+            | (Uncollectible, Paid)
     )
 }
 
@@ -163,6 +183,8 @@ pub fn transition(from: Status, to: Status) -> Result<Transition, DomainError> {
         Status::Expired => Some("expired_at"),
         Status::Overdue => Some("overdue_at"),
         Status::Cancelled => Some("cancelled_at"),
+        Status::Void => Some("voided_at"),
+        Status::Uncollectible => Some("marked_uncollectible_at"),
         _ => None,
     };
     let event = match to {
@@ -174,6 +196,8 @@ pub fn transition(from: Status, to: Status) -> Result<Transition, DomainError> {
         Status::Expired => "invoice.expired",
         Status::Overdue => "invoice.overdue",
         Status::Cancelled => "invoice.cancelled",
+        Status::Void => "invoice.voided",
+        Status::Uncollectible => "invoice.marked_uncollectible",
         Status::Draft => "invoice.created",
     };
     Ok(Transition {

@@ -9482,3 +9482,310 @@ begin
   return jsonb_build_object('invoices_made', made, 'failed', failed);
 end
 $$;
+
+-- issue 25: void and uncollectible
+alter table invoices_internal.invoices
+  add column voided_at timestamptz,
+  add column marked_uncollectible_at timestamptz,
+  add column written_off numeric;
+create or replace function invoices_internal.check_invoice_row(i invoices_internal.invoices) returns void
+language plpgsql immutable
+as $$
+declare
+  problem text;
+begin
+  problem := case
+    when i.status not in ('draft', 'pending', 'partial', 'paid', 'confirmed', 'expired', 'overdue', 'cancelled',
+                          'void', 'uncollectible')
+      then format('unknown status %s', i.status)
+    when i.number_seq < 1 then 'number_seq must be at least 1'
+    when not invoices_internal.is_currency(i.currency) then format('unknown currency %s', i.currency)
+    when i.asset is not null and i.asset not in ('BTC', 'ETH', 'USDC', 'KAS')
+      then format('asset %s is not one of BTC, ETH, USDC, KAS', i.asset)
+    when scale(i.subtotal) <> i.exponent or scale(i.discount_amount) <> i.exponent
+         or scale(i.tax_amount) <> i.exponent or scale(i.total) <> i.exponent
+      then format('amounts must have the currency''s %s decimals', i.exponent)
+    when i.discount_amount < 0 or i.discount_amount > i.subtotal
+      then 'discount_amount must be between 0 and the subtotal'
+    when i.tax_rate < 0 or i.tax_rate > 100 then 'tax_rate must be between 0 and 100'
+    when i.tax_amount <> round((i.subtotal - i.discount_amount) * i.tax_rate / 100, i.exponent)
+      then format('tax_amount %s is not (subtotal - discount) x tax_rate / 100 rounded (%s)', i.tax_amount,
+                  round((i.subtotal - i.discount_amount) * i.tax_rate / 100, i.exponent))
+    when i.total <> i.subtotal - i.discount_amount + i.tax_amount
+      then format('total %s is not subtotal - discount + tax (%s)', i.total, i.subtotal - i.discount_amount + i.tax_amount)
+    when i.amount_paid < 0 then 'amount_paid must not be negative'
+    when i.due_date < i.issue_date then 'due_date must not be before issue_date'
+    when jsonb_typeof(i.metadata) <> 'object' then 'metadata must be a JSON object'
+    when i.markup_percent <= -100 or i.markup_percent > 100 then 'markup_percent must be above -100 and at most 100'
+    when i.confirmations not between 0 and 1000 then 'confirmations must be between 0 and 1000'
+    when i.expiry_minutes not between 1 and 43200 then 'expiry_minutes must be between 1 and 43200'
+    when i.pause_minutes not between 0 and 43200 then 'pause_minutes must be between 0 and 43200'
+    when i.attempts_callback not between 0 and 20 then 'attempts_callback must be between 0 and 20'
+  end;
+  if problem is not null then
+    raise exception 'invoice % is inconsistent: %', i.invoice_number, problem
+      using errcode = '23514', hint = 'create and change invoices through the functions of schema invoices';
+  end if;
+end
+$$;
+
+create or replace function invoices_internal.invoice_before_update() returns trigger
+language plpgsql
+as $$
+declare
+  t text[];
+begin
+  if new.id <> old.id or new.merchant_id <> old.merchant_id or new.invoice_number <> old.invoice_number
+     or new.number_seq <> old.number_seq or new.slug <> old.slug or new.created_at <> old.created_at then
+    raise exception 'invoice % cannot change its identity (id, merchant, number, slug)', old.invoice_number
+      using errcode = '23514';
+  end if;
+  if old.status <> 'draft' and (new.currency, new.subtotal, new.discount_amount, new.tax_rate,
+                                new.tax_amount, new.total)
+      is distinct from (old.currency, old.subtotal, old.discount_amount, old.tax_rate,
+                        old.tax_amount, old.total) then
+    raise exception 'invoice % is %: its amounts are locked', old.invoice_number, old.status
+      using errcode = '23514', hint = 'only draft invoices can change their amounts';
+  end if;
+  -- a statement that gives updated_at (the functions that change a status give now()) stamps
+  -- the row with it: on Citus that is the coordinator's time, the one the transaction's other
+  -- rows carry (quotes, the returned object), not the time this shard's transaction began
+  if new.updated_at is not distinct from old.updated_at then
+    new.updated_at := now();
+  end if;
+  if new.status is distinct from old.status then
+    t := invoices_internal.check_transition(old.status, new.status);
+    case t[1]
+      when 'finalized_at' then new.finalized_at := new.updated_at;
+      when 'partially_paid_at' then new.partially_paid_at := new.updated_at;
+      when 'paid_at' then new.paid_at := new.updated_at;
+      when 'confirmed_at' then new.confirmed_at := new.updated_at;
+      when 'expired_at' then new.expired_at := new.updated_at;
+      when 'overdue_at' then new.overdue_at := new.updated_at;
+      when 'cancelled_at' then new.cancelled_at := new.updated_at;
+      when 'voided_at' then new.voided_at := new.updated_at;
+      when 'marked_uncollectible_at' then new.marked_uncollectible_at := new.updated_at;
+      else null;
+    end case;
+    -- the audit row and the outbox, in the same transaction (one statement)
+    perform invoices_internal.emit_events(row(new.*)::invoices_internal.invoices, array[t[2]], null, array[old.status], array[new.status]);
+    -- expiry, cancellation and confirmation release the deposit address after its pause (the
+    -- invoice's pause_minutes, else invoices.address_pause_minutes: a day), so a late payment
+    -- to it still finds its invoice instead of the address's next holder
+    -- (the invoice keeps showing deposit_address; address_id goes, so an invoice revived by
+    -- a late payment or a reorg never claims an address the carousel has handed on)
+    if new.status in ('expired', 'cancelled', 'confirmed', 'void') and old.address_id is not null then
+      perform invoices_internal.release_address(new.merchant_id, new.id, old.address_id,
+        coalesce(new.pause_minutes, current_setting('invoices.address_pause_minutes')::int));
+      new.address_id := null;
+    end if;
+  end if;
+  perform invoices_internal.check_invoice_row(row(new.*)::invoices_internal.invoices);
+  return new;
+end
+$$;
+
+create or replace function invoices.void_invoice(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('void_invoice');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices x where x.merchant_id = mid and x.id = inv_id for update;
+  if i.amount_paid > 0 or i.asset_paid > 0 or exists (
+       select 1 from invoices_internal.payments p
+        where p.merchant_id = mid and p.invoice_id = inv_id and p.status <> 'reverted') then
+    perform invoices_internal.raise('23514', format('invoice %s has received money: it cannot be voided', i.invoice_number),
+      '{"errors":[{"field":"ref","message":"has payments: refund them, or mark the invoice uncollectible"}]}',
+      'void_invoice is for an invoice issued by mistake; a draft is cancelled with cancel_invoice');
+  end if;
+  perform invoices_internal.set_status(mid, inv_id, 'void');
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+create or replace function invoices.mark_uncollectible(ref text) returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('mark_uncollectible');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  inv_id uuid := invoices_internal.resolve_invoice(mid, ref);
+  i invoices_internal.invoices;
+begin
+  select * into i from invoices_internal.invoices x where x.merchant_id = mid and x.id = inv_id for update;
+  if invoices_internal.transition_problem(i.status, 'uncollectible') is not null then
+    perform invoices_internal.raise_error(invoices_internal.transition_problem(i.status, 'uncollectible'));
+  end if;
+  update invoices_internal.invoices x
+     set status = 'uncollectible', written_off = i.total - i.amount_paid, updated_at = now()
+   where x.merchant_id = mid and x.id = inv_id;
+  return invoices_internal.invoice_object(mid, inv_id);
+end
+$$;
+
+create or replace function invoices.create_webhook_endpoint(url text, events text[] default '{*}', description text default null,
+                                                  format text default 'invoices')
+returns jsonb
+language plpgsql volatile security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('create_webhook_endpoint');  -- first: the caller's scope
+  mid uuid := invoices_internal.require_merchant();
+  known text[] := array['*', 'invoice.created', 'invoice.finalized', 'invoice.viewed', 'invoice.partial',
+                        'invoice.paid', 'invoice.confirmed', 'invoice.expired', 'invoice.overdue',
+                        'invoice.cancelled', 'invoice.reverted', 'invoice.reminder_sent',
+                        'invoice.voided', 'invoice.marked_uncollectible', 'payment.received', 'payment.confirmed', 'payment.reverted',
+                        'schedule.created', 'schedule.invoice_created', 'schedule.paused', 'schedule.resumed',
+                        'schedule.cancelled', 'schedule.completed'];
+  errors jsonb := '[]';
+  problem text;
+  e invoices_internal.webhook_endpoints;
+begin
+  problem := coalesce(invoices_internal.destination_problem(url), case when url is null then 'is required' end);
+  if problem is not null then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'url', 'message', problem));
+  end if;
+  if events is null or cardinality(events) = 0 or not (events <@ known) then
+    errors := errors || jsonb_build_array(jsonb_build_object('field', 'events', 'message',
+      'must list events among ' || array_to_string(known, ', ')));
+  end if;
+  if format is null or format not in ('invoices', 'living_invoices', 'btpay') then
+    errors := errors || '[{"field": "format", "message": "must be invoices, living_invoices or btpay"}]';
+  end if;
+  if jsonb_array_length(errors) > 0 then
+    perform invoices_internal.raise('22023',
+      pg_catalog.format('invalid webhook endpoint: %s', (select string_agg(x->>'field', ', ') from jsonb_array_elements(errors) x)),
+      jsonb_build_object('errors', errors)::text, 'create_webhook_endpoint(''https://example.com/hooks'', ''{invoice.paid}'')');
+  end if;
+  insert into invoices_internal.webhook_endpoints (merchant_id, url, events, description, secret, format)
+  values (mid, url, events, description, invoices_internal.new_webhook_secret(), create_webhook_endpoint.format)
+  returning * into e;
+  return jsonb_build_object('id', e.id, 'url', e.url, 'events', to_jsonb(e.events), 'description', e.description,
+                            'active', e.active, 'created_at', e.created_at, 'format', e.format, 'secret', e.secret);
+end
+$$;
+
+create or replace view invoices.journal_entries with (security_barrier) as
+with inv as (
+  select i.merchant_id, i.id, i.invoice_number, i.currency, i.total, i.tax_amount, i.status,
+         i.finalized_at, i.cancelled_at, i.voided_at, i.marked_uncollectible_at, i.written_off, i.paid_at
+    from invoices_internal.invoices i
+   where i.finalized_at is not null
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), paid as (
+  select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.asset, p.amount, p.chain, p.txid,
+         coalesce(p.confirmed_at, p.detected_at) as at,
+         coalesce(i.currency, p.asset) as currency, coalesce(cur.exponent, 18) as exponent,
+         i.total, i.asset_amount as due, i.rate as quote_rate,
+         (i.id is not null and i.status not in ('draft', 'cancelled', 'void') and p.asset = i.asset
+          and coalesce(i.asset_amount, 0) > 0) as applied
+    from invoices_internal.payments p
+    left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+    left join invoices_internal.currencies cur on cur.code = i.currency
+   where p.status = 'confirmed'
+     and p.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), steps as (
+  -- the invoice's paid figure after each applied payment, in payment order
+  select x.*,
+         case when x.currency = x.asset then x.cum else round(x.total * x.cum / x.due, x.exponent) end as counted
+    from (select p.*, sum(p.amount) over (partition by p.merchant_id, p.invoice_id, p.applied order by p.id) as cum
+            from paid p) x
+), valued as (
+  select s.*,
+         least(s.counted, s.total)
+           - coalesce(lag(least(s.counted, s.total)) over w, 0) as to_receivable,
+         (s.counted - least(s.counted, s.total))
+           - coalesce(lag(s.counted - least(s.counted, s.total)) over w, 0) as to_credit,
+         case when s.currency = s.asset then s.amount
+              else round(s.amount * coalesce(o.rate, s.quote_rate), s.exponent) end as value_at_receipt
+    from steps s
+    left join lateral (
+      select r.rate from invoices_internal.rate_observations r
+       where s.currency <> s.asset and r.asset = s.asset and r.currency = s.currency and r.observed_at <= s.at
+       order by r.observed_at desc limit 1) o on true
+  window w as (partition by s.merchant_id, s.invoice_id, s.applied order by s.id)
+), lines as (
+  select i.merchant_id, 'invoice:' || i.id as entry_id, i.finalized_at as entry_date, 'invoice' as entry_type,
+         i.id as invoice_id, i.invoice_number, l.*, i.currency, null::text as asset, null::numeric as asset_amount,
+         'invoice ' || i.invoice_number as memo
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.total, 0::numeric),
+                         (2, 'revenue', 0, i.total - i.tax_amount),
+                         (3, 'tax_payable', 0, i.tax_amount)) l(line, account, debit, credit)
+  union all
+  select i.merchant_id, 'cancellation:' || i.id, i.cancelled_at, 'cancellation', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' cancelled'
+    from inv i,
+         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
+                         (2, 'tax_payable', i.tax_amount, 0),
+                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
+   where i.status = 'cancelled' and i.cancelled_at is not null
+  union all
+  select i.merchant_id, 'void:' || i.id, i.voided_at, 'void', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' voided'
+    from inv i,
+         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
+                         (2, 'tax_payable', i.tax_amount, 0),
+                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
+   where i.status = 'void' and i.voided_at is not null
+  union all
+  select i.merchant_id, 'write_off:' || i.id, i.marked_uncollectible_at, 'write_off', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' written off as uncollectible'
+    from inv i,
+         lateral (values (1, 'bad_debt', i.written_off, 0::numeric),
+                         (2, 'accounts_receivable', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+  union all
+  select i.merchant_id, 'recovery:' || i.id, i.paid_at, 'recovery', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' paid after the write-off'
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.written_off, 0::numeric),
+                         (2, 'bad_debt', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+     and i.status in ('paid', 'confirmed') and i.paid_at > i.marked_uncollectible_at
+  union all
+  select v.merchant_id, 'payment:' || v.id, v.at, 'payment', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.to_receivable + v.to_credit, 0::numeric),
+                         (2, 'accounts_receivable', 0, v.to_receivable),
+                         (3, 'customer_credit', 0, v.to_credit)) l(line, account, debit, credit)
+   where v.applied
+  union all
+  select v.merchant_id, 'fx:' || v.id, v.at, 'fx', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, null, 'rate at confirmation against the quote, ' || v.chain || ' ' || v.txid
+    from valued v,
+         lateral (select v.value_at_receipt - (v.to_receivable + v.to_credit) as diff) d,
+         lateral (values (1, case when d.diff > 0 then 'crypto:' || v.asset else 'fx_loss' end, abs(d.diff), 0::numeric),
+                         (2, case when d.diff > 0 then 'fx_gain' else 'crypto:' || v.asset end, 0, abs(d.diff))) l(line, account, debit, credit)
+   where v.applied and d.diff <> 0
+  union all
+  select v.merchant_id, 'unapplied:' || v.id, v.at, 'unapplied', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.value_at_receipt, 0::numeric),
+                         (2, 'unapplied_receipts', 0, v.value_at_receipt)) l(line, account, debit, credit)
+   where not v.applied
+)
+select merchant_id, entry_id, entry_date, entry_type, invoice_id, invoice_number, line, account,
+       debit, credit, currency, asset, asset_amount, memo
+  from lines
+ where debit <> 0 or credit <> 0;
+comment on function invoices.void_invoice(text) is
+  'pending/overdue/expired -> void: a finalized invoice issued by mistake, with nothing received (else 23514). It is never edited or deleted: it stays, numbered, marked VOID, its deposit address released; the journal reverses it. Audited; event invoice.voided. Returns the invoice object.';
+comment on function invoices.mark_uncollectible(text) is
+  'pending/partial/overdue/expired -> uncollectible: the amount still due is written off as bad debt (written_off; the journal books it). A payment in full afterwards still settles it (uncollectible -> paid, and the journal books the recovery); a part payment leaves it written off. Audited; event invoice.marked_uncollectible. Returns the invoice object.';
+comment on view invoices.journal_entries is
+  'Double-entry journal of the current merchant: for each finalized invoice (Dr accounts_receivable, Cr revenue and tax_payable), its cancellation or void (reversed), its write-off when marked uncollectible (Dr bad_debt) and the recovery if it is paid after all, each confirmed payment at the quoted value (Dr crypto:<asset>, Cr accounts_receivable, Cr customer_credit for an over-payment), its FX difference at the rate observed at confirmation (fx_gain / fx_loss) and unapplied receipts. Every entry_id balances: sum(debit) = sum(credit), in its currency. Export as CSV with Accept: text/csv.';
+revoke execute on function invoices.void_invoice(text), invoices.mark_uncollectible(text) from public;
+insert into invoices_internal.access_rules (kind, object, scope) values
+  ('function', 'void_invoice', 'write'), ('function', 'mark_uncollectible', 'write');
+grant execute on function invoices.void_invoice(text), invoices.mark_uncollectible(text) to invoices_admin;
+grant execute on function invoices.void_invoice(text), invoices.mark_uncollectible(text) to invoices_api;

@@ -298,6 +298,27 @@ expect_status "request 102 (other header, same key): still 429" 429
 call GET "/invoices?limit=1" -H "X-API-Key: $A_KEY"
 expect_status "another key is unaffected" 200
 
+echo "void and uncollectible"
+call POST /rpc/create_invoice -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"items": [{"description": "Issued by mistake", "unit_price": 70}], "send": true}'
+mistake=$(field "d['invoice_number']")
+call POST /rpc/void_invoice -H "X-API-Key: $A_KEY" "${json[@]}" -d "{\"ref\": \"$mistake\"}"
+expect_status "void_invoice" 200
+expect_eq "  void" "$(field "d['status']")" "void"
+call POST /rpc/void_invoice -H "X-API-Key: $A_KEY" "${json[@]}" -d "{\"ref\": \"$mistake\"}"
+expect_status "  again: 409" 409
+call POST /rpc/create_invoice -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"items": [{"description": "Never paid", "unit_price": 80}], "send": true}'
+bad_debt=$(field "d['invoice_number']")
+call POST /rpc/create_api_key -H "X-API-Key: $A_KEY" "${json[@]}" -d '{"name": "books", "scopes": ["read"]}'
+BOOKS_KEY=$(field "d['api_key']")
+call POST /rpc/mark_uncollectible -H "X-API-Key: $BOOKS_KEY" "${json[@]}" -d "{\"ref\": \"$bad_debt\"}"
+expect_status "mark_uncollectible with a read key: 403" 403
+call POST /rpc/mark_uncollectible -H "X-API-Key: $A_KEY" "${json[@]}" -d "{\"ref\": \"$bad_debt\"}"
+expect_status "mark_uncollectible" 200
+expect_eq "  uncollectible" "$(field "d['status']")" "uncollectible"
+call GET "/journal_entries?invoice_number=in.($mistake,$bad_debt)&entry_type=in.(void,write_off)&select=entry_type,account,debit,credit&order=entry_type,line" -H "X-API-Key: $A_KEY"
+expect_eq "  the journal reverses the void and writes off the rest" "$(python3 -c 'import json,sys; print(" ".join(r["entry_type"] + ":" + r["account"] + ":" + str(r["debit"] or r["credit"]) for r in json.load(open(sys.argv[1]), parse_float=str)))' "$work/body")" \
+  "void:revenue:70.00 void:accounts_receivable:70.00 write_off:bad_debt:80.00 write_off:accounts_receivable:80.00"
+
 echo "exports for accountants (Accept: text/csv)"
 month_start=$(date -u +%Y-%m-01)
 call GET "/journal_entries?entry_date=gte.$month_start&order=entry_date,entry_id,line" -H "X-API-Key: $A_KEY" -H "Accept: text/csv"

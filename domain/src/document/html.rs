@@ -50,6 +50,8 @@ pub fn status_text(status: &str) -> &'static str {
         "expired" => "This invoice has expired",
         "overdue" => "Overdue: waiting for payment",
         "cancelled" => "This invoice was cancelled",
+        "void" => "This invoice was voided",
+        "uncollectible" => "This invoice is marked uncollectible",
         _ => "Unknown status",
     }
 }
@@ -57,7 +59,7 @@ pub fn status_text(status: &str) -> &'static str {
 const STYLE: &str = r#"
 *{box-sizing:border-box}body{margin:0;background:#f3f4f6;color:#111827;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
 main{max-width:460px;margin:32px auto;background:#fff;border-radius:14px;box-shadow:0 2px 14px rgba(0,0,0,.08);overflow:hidden}
-#copy-amount{margin-top:8px}[data-status=paid] #copy-amount,[data-status=confirmed] #copy-amount,[data-status=expired] #copy-amount,[data-status=cancelled] #copy-amount{display:none}
+#copy-amount{margin-top:8px}[data-status=paid] #copy-amount,[data-status=confirmed] #copy-amount,[data-status=expired] #copy-amount,[data-status=cancelled] #copy-amount,[data-status=void] #copy-amount{display:none}
 .requote{display:none;padding:0 24px 16px;text-align:center}[data-status=expired] .requote{display:block}
 .network{margin:8px 0;padding:8px 10px;background:#fef3c7;border-radius:8px;color:#78350f}
 @media print{body{background:#fff}main{box-shadow:none;margin:0;max-width:none}button,.btn{display:none}details{display:block}details>*{display:block}}
@@ -270,7 +272,7 @@ pub fn render(doc: &InvoiceDoc, opts: &PageOptions) -> String {
     }
     h.push_str("Payments are detected automatically; this page updates by itself.</footer></main>\n");
 
-    let texts: serde_json::Map<String, serde_json::Value> = ["draft", "pending", "partial", "paid", "confirmed", "expired", "overdue", "cancelled"]
+    let texts: serde_json::Map<String, serde_json::Value> = ["draft", "pending", "partial", "paid", "confirmed", "expired", "overdue", "cancelled", "void", "uncollectible"]
         .iter()
         .map(|s| (s.to_string(), json!(status_text(s))))
         .collect();

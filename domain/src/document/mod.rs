@@ -208,6 +208,8 @@ impl InvoiceDoc {
             "expired" => Some("EXPIRED"),
             "overdue" => Some("OVERDUE"),
             "cancelled" => Some("CANCELLED"),
+            "void" => Some("VOID"),
+            "uncollectible" => Some("UNCOLLECTIBLE"),
             "draft" => Some("DRAFT"),
             _ => None,
         }
