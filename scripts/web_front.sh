@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 WEB_DIR="${WEB_DIR:-$LOCAL_DIR}"
 # /i/<slug> is the hosted invoice page (GET /rpc/hosted_invoice, as HTML), /rpc/invoice_pdf
-# answers as a PDF to a browser too, everything else is PostgREST.
+# and /rpc/receipt_pdf answer as a PDF to a browser too, everything else is PostgREST.
 mkdir -p "$WEB_DIR/nginx/tmp" "$WEB_DIR/log" "$WEB_DIR/run"
 touch "$WEB_DIR/log/nginx.log"
 [ "$(id -u)" = 0 ] && chown -R "$CLUSTER_OWNER" "$WEB_DIR/nginx" "$WEB_DIR/log/nginx.log"
@@ -66,6 +66,10 @@ http {
       proxy_pass http://postgrest/rpc/widget_js;
     }
     location = /rpc/invoice_pdf {
+      proxy_set_header Accept "application/pdf";
+      proxy_pass http://postgrest;
+    }
+    location = /rpc/receipt_pdf {
       proxy_set_header Accept "application/pdf";
       proxy_pass http://postgrest;
     }

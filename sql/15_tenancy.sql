@@ -167,7 +167,7 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('function', 'create_schedule', 'write'), ('function', 'pause_schedule', 'write'),
   ('function', 'resume_schedule', 'write'), ('function', 'cancel_schedule', 'write'),
   -- the payer's side: by slug, without a key
-  ('function', 'invoice_status', 'public_read'), ('function', 'invoice_pdf', 'public_read'),
+  ('function', 'invoice_status', 'public_read'), ('function', 'invoice_pdf', 'public_read'), ('function', 'receipt_pdf', 'public_read'),
   ('function', 'hosted_invoice', 'anonymous'), ('function', 'invoice_viewed', 'anonymous'),
   ('function', 'pay_payment_link', 'anonymous'), ('function', 'verify_webhook_signature', 'anonymous'),
   ('view', 'public_invoices', 'anonymous'), ('view', 'public_payment_links', 'anonymous'),

@@ -14,7 +14,7 @@
 --
 -- Needs: 05_errors (raise); 10_tables (invoices); 12_outbox (emit_events); 15_tenancy
 --   (authorize); 50_invoices (document_invoice, invoice_by_slug, invoice_object); 70_chains (chains)
--- Provides (API): "application/pdf, "text/html, invoice_pdf(), hosted_invoice(), invoice_viewed()
+-- Provides (API): "application/pdf, "text/html, invoice_pdf(), receipt_pdf(), hosted_invoice(), invoice_viewed()
 -- Provides (internal): invoice_document()
 
 create domain invoices."application/pdf" as bytea;
@@ -73,6 +73,41 @@ $$;
 
 comment on function invoices.invoice_pdf(text) is
   'The invoice as a PDF: merchant and customer, number and dates, the line table, subtotal / discount / tax / total, the crypto amount with rate and deadline, the deposit address with a QR code of its payment URI (BIP21 bitcoin:, EIP-681 ethereum: incl. ERC-20 transfer, kaspa:), and a PAID / EXPIRED / CANCELLED stamp. ref: the invoice number, id or slug for the merchant''s key; without a key, the slug (or id) of a finalized invoice. Over HTTP: GET /rpc/invoice_pdf?ref=<slug> with Accept: application/pdf (the pdf_url of the invoice).';
+
+-- The receipt: the paid invoice's document with the payments that paid it (each with its
+-- chain and transaction), rendered by the same PDF code, titled RECEIPT.
+create function invoices.receipt_pdf(ref text) returns invoices."application/pdf"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('receipt_pdf');  -- first: the caller's scope
+  d record;
+  doc jsonb;
+  paid jsonb;
+begin
+  select * into d from invoices_internal.document_invoice(ref);
+  doc := invoices_internal.invoice_document(d.merchant_id, d.id);
+  if doc ->> 'status' not in ('paid', 'confirmed') then
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s: a receipt is for a paid invoice', doc ->> 'invoice_number', doc ->> 'status'),
+      '{"errors":[{"field":"ref","message":"is not paid"}]}', 'the receipt is there once the invoice is paid');
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('detected_at', p.detected_at, 'chain', p.chain, 'txid', p.txid,
+                                               'asset', p.asset, 'amount', p.amount::text, 'status', p.status)
+                            order by p.id), '[]')
+    into paid
+    from invoices_internal.payments p
+   where p.merchant_id = d.merchant_id and p.invoice_id = d.id and p.status <> 'reverted';
+  perform set_config('response.headers', json_build_array(
+            json_build_object('Content-Disposition', format('inline; filename="receipt-%s.pdf"', doc ->> 'invoice_number')),
+            json_build_object('Cache-Control', 'no-store'))::text, true);
+  return invoices_internal.render_invoice_pdf(doc || jsonb_build_object('receipt_payments', paid));
+end
+$$;
+
+comment on function invoices.receipt_pdf(text) is
+  'The receipt of a paid (or confirmed) invoice as a PDF: the invoice''s parties, lines and totals, titled RECEIPT, with the payments received (date, chain, transaction id, amount, status) instead of the payment instructions. Like invoice_pdf: the merchant''s own with its key, a finalized one by slug without (the payer''s). An unpaid invoice: 23514 (409).';
 
 create function invoices.hosted_invoice(slug text) returns invoices."text/html"
 language plpgsql stable security definer

@@ -189,7 +189,7 @@ select pg_catalog.pg_extension_config_dump('invoices_internal.wallet_keys', '');
 grant execute on function invoices.seed_request(text), invoices.seed_pdf(text), invoices.widget_js(),
   invoices.requote_expired(text), invoices.allow_public_requote(boolean) to invoices_api;
 
-grant execute on function invoices.invoice_pdf(text), invoices.hosted_invoice(text),
+grant execute on function invoices.invoice_pdf(text), invoices.receipt_pdf(text), invoices.hosted_invoice(text),
   invoices.invoice_viewed(text) to invoices_api;
 
 -- E-mail: merchants send (write scope) and follow their e-mails (read).

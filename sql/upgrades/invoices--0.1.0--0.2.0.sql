@@ -9789,3 +9789,40 @@ insert into invoices_internal.access_rules (kind, object, scope) values
   ('function', 'void_invoice', 'write'), ('function', 'mark_uncollectible', 'write');
 grant execute on function invoices.void_invoice(text), invoices.mark_uncollectible(text) to invoices_admin;
 grant execute on function invoices.void_invoice(text), invoices.mark_uncollectible(text) to invoices_api;
+
+-- issue 25: receipts
+create or replace function invoices.receipt_pdf(ref text) returns invoices."application/pdf"
+language plpgsql stable security definer
+set search_path = pg_catalog
+as $$
+declare
+  authorized boolean := invoices_internal.authorize('receipt_pdf');  -- first: the caller's scope
+  d record;
+  doc jsonb;
+  paid jsonb;
+begin
+  select * into d from invoices_internal.document_invoice(ref);
+  doc := invoices_internal.invoice_document(d.merchant_id, d.id);
+  if doc ->> 'status' not in ('paid', 'confirmed') then
+    perform invoices_internal.raise('23514',
+      format('invoice %s is %s: a receipt is for a paid invoice', doc ->> 'invoice_number', doc ->> 'status'),
+      '{"errors":[{"field":"ref","message":"is not paid"}]}', 'the receipt is there once the invoice is paid');
+  end if;
+  select coalesce(jsonb_agg(jsonb_build_object('detected_at', p.detected_at, 'chain', p.chain, 'txid', p.txid,
+                                               'asset', p.asset, 'amount', p.amount::text, 'status', p.status)
+                            order by p.id), '[]')
+    into paid
+    from invoices_internal.payments p
+   where p.merchant_id = d.merchant_id and p.invoice_id = d.id and p.status <> 'reverted';
+  perform set_config('response.headers', json_build_array(
+            json_build_object('Content-Disposition', format('inline; filename="receipt-%s.pdf"', doc ->> 'invoice_number')),
+            json_build_object('Cache-Control', 'no-store'))::text, true);
+  return invoices_internal.render_invoice_pdf(doc || jsonb_build_object('receipt_payments', paid));
+end
+$$;
+comment on function invoices.receipt_pdf(text) is
+  'The receipt of a paid (or confirmed) invoice as a PDF: the invoice''s parties, lines and totals, titled RECEIPT, with the payments received (date, chain, transaction id, amount, status) instead of the payment instructions. Like invoice_pdf: the merchant''s own with its key, a finalized one by slug without (the payer''s). An unpaid invoice: 23514 (409).';
+revoke execute on function invoices.receipt_pdf(text) from public;
+insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'receipt_pdf', 'public_read');
+grant execute on function invoices.receipt_pdf(text) to invoices_admin;
+grant execute on function invoices.receipt_pdf(text) to invoices_api;

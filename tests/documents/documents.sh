@@ -100,6 +100,22 @@ expect_eq "BTC: the QR code is a BIP21 URI" "$(zbarimg -q --raw "$work/c.png" 2>
 stamp() { curl -s -H "X-API-Key: $key" -H 'Accept: application/pdf' "$API/rpc/invoice_pdf?ref=$1" | pdftotext -layout - - | grep -oE '\b(PAID|EXPIRED|CANCELLED)\b' | head -1; }
 q "select invoices_internal.set_status('$mid', '$(field id <<< "$btc")', 'paid')" >/dev/null
 expect_eq "a paid invoice carries PAID" "$(stamp "$(field slug <<< "$btc")")" "PAID"
+# the receipt of the paid invoice: its payment (as the worker records one) and its transaction
+btc_id=$(field id <<< "$btc"); btc_slug=$(field slug <<< "$btc")
+q "insert into invoices_internal.payments (merchant_id, chain, txid, output_index, address, address_id, invoice_id, asset, amount_base, amount, status, block_height, block_hash, confirmed_at)
+   select merchant_id, 'docs-regtest', 'a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9', 0, deposit_address, coalesce(address_id, 0), id, 'BTC', 200000, 0.002, 'confirmed', 7, 'h7', now()
+     from invoices_internal.invoices where id = '$btc_id'" >/dev/null
+code=$(curl -s -o "$work/r.pdf" -w '%{http_code} %{content_type}' "$PUB/rpc/receipt_pdf?ref=$btc_slug")
+expect_eq "receipt_pdf by slug without a key (the payer's)" "$code" "200 application/pdf"
+pdftotext -layout "$work/r.pdf" "$work/r.txt"
+missing=""
+for needle in "RECEIPT" "for invoice $(field invoice_number <<< "$btc")" "Payments received" "a1b2c3d4e5f60718293a4b5c6d7e8f90" "0.002 BTC" "Docs <Test> & Co" "Total"; do
+  grep -qF -- "$needle" "$work/r.txt" || missing="$missing [$needle]"
+done
+expect_eq "  the parties, totals and the payment with its transaction" "$missing" ""
+expect_eq "  no payment instructions on it" "$(grep -c "Pay exactly" "$work/r.txt" || true)" "0"
+expect_eq "a receipt of an unpaid invoice: 409" "$(curl -s -o "$work/r.json" -w '%{http_code}' -H "X-API-Key: $key" "$API/rpc/receipt_pdf?ref=$slug")" "409"
+expect_eq "  naming ref" "$(python3 -c 'import json,sys; print(json.loads(json.load(open(sys.argv[1]))["details"])["errors"][0]["field"])' "$work/r.json")" "ref"
 q "select invoices_internal.set_status('$mid', '$(field id <<< "$usdc")', 'expired')" >/dev/null
 expect_eq "an expired one EXPIRED" "$(stamp "$(field slug <<< "$usdc")")" "EXPIRED"
 

@@ -172,6 +172,26 @@ pub struct InvoiceDoc {
     /// A reminder e-mail's schedule entry: days relative to the due date (negative: before).
     #[serde(default)]
     pub reminder_days: Option<i64>,
+    /// Set for a receipt (receipt_pdf): the payments that paid the invoice.
+    #[serde(default)]
+    pub receipt_payments: Option<Vec<ReceiptPayment>>,
+}
+
+/// A payment as a receipt lists it: when, on which chain, which transaction, how much.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ReceiptPayment {
+    #[serde(default)]
+    pub detected_at: Option<String>,
+    #[serde(default)]
+    pub chain: String,
+    #[serde(default)]
+    pub txid: String,
+    #[serde(default)]
+    pub asset: String,
+    #[serde(default)]
+    pub amount: Option<Value>,
+    #[serde(default)]
+    pub status: String,
 }
 
 impl InvoiceDoc {

@@ -178,11 +178,15 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
     let mut w = Writer::new();
 
     // header: merchant name left, INVOICE and its number right
+    // a receipt (receipt_pdf) is the same document, titled RECEIPT, with the payments that
+    // paid it instead of the payment instructions
+    let receipt = doc.receipt_payments.as_ref();
     let merchant = doc.merchant_name();
     w.text(LEFT, w.y, if merchant.is_empty() { "Invoice" } else { &merchant }, Font::Bold, 18.0);
     let top = w.y;
-    w.text_right(RIGHT, top, "INVOICE", Font::Bold, 22.0);
-    w.text_right(RIGHT, top - 18.0, &doc.invoice_number, Font::Regular, 12.0);
+    w.text_right(RIGHT, top, if receipt.is_some() { "RECEIPT" } else { "INVOICE" }, Font::Bold, 22.0);
+    let number = if receipt.is_some() { format!("for invoice {}", doc.invoice_number) } else { doc.invoice_number.clone() };
+    w.text_right(RIGHT, top - 18.0, &number, Font::Regular, 12.0);
     if let Some(stamp) = doc.stamp() {
         let color = match stamp {
             "PAID" => (0.10, 0.55, 0.25),
@@ -284,8 +288,45 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
         w.y -= 16.0;
     }
 
+    // a receipt: the payments received, each with its transaction
+    if let Some(payments) = receipt {
+        w.y -= 10.0;
+        w.room(50.0);
+        w.text(LEFT, w.y, "Payments received", Font::Bold, 12.0);
+        w.y -= 18.0;
+        let header = |w: &mut Writer| {
+            w.fill(LEFT, w.y - 5.0, RIGHT - LEFT, 18.0, (0.92, 0.92, 0.92));
+            w.text(LEFT + 4.0, w.y, "Date", Font::Bold, 9.0);
+            w.text(LEFT + 110.0, w.y, "Transaction", Font::Bold, 9.0);
+            w.text_right(RIGHT - 4.0, w.y, "Amount", Font::Bold, 9.0);
+            w.y -= 20.0;
+        };
+        header(&mut w);
+        for p in payments {
+            let tx = format!("{} {} ({})", p.chain, p.txid, p.status);
+            let parts = wrap(&tx, Font::Mono, 7.5, 280.0);
+            let height = 11.0 * parts.len() as f32 + 6.0;
+            let before = w.pages.len();
+            w.room(height);
+            if w.pages.len() != before {
+                header(&mut w);
+            }
+            let y0 = w.y;
+            w.text(LEFT + 4.0, y0, &p.detected_at.as_deref().map(short_time).unwrap_or_default(), Font::Regular, 9.0);
+            for (i, part) in parts.iter().enumerate() {
+                w.text(LEFT + 110.0, y0 - 11.0 * i as f32, part, Font::Mono, 7.5);
+            }
+            w.text_right(RIGHT - 4.0, y0, &format!("{} {}", dec_text(&p.amount), p.asset), Font::Regular, 10.0);
+            w.y = y0 - height;
+            w.hline(w.y + 8.0, 0.85);
+        }
+        w.y -= 10.0;
+    }
+
     // payment: amount in the asset, rate, deadline, address and its QR code
-    if let (Some(asset_money), Some(address)) = (doc.asset_money(), doc.address.as_deref().filter(|a| !a.is_empty())) {
+    if let (Some(asset_money), Some(address), None) =
+        (doc.asset_money(), doc.address.as_deref().filter(|a| !a.is_empty()), receipt)
+    {
         let uri = doc.payment_uri();
         let box_h = 150.0;
         w.y -= 10.0;
@@ -380,10 +421,16 @@ pub fn render(doc: &InvoiceDoc) -> Vec<u8> {
 
     // footer on every page: where to view and pay online, page x of n
     let n = w.pages.len();
-    let footer = doc.hosted_url.as_deref().map(|u| format!("View and pay online: {u}"));
+    let footer = doc.hosted_url.as_deref().map(|u| {
+        if receipt.is_some() { format!("The invoice online: {u}") } else { format!("View and pay online: {u}") }
+    });
     for i in 0..n {
         let bytes_f = footer.as_deref().map(win_ansi);
-        let label = format!("{} - page {} of {}", doc.invoice_number, i + 1, n);
+        let label = if receipt.is_some() {
+            format!("Receipt for {} - page {} of {}", doc.invoice_number, i + 1, n)
+        } else {
+            format!("{} - page {} of {}", doc.invoice_number, i + 1, n)
+        };
         let label_x = RIGHT - width(&label, Font::Regular, 8.0);
         let page_no = win_ansi(&label);
         let c = &mut w.pages[i];
@@ -480,6 +527,26 @@ mod tests {
         }
         // a backslash in text is escaped, not breaking the string syntax
         assert!(text.contains("(really) \\\\ for"), "escaping");
+    }
+
+    #[test]
+    fn a_receipt_lists_the_payments_instead_of_the_instructions() {
+        let mut doc = sample("confirmed", 2);
+        doc.receipt_payments = Some(vec![super::super::ReceiptPayment {
+            detected_at: Some("2026-11-25T08:40:00+00:00".into()),
+            chain: "bitcoin-regtest".into(),
+            txid: "4a5e1e4baab89f3a32518a88c31bc87f618f76673e2cc77ab2127b7afdeda33b".into(),
+            asset: "BTC".into(),
+            amount: Some(json!("0.00366154")),
+            status: "confirmed".into(),
+        }]);
+        let text = String::from_utf8_lossy(&render(&doc)).to_string();
+        for needle in ["RECEIPT", "for invoice INV-0042", "Payments received", "4a5e1e4baab89f3a", "0.00366154 BTC", "Receipt for INV-0042"] {
+            assert!(text.contains(needle), "{needle}");
+        }
+        // no payment instructions on a receipt
+        assert!(!text.contains("Pay exactly"));
+        assert!(render(&sample("pending", 1)).windows(11).any(|w| w == b"Pay exactly"));
     }
 
     #[test]
