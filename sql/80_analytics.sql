@@ -211,21 +211,17 @@ with inv as (
                          (2, 'revenue', 0, i.total - i.tax_amount),
                          (3, 'tax_payable', 0, i.tax_amount)) l(line, account, debit, credit)
   union all
-  select i.merchant_id, 'cancellation:' || i.id, i.cancelled_at, 'cancellation', i.id, i.invoice_number, l.*,
-         i.currency, null, null, 'invoice ' || i.invoice_number || ' cancelled'
+  -- the invoice entry reversed: cancelled, or voided
+  select i.merchant_id, r.kind || ':' || i.id, r.at, r.kind, i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' ' || r.done
     from inv i,
+         lateral (select case when i.status = 'void' then 'void' else 'cancellation' end as kind,
+                         case when i.status = 'void' then i.voided_at else i.cancelled_at end as at,
+                         case when i.status = 'void' then 'voided' else 'cancelled' end as done) r,
          lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
                          (2, 'tax_payable', i.tax_amount, 0),
                          (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
-   where i.status = 'cancelled' and i.cancelled_at is not null
-  union all
-  select i.merchant_id, 'void:' || i.id, i.voided_at, 'void', i.id, i.invoice_number, l.*,
-         i.currency, null, null, 'invoice ' || i.invoice_number || ' voided'
-    from inv i,
-         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
-                         (2, 'tax_payable', i.tax_amount, 0),
-                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
-   where i.status = 'void' and i.voided_at is not null
+   where i.status in ('cancelled', 'void') and r.at is not null
   union all
   select i.merchant_id, 'write_off:' || i.id, i.marked_uncollectible_at, 'write_off', i.id, i.invoice_number, l.*,
          i.currency, null, null, 'invoice ' || i.invoice_number || ' written off as uncollectible'

@@ -9826,3 +9826,109 @@ revoke execute on function invoices.receipt_pdf(text) from public;
 insert into invoices_internal.access_rules (kind, object, scope) values ('function', 'receipt_pdf', 'public_read');
 grant execute on function invoices.receipt_pdf(text) to invoices_admin;
 grant execute on function invoices.receipt_pdf(text) to invoices_api;
+
+-- review: the journal's cancellation and void entries in one branch
+create or replace view invoices.journal_entries with (security_barrier) as
+with inv as (
+  select i.merchant_id, i.id, i.invoice_number, i.currency, i.total, i.tax_amount, i.status,
+         i.finalized_at, i.cancelled_at, i.voided_at, i.marked_uncollectible_at, i.written_off, i.paid_at
+    from invoices_internal.invoices i
+   where i.finalized_at is not null
+     and i.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), paid as (
+  select p.merchant_id, p.id, p.invoice_id, i.invoice_number, p.asset, p.amount, p.chain, p.txid,
+         coalesce(p.confirmed_at, p.detected_at) as at,
+         coalesce(i.currency, p.asset) as currency, coalesce(cur.exponent, 18) as exponent,
+         i.total, i.asset_amount as due, i.rate as quote_rate,
+         (i.id is not null and i.status not in ('draft', 'cancelled', 'void') and p.asset = i.asset
+          and coalesce(i.asset_amount, 0) > 0) as applied
+    from invoices_internal.payments p
+    left join invoices_internal.invoices i on i.merchant_id = p.merchant_id and i.id = p.invoice_id
+    left join invoices_internal.currencies cur on cur.code = i.currency
+   where p.status = 'confirmed'
+     and p.merchant_id = any ((select invoices_internal.readable_merchants('journal_entries', current_user) from invoices_internal.session_scope)::uuid[])
+), steps as (
+  -- the invoice's paid figure after each applied payment, in payment order
+  select x.*,
+         case when x.currency = x.asset then x.cum else round(x.total * x.cum / x.due, x.exponent) end as counted
+    from (select p.*, sum(p.amount) over (partition by p.merchant_id, p.invoice_id, p.applied order by p.id) as cum
+            from paid p) x
+), valued as (
+  select s.*,
+         least(s.counted, s.total)
+           - coalesce(lag(least(s.counted, s.total)) over w, 0) as to_receivable,
+         (s.counted - least(s.counted, s.total))
+           - coalesce(lag(s.counted - least(s.counted, s.total)) over w, 0) as to_credit,
+         case when s.currency = s.asset then s.amount
+              else round(s.amount * coalesce(o.rate, s.quote_rate), s.exponent) end as value_at_receipt
+    from steps s
+    left join lateral (
+      select r.rate from invoices_internal.rate_observations r
+       where s.currency <> s.asset and r.asset = s.asset and r.currency = s.currency and r.observed_at <= s.at
+       order by r.observed_at desc limit 1) o on true
+  window w as (partition by s.merchant_id, s.invoice_id, s.applied order by s.id)
+), lines as (
+  select i.merchant_id, 'invoice:' || i.id as entry_id, i.finalized_at as entry_date, 'invoice' as entry_type,
+         i.id as invoice_id, i.invoice_number, l.*, i.currency, null::text as asset, null::numeric as asset_amount,
+         'invoice ' || i.invoice_number as memo
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.total, 0::numeric),
+                         (2, 'revenue', 0, i.total - i.tax_amount),
+                         (3, 'tax_payable', 0, i.tax_amount)) l(line, account, debit, credit)
+  union all
+  -- the invoice entry reversed: cancelled, or voided
+  select i.merchant_id, r.kind || ':' || i.id, r.at, r.kind, i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' ' || r.done
+    from inv i,
+         lateral (select case when i.status = 'void' then 'void' else 'cancellation' end as kind,
+                         case when i.status = 'void' then i.voided_at else i.cancelled_at end as at,
+                         case when i.status = 'void' then 'voided' else 'cancelled' end as done) r,
+         lateral (values (1, 'revenue', i.total - i.tax_amount, 0::numeric),
+                         (2, 'tax_payable', i.tax_amount, 0),
+                         (3, 'accounts_receivable', 0, i.total)) l(line, account, debit, credit)
+   where i.status in ('cancelled', 'void') and r.at is not null
+  union all
+  select i.merchant_id, 'write_off:' || i.id, i.marked_uncollectible_at, 'write_off', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' written off as uncollectible'
+    from inv i,
+         lateral (values (1, 'bad_debt', i.written_off, 0::numeric),
+                         (2, 'accounts_receivable', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+  union all
+  select i.merchant_id, 'recovery:' || i.id, i.paid_at, 'recovery', i.id, i.invoice_number, l.*,
+         i.currency, null, null, 'invoice ' || i.invoice_number || ' paid after the write-off'
+    from inv i,
+         lateral (values (1, 'accounts_receivable', i.written_off, 0::numeric),
+                         (2, 'bad_debt', 0, i.written_off)) l(line, account, debit, credit)
+   where i.marked_uncollectible_at is not null and i.written_off is not null
+     and i.status in ('paid', 'confirmed') and i.paid_at > i.marked_uncollectible_at
+  union all
+  select v.merchant_id, 'payment:' || v.id, v.at, 'payment', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.to_receivable + v.to_credit, 0::numeric),
+                         (2, 'accounts_receivable', 0, v.to_receivable),
+                         (3, 'customer_credit', 0, v.to_credit)) l(line, account, debit, credit)
+   where v.applied
+  union all
+  select v.merchant_id, 'fx:' || v.id, v.at, 'fx', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, null, 'rate at confirmation against the quote, ' || v.chain || ' ' || v.txid
+    from valued v,
+         lateral (select v.value_at_receipt - (v.to_receivable + v.to_credit) as diff) d,
+         lateral (values (1, case when d.diff > 0 then 'crypto:' || v.asset else 'fx_loss' end, abs(d.diff), 0::numeric),
+                         (2, case when d.diff > 0 then 'fx_gain' else 'crypto:' || v.asset end, 0, abs(d.diff))) l(line, account, debit, credit)
+   where v.applied and d.diff <> 0
+  union all
+  select v.merchant_id, 'unapplied:' || v.id, v.at, 'unapplied', v.invoice_id, v.invoice_number, l.*,
+         v.currency, v.asset, case when l.line = 1 then v.amount end, v.chain || ' ' || v.txid
+    from valued v,
+         lateral (values (1, 'crypto:' || v.asset, v.value_at_receipt, 0::numeric),
+                         (2, 'unapplied_receipts', 0, v.value_at_receipt)) l(line, account, debit, credit)
+   where not v.applied
+)
+select merchant_id, entry_id, entry_date, entry_type, invoice_id, invoice_number, line, account,
+       debit, credit, currency, asset, asset_amount, memo
+  from lines
+ where debit <> 0 or credit <> 0;
+comment on view invoices.journal_entries is
+  'Double-entry journal of the current merchant: for each finalized invoice (Dr accounts_receivable, Cr revenue and tax_payable), its cancellation or void (reversed), its write-off when marked uncollectible (Dr bad_debt) and the recovery if it is paid after all, each confirmed payment at the quoted value (Dr crypto:<asset>, Cr accounts_receivable, Cr customer_credit for an over-payment), its FX difference at the rate observed at confirmation (fx_gain / fx_loss) and unapplied receipts. Every entry_id balances: sum(debit) = sum(credit), in its currency. Export as CSV with Accept: text/csv.';
