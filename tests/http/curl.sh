@@ -339,7 +339,7 @@ PY
 )
 read -r rows entries unbalanced <<<"$balance"
 [ "$entries" -ge 1 ] && [ "$unbalanced" = 0 ] && ok "  $entries entries in $rows lines, each balanced" || bad "  entries balanced" "$balance"
-mine=$(grep -c "$B_NUMBER" "$work/body" || true)
+mine=$(grep -c "$B_ID" "$work/body" || true)   # by id: both merchants number from INV-0001
 call GET "/journal_entries?invoice_number=eq.$B_NUMBER" -H "X-API-Key: $B_KEY" -H "Accept: text/csv"
 expect_status "  the other merchant's journal" 200
 expect_eq "  B sees its own invoice's entry lines" "$(tail -n +2 "$work/body" | grep -c "$B_NUMBER")" "2"

@@ -47,7 +47,7 @@ for delay in 0.02 0.15 0.4; do
   pid=$(wait_worker "$pid") || { bad "the worker came back"; break; }
   kill -STOP "$pid"; stopped=$pid
 done
-ok "  the worker was killed $kills times around the run"
+expect_eq "  the worker was killed around the run, three times" "$kills" "3"
 made_while=$(q "select count(*) from invoices_internal.schedule_runs where merchant_id = '$mid'")
 kill -CONT "$pid"; stopped=""
 wait_for 20 "select count(*) = 1 from invoices_internal.schedule_runs where merchant_id = '$mid'" \
